@@ -1,0 +1,348 @@
+"""The Docker engine, through aiodocker. Raw API dicts are turned into the project's own
+dataclasses here; build and push streams are checked for in-band errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+import aiodocker
+
+from gateway import naming
+from gateway.errors import DockerError, NotebookFailed, RegistryError
+from gateway.models import RunningNotebook
+
+log = logging.getLogger(__name__)
+
+BUILD_LOG_TAIL = 40
+LineSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory: int
+    cpus: float
+    pids: int
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    status: str  # created, running, restarting, exited, dead, ...
+    running: bool
+    exit_code: int
+    oom_killed: bool
+    restart_count: int
+    error: str
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    server: str
+    username: str
+    password: str
+
+    def header(self) -> dict[str, str]:
+        return {"username": self.username, "password": self.password, "serveraddress": self.server}
+
+
+class DockerEngine:
+    def __init__(self, client: aiodocker.Docker, instance: str) -> None:
+        self.client = client
+        self.instance = instance
+
+    # -- engine and network --------------------------------------------------------------
+
+    async def ping(self) -> None:
+        try:
+            await self.client.version()
+        except (aiodocker.DockerError, OSError) as exc:
+            raise DockerError(f"the Docker engine does not answer: {exc}") from None
+
+    async def ensure_network(self, name: str) -> None:
+        try:
+            await self.client.networks.get(name)
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                raise DockerError(f"cannot inspect network {name}: {exc.message}") from None
+            try:
+                await self.client.networks.create(
+                    {
+                        "Name": name,
+                        "Driver": "bridge",
+                        "Labels": {naming.LABEL_INSTANCE: self.instance},
+                    }
+                )
+            except aiodocker.DockerError as create_exc:
+                if create_exc.status != 409:  # created concurrently
+                    raise DockerError(
+                        f"cannot create network {name}: {create_exc.message}"
+                    ) from None
+
+    # -- images --------------------------------------------------------------------------
+
+    async def image_id(self, ref: str) -> str | None:
+        try:
+            info = await self.client.images.inspect(ref)
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise DockerError(f"cannot inspect image {ref}: {exc.message}") from None
+        return str(info["Id"])
+
+    async def pull(self, ref: str) -> str:
+        try:
+            await self.client.images.pull(ref)
+        except aiodocker.DockerError as exc:
+            raise DockerError(f"base image {ref} is not available: {exc.message}") from None
+        image = await self.image_id(ref)
+        if image is None:
+            raise DockerError(f"base image {ref} is not available after pulling it")
+        return image
+
+    async def build(
+        self,
+        image: str,
+        context: IO[bytes],
+        labels: Mapping[str, str],
+        timeout: float,
+        on_line: LineSink,
+    ) -> None:
+        """Build from a tar context; raise NotebookFailed with the log's tail on any error."""
+        tail: deque[str] = deque(maxlen=BUILD_LOG_TAIL)
+
+        async def consume() -> None:
+            stream = self.client.images.build(
+                fileobj=context,
+                encoding="identity",
+                tag=image,
+                labels=dict(labels),
+                rm=True,
+                forcerm=True,
+                stream=True,
+            )
+            async for chunk in stream:
+                for line in _lines(chunk.get("stream")):
+                    tail.append(line)
+                    on_line(line)
+                if "error" in chunk:
+                    raise NotebookFailed(
+                        "build_failed", f"the image build failed: {_error_text(chunk)}", list(tail)
+                    )
+
+        try:
+            async with asyncio.timeout(timeout):
+                await consume()
+        except TimeoutError:
+            raise NotebookFailed(
+                "build_failed", f"the image build did not finish within {timeout:.0f} s", list(tail)
+            ) from None
+        except aiodocker.DockerError as exc:
+            raise NotebookFailed(
+                "build_failed", f"the image build failed: {exc.message}", list(tail)
+            ) from None
+        if await self.image_id(image) is None:
+            raise NotebookFailed(
+                "build_failed", "the build ended without producing the image", list(tail)
+            )
+
+    async def check_login(self, auth: RegistryAuth) -> None:
+        """Fail fast, before any build, when the registry refuses the credentials."""
+        try:
+            async with asyncio.timeout(60):
+                await self.client.auth(**auth.header())
+        except TimeoutError:
+            raise RegistryError(
+                f"registry {auth.server} did not answer the login within 60 s"
+            ) from None
+        except aiodocker.DockerError as exc:
+            raise RegistryError(
+                f"login to registry {auth.server} as {auth.username!r} failed: {exc.message}"
+            ) from None
+
+    async def push(
+        self, image: str, auth: RegistryAuth | None, timeout: float, on_line: LineSink
+    ) -> None:
+        repository, _, tag = image.rpartition(":")
+        try:
+            async with asyncio.timeout(timeout):
+                stream = self.client.images.push(
+                    repository, tag=tag, auth=auth.header() if auth else None, stream=True
+                )
+                async for chunk in stream:
+                    if "error" in chunk:
+                        raise NotebookFailed(
+                            "push_failed", f"pushing {image} failed: {_error_text(chunk)}"
+                        )
+                    if chunk.get("status") and not chunk.get("progressDetail"):
+                        on_line(f"{chunk.get('id', '')} {chunk['status']}".strip())
+        except TimeoutError:
+            raise NotebookFailed(
+                "push_failed", f"pushing {image} did not finish within {timeout:.0f} s"
+            ) from None
+        except aiodocker.DockerError as exc:
+            raise NotebookFailed("push_failed", f"pushing {image} failed: {exc.message}") from None
+
+    async def remove_notebook_images(
+        self, project: str, path: str, keep: str | None = None
+    ) -> list[str]:
+        """Remove this notebook's images (every content hash but `keep`). Images still used by a
+        container are left alone."""
+        filters = {"label": [*self._owned(), f"{naming.LABEL_PROJECT}={project}"]}
+        images = await self.client.images.list(filters=json.dumps(filters))
+        removed = []
+        for image in images:
+            if (image.get("Labels") or {}).get(naming.LABEL_NOTEBOOK) != path:
+                continue
+            for ref in image.get("RepoTags") or [image["Id"]]:
+                if ref == keep:
+                    continue
+                try:
+                    await self.client.images.delete(ref)
+                    removed.append(ref)
+                except aiodocker.DockerError as exc:
+                    if exc.status not in (404, 409):
+                        raise DockerError(f"cannot remove image {ref}: {exc.message}") from None
+        return removed
+
+    # -- containers ----------------------------------------------------------------------
+
+    def _owned(self) -> list[str]:
+        return [
+            f"{naming.LABEL_INSTANCE}={self.instance}",
+            f"{naming.LABEL_KIND}={naming.KIND_PUBLISHED}",
+        ]
+
+    async def list_notebooks(self, project: str | None = None) -> list[RunningNotebook]:
+        labels = self._owned()
+        if project is not None:
+            labels.append(f"{naming.LABEL_PROJECT}={project}")
+        try:
+            containers = await self.client.containers.list(
+                all=True, filters=json.dumps({"label": labels})
+            )
+        except aiodocker.DockerError as exc:
+            raise DockerError(f"cannot list containers: {exc.message}") from None
+        found = []
+        for container in containers:
+            raw: dict[str, Any] = container._container
+            labels_of = raw.get("Labels") or {}
+            found.append(
+                RunningNotebook(
+                    id=raw["Id"],
+                    name=(raw.get("Names") or ["/"])[0].lstrip("/"),
+                    project=labels_of.get(naming.LABEL_PROJECT, ""),
+                    path=labels_of.get(naming.LABEL_NOTEBOOK, ""),
+                    commit=labels_of.get(naming.LABEL_COMMIT, ""),
+                    content_hash=labels_of.get(naming.LABEL_CONTENT_HASH, ""),
+                    image=raw.get("Image", ""),
+                    url=labels_of.get(naming.LABEL_URL, ""),
+                    running=raw.get("State") == "running",
+                    status=raw.get("Status", ""),
+                )
+            )
+        return found
+
+    async def run_notebook(
+        self,
+        name: str,
+        image: str,
+        labels: Mapping[str, str],
+        hostname: str,
+        network: str,
+        user: str,
+        limits: Limits,
+    ) -> str:
+        config: dict[str, Any] = {
+            "Image": image,
+            "Hostname": hostname[:63],
+            "User": user,
+            "Labels": dict(labels),
+            "ExposedPorts": {"8888/tcp": {}},
+            "HostConfig": {
+                "NetworkMode": network,
+                "RestartPolicy": {"Name": "unless-stopped"},
+                "Memory": limits.memory,
+                "MemorySwap": limits.memory,  # no swap beyond the memory limit
+                "NanoCpus": int(limits.cpus * 1e9),
+                "PidsLimit": limits.pids,
+                "CapDrop": ["ALL"],
+                "SecurityOpt": ["no-new-privileges:true"],
+                "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            },
+        }
+        try:
+            container = await self.client.containers.create(config, name=name)
+        except aiodocker.DockerError as exc:
+            raise NotebookFailed(
+                "start_failed", f"cannot create container {name}: {exc.message}"
+            ) from None
+        try:
+            await container.start()
+        except aiodocker.DockerError as exc:
+            await self.remove_container(container.id)
+            raise NotebookFailed(
+                "start_failed", f"cannot start container {name}: {exc.message}"
+            ) from None
+        return str(container.id)
+
+    async def container_state(self, container_id: str) -> ContainerState | None:
+        try:
+            info = await self.client.containers.container(container_id).show()
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise DockerError(
+                f"cannot inspect container {container_id[:12]}: {exc.message}"
+            ) from None
+        state = info["State"]
+        return ContainerState(
+            status=state.get("Status", ""),
+            running=bool(state.get("Running")) and not state.get("Restarting"),
+            exit_code=int(state.get("ExitCode") or 0),
+            oom_killed=bool(state.get("OOMKilled")),
+            restart_count=int(info.get("RestartCount") or 0),
+            error=state.get("Error") or "",
+        )
+
+    async def logs_tail(self, container_id: str, lines: int = 30) -> list[str]:
+        try:
+            chunks = await self.client.containers.container(container_id).log(
+                stdout=True, stderr=True, tail=lines
+            )
+        except aiodocker.DockerError:
+            return []
+        return [line for chunk in chunks for line in _lines(chunk)][-lines:]
+
+    async def stop_container(self, container_id: str) -> None:
+        try:
+            await self.client.containers.container(container_id).stop(t=10)
+        except aiodocker.DockerError as exc:
+            if exc.status not in (304, 404):
+                raise DockerError(
+                    f"cannot stop container {container_id[:12]}: {exc.message}"
+                ) from None
+
+    async def remove_container(self, container_id: str) -> None:
+        try:
+            await self.client.containers.container(container_id).delete(force=True, v=True)
+        except aiodocker.DockerError as exc:
+            if exc.status not in (404, 409):  # gone already, or removal already in progress
+                raise DockerError(
+                    f"cannot remove container {container_id[:12]}: {exc.message}"
+                ) from None
+
+
+def _lines(text: Any) -> list[str]:
+    if not isinstance(text, str):
+        return []
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+def _error_text(chunk: Mapping[str, Any]) -> str:
+    detail = chunk.get("errorDetail") or {}
+    return str(detail.get("message") or chunk.get("error") or "unknown error").strip()

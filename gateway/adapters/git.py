@@ -1,0 +1,292 @@
+"""The notebooks repository: a bare clone under STATE_DIR, read straight from git objects.
+
+GitPython blocks, so every call runs in a worker thread. Reading is done from the exact commit
+that was fetched, never from a working tree, so concurrent jobs cannot see each other's state.
+Credentials reach git only through GIT_ASKPASS and the environment of each git process: they are
+never written to the clone's config or to disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import git
+from git.index import IndexFile
+from git.index.typ import BaseIndexEntry
+from gitdb import IStream
+
+from gateway.context_tar import BlobReader
+from gateway.discovery import TreeEntry
+from gateway.errors import GitError, PublishError
+
+PUBLISH_ATTEMPTS = 5
+_ASKPASS = """#!/bin/sh
+# Answers git's credential prompts from the environment of the git process; holds no secret.
+case "$1" in
+  Username*) printf '%s\\n' "$NOTEBOOK_GATEWAY_GIT_USERNAME" ;;
+  *) printf '%s\\n' "$NOTEBOOK_GATEWAY_GIT_PASSWORD" ;;
+esac
+"""
+_REJECTED = re.compile(
+    r"\[rejected\]|non-fast-forward|fetch first|\[remote rejected\].*(stale|lock)"
+)
+
+
+class NotebookRepo:
+    def __init__(
+        self,
+        url: str,
+        clone_dir: Path,
+        *,
+        branch: str = "",
+        token: str | None = None,
+        timeout: float = 120.0,
+    ) -> None:
+        self.url = url
+        self.clone_dir = clone_dir
+        self.timeout = timeout
+        self._branch = branch
+        self._token = token
+        self._lock = asyncio.Lock()  # fetch and publish move refs: one at a time
+
+    # -- public, async ------------------------------------------------------------------------
+
+    async def fetch(self) -> str:
+        """Fetch the branch and return the commit it points to."""
+        async with self._lock:
+            return await asyncio.to_thread(self._fetch)
+
+    async def project_entries(self, commit: str, project: str) -> list[TreeEntry] | None:
+        """Every file under the top-level folder `project`, or None if there is no such folder."""
+        return await asyncio.to_thread(self._project_entries, commit, project)
+
+    async def projects(self, commit: str) -> list[str]:
+        return await asyncio.to_thread(self._projects, commit)
+
+    async def publish_file(
+        self, path: str, content: bytes, message: str, author: git.Actor
+    ) -> str | None:
+        """Commit `content` at `path` on top of the branch and push it. Returns the new commit,
+        or None when the file already had that content. A push rejected because someone pushed
+        meanwhile is retried on top of their commit."""
+        async with self._lock:
+            return await asyncio.to_thread(self._publish, path, content, message, author)
+
+    @contextmanager
+    def blob_reader(self) -> Iterator[BlobReader]:
+        """Open the clone for streaming blob contents (from a worker thread)."""
+        with self._repo() as repo:
+            yield lambda sha: repo.odb.stream(bytes.fromhex(sha))
+
+    async def commit_time(self, commit: str) -> int:
+        def read() -> int:
+            with self._repo() as repo:
+                return int(repo.commit(commit).committed_date)
+
+        return await asyncio.to_thread(read)
+
+    @property
+    def branch(self) -> str:
+        return self._branch
+
+    # -- blocking implementation ------------------------------------------------------------
+
+    @contextmanager
+    def _repo(self) -> Iterator[git.Repo]:
+        repo = git.Repo(self.clone_dir)
+        try:
+            yield repo
+        finally:
+            repo.close()
+
+    def _env(self) -> dict[str, str]:
+        env = {
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_LITERAL_PATHSPECS": "1",
+            "GIT_ASKPASS": str(self._askpass()),
+            "SSH_ASKPASS": str(self._askpass()),
+            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
+            # No credential helper may store what askpass answers.
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "credential.helper",
+            "GIT_CONFIG_VALUE_0": "",
+        }
+        if self._token:
+            env["NOTEBOOK_GATEWAY_GIT_USERNAME"] = urlsplit(self.url).username or "oauth2"
+            env["NOTEBOOK_GATEWAY_GIT_PASSWORD"] = self._token
+        return env
+
+    def _askpass(self) -> Path:
+        path = self.clone_dir.parent / "git-askpass.sh"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(_ASKPASS)
+            path.chmod(stat.S_IRWXU)
+        return path
+
+    def _git(self, repo: git.Repo, *args: str) -> str:
+        try:
+            return str(
+                repo.git.execute(["git", *args], env=self._env(), kill_after_timeout=self.timeout)
+            )
+        except git.GitCommandError as exc:
+            raise GitError(_describe(exc, self.url), detail={"command": args[0]}) from None
+
+    def _ensure_clone(self) -> git.Repo:
+        if not (self.clone_dir / "HEAD").exists():
+            self.clone_dir.mkdir(parents=True, exist_ok=True)
+            repo = git.Repo.init(self.clone_dir, bare=True)
+            repo.git.remote("add", "origin", self.url)
+            return repo
+        repo = git.Repo(self.clone_dir)
+        if repo.remote("origin").url != self.url:
+            repo.git.remote("set-url", "origin", self.url)
+        return repo
+
+    def _fetch(self) -> str:
+        repo = self._ensure_clone()
+        try:
+            return self._fetch_into(repo)
+        finally:
+            repo.close()
+
+    def _fetch_into(self, repo: git.Repo) -> str:
+        if not self._branch:
+            self._branch = self._default_branch(repo)
+        ref = f"refs/remotes/origin/{self._branch}"
+        self._git(
+            repo, "fetch", "--no-tags", "--force", "origin", f"+refs/heads/{self._branch}:{ref}"
+        )
+        return self._git(repo, "rev-parse", "--verify", f"{ref}^{{commit}}")
+
+    def _default_branch(self, repo: git.Repo) -> str:
+        out = self._git(repo, "ls-remote", "--symref", "origin", "HEAD")
+        match = re.search(r"^ref: refs/heads/(\S+)\s+HEAD", out, re.MULTILINE)
+        if not match:
+            raise GitError(
+                f"cannot tell the default branch of {self.url}; set GIT_BRANCH",
+            )
+        return match.group(1)
+
+    def _project_entries(self, commit: str, project: str) -> list[TreeEntry] | None:
+        with self._repo() as repo:
+            out = repo.git.execute(
+                ["git", "ls-tree", "-r", "-l", "-z", "--full-tree", commit, "--", project],
+                env=self._env(),
+                stdout_as_string=False,
+            )
+            prefix = project.encode("utf-8", "surrogateescape") + b"/"
+            entries: list[TreeEntry] = []
+            for record in out.split(b"\0"):
+                if not record:
+                    continue
+                meta, _, raw_path = record.partition(b"\t")
+                mode, kind, sha, size = meta.split()
+                if kind != b"blob" or not raw_path.startswith(prefix):
+                    continue  # submodules have no content here
+                path = raw_path[len(prefix) :].decode("utf-8", "surrogateescape")
+                link = None
+                if mode == b"120000":
+                    link = (
+                        repo.odb.stream(bytes.fromhex(sha.decode()))
+                        .read()
+                        .decode("utf-8", "surrogateescape")
+                    )
+                entries.append(
+                    TreeEntry(
+                        path=path,
+                        blob=sha.decode(),
+                        size=int(size),
+                        executable=mode == b"100755",
+                        link_target=link,
+                    )
+                )
+            return entries or None
+
+    def _projects(self, commit: str) -> list[str]:
+        with self._repo() as repo:
+            out = repo.git.execute(["git", "ls-tree", "-z", commit], stdout_as_string=False)
+            names = []
+            for record in out.split(b"\0"):
+                meta, _, name = record.partition(b"\t")
+                if meta.split()[1:2] == [b"tree"] and not name.startswith(b"."):
+                    names.append(name.decode("utf-8", "surrogateescape"))
+            return names
+
+    def _publish(self, path: str, content: bytes, message: str, author: git.Actor) -> str | None:
+        repo = self._ensure_clone()
+        try:
+            for _ in range(PUBLISH_ATTEMPTS):
+                tip = self._fetch_into(repo)
+                parent = repo.commit(tip)
+                try:
+                    current = (parent.tree / path).data_stream.read()
+                except KeyError:
+                    current = None
+                if current == content:
+                    return None
+                blob = repo.odb.store(IStream("blob", len(content), io.BytesIO(content)))
+                index = IndexFile.from_tree(repo, parent)
+                index.add([BaseIndexEntry((0o100644, blob.binsha, 0, path))], write=False)
+                commit = git.Commit.create_from_tree(
+                    repo,
+                    index.write_tree(),
+                    message,
+                    parent_commits=[parent],
+                    head=False,
+                    author=author,
+                    committer=author,
+                )
+                try:
+                    repo.git.execute(
+                        [
+                            "git",
+                            "push",
+                            "--porcelain",
+                            "origin",
+                            f"{commit.hexsha}:refs/heads/{self._branch}",
+                        ],
+                        env=self._env(),
+                        kill_after_timeout=self.timeout,
+                    )
+                except git.GitCommandError as exc:
+                    if _REJECTED.search(f"{exc.stdout}\n{exc.stderr}"):
+                        continue  # someone pushed meanwhile: rebuild on their commit
+                    raise PublishError(
+                        f"pushing {path} failed: {_describe(exc, self.url)}"
+                    ) from None
+                repo.git.update_ref(f"refs/remotes/origin/{self._branch}", commit.hexsha)
+                return str(commit.hexsha)
+            raise PublishError(
+                f"pushing {path} was rejected {PUBLISH_ATTEMPTS} times"
+                " because the branch kept moving"
+            )
+        finally:
+            repo.close()
+
+
+def _describe(exc: git.GitCommandError, url: str) -> str:
+    """git's own words, without the command line (which only repeats what we asked)."""
+    stderr = str(exc.stderr or "").strip().removeprefix("stderr:").strip().strip("'").strip()
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    text = "; ".join(lines[-3:]) if lines else f"git exited with status {exc.status}"
+    if "timed out" in str(exc) or "kill_after_timeout" in str(exc):
+        text = "git did not finish in time"
+    return f"git {exc.command[1] if len(exc.command) > 1 else ''} on {_safe_url(url)}: {text}"
+
+
+def _safe_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        return parts._replace(netloc=netloc).geturl()
+    return url

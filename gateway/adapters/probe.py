@@ -1,0 +1,29 @@
+"""Asks Traefik whether a notebook answers at its host name: the only proof that it is reachable."""
+
+from __future__ import annotations
+
+import aiohttp
+
+PROBE_TIMEOUT = aiohttp.ClientTimeout(total=5)
+
+
+class TraefikProbe:
+    def __init__(self, session: aiohttp.ClientSession, traefik_url: str) -> None:
+        self.session = session
+        self.traefik_url = traefik_url.rstrip("/")
+
+    async def answers(self, host: str) -> bool:
+        """True when Jupyter's /api answers through Traefik for this Host."""
+        try:
+            async with self.session.get(
+                f"{self.traefik_url}/api",
+                headers={"Host": host},
+                timeout=PROBE_TIMEOUT,
+                allow_redirects=False,
+            ) as response:
+                if response.status != 200:
+                    return False
+                body = await response.json(content_type=None)
+                return isinstance(body, dict) and "version" in body
+        except (TimeoutError, aiohttp.ClientError, ValueError):
+            return False

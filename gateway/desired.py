@@ -1,0 +1,110 @@
+"""Desired state: what should run for each notebook of a project at a commit.
+
+Everything here is derived from the repository and the settings alone, including the image tag,
+which is a hash of everything that goes into the image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from gateway import naming
+from gateway.dockerfile import render_dockerfile, start_script
+from gateway.models import ContextFile, DesiredNotebook, ProjectSnapshot, RepoFile
+from gateway.settings import Settings
+from gateway.traefik import router_labels
+
+TAG_LENGTH = 20
+
+
+def desired_notebooks(
+    snapshot: ProjectSnapshot, settings: Settings, base_identity: str
+) -> list[DesiredNotebook]:
+    return [_desired(snapshot, nb, settings, base_identity) for nb in snapshot.notebooks]
+
+
+def _desired(
+    snapshot: ProjectSnapshot, notebook: RepoFile, settings: Settings, base_identity: str
+) -> DesiredNotebook:
+    names = naming.notebook_names(
+        settings.instance, naming.image_prefix(settings.registry_host), snapshot.name, notebook.path
+    )
+    dockerfile = render_dockerfile(
+        base_image=settings.base_image,
+        user=settings.notebook_user,
+        notebook_path=notebook.path,
+        requirements=snapshot.requirements is not None,
+        shared=bool(snapshot.shared),
+    ).encode()
+    context = build_context(snapshot, notebook, dockerfile)
+    digest = content_hash(context, base_identity)
+    url = naming.public_url(
+        names.host_label, settings.base_domain, settings.public_scheme, settings.public_port
+    )
+    labels = {
+        naming.LABEL_INSTANCE: settings.instance,
+        naming.LABEL_KIND: naming.KIND_PUBLISHED,
+        naming.LABEL_PROJECT: snapshot.name,
+        naming.LABEL_NOTEBOOK: notebook.path,
+        naming.LABEL_COMMIT: snapshot.commit,
+        naming.LABEL_CONTENT_HASH: digest,
+        naming.LABEL_URL: url,
+    }
+    return DesiredNotebook(
+        project=snapshot.name,
+        path=notebook.path,
+        commit=snapshot.commit,
+        content_hash=digest,
+        image=f"{names.image_repository}:{digest}",
+        container=names.container,
+        host_label=names.host_label,
+        url=url,
+        context=context,
+        labels=labels,
+    )
+
+
+def container_labels(desired: DesiredNotebook, settings: Settings) -> dict[str, str]:
+    host = f"{desired.host_label}.{settings.base_domain}"
+    routing = router_labels(
+        desired.container, host, settings.traefik_entrypoint, settings.docker_network
+    )
+    return {**desired.labels, **routing}
+
+
+def build_context(
+    snapshot: ProjectSnapshot, notebook: RepoFile, dockerfile: bytes
+) -> tuple[ContextFile, ...]:
+    """Only what the image needs: the project's shared files, this notebook, and our own files."""
+    script = start_script()
+    files = [
+        ContextFile("Dockerfile", len(dockerfile), data=dockerfile),
+        ContextFile(".gateway/start-notebook.py", len(script), data=script),
+    ]
+    if snapshot.requirements is not None:
+        req = snapshot.requirements
+        files.append(ContextFile(".gateway/requirements.txt", req.size, blob=req.blob))
+    files += [
+        ContextFile(f"shared/{f.path}", f.size, blob=f.blob, executable=f.executable)
+        for f in snapshot.shared
+    ]
+    files.append(
+        ContextFile(
+            f"notebook/{notebook.path}",
+            notebook.size,
+            blob=notebook.blob,
+            executable=notebook.executable,
+        )
+    )
+    return tuple(files)
+
+
+def content_hash(context: tuple[ContextFile, ...], base_identity: str) -> str:
+    """A hash of every input of the image. Git blob ids already identify file contents,
+    so nothing has to be read to compute it."""
+    digest = hashlib.sha256(f"base {base_identity}\n".encode())
+    for entry in sorted(context, key=lambda f: f.arcname):
+        ident = entry.blob or hashlib.sha256(entry.data or b"").hexdigest()
+        mode = "x" if entry.executable else "-"
+        digest.update(f"{entry.arcname}\0{mode}\0{ident}\n".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:TAG_LENGTH]

@@ -1,0 +1,154 @@
+"""Plain data passed between the layers. Nothing here talks to the outside world."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    """A regular file of the repository at one commit, identified by its git blob."""
+
+    path: str  # relative to the project folder, POSIX separators
+    blob: str  # git blob sha (already a hash of the content)
+    size: int
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class ProjectSnapshot:
+    """One top-level folder of the repository at one commit."""
+
+    name: str
+    commit: str
+    notebooks: tuple[RepoFile, ...]
+    shared: tuple[RepoFile, ...]  # every other file (data, helpers, requirements.txt)
+    requirements: RepoFile | None
+
+
+@dataclass(frozen=True)
+class ContextFile:
+    """One entry of a build context: from a git blob, or literal bytes we generate."""
+
+    arcname: str
+    size: int
+    blob: str | None = None
+    data: bytes | None = None
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class DesiredNotebook:
+    """What should run for one notebook, fully determined by the repository at a commit."""
+
+    project: str
+    path: str
+    commit: str
+    content_hash: str
+    image: str  # repository:tag
+    container: str
+    host_label: str
+    url: str
+    context: tuple[ContextFile, ...]
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunningNotebook:
+    """A container the gateway owns, as read back from its labels."""
+
+    id: str
+    name: str
+    project: str
+    path: str
+    commit: str
+    content_hash: str
+    image: str
+    url: str
+    running: bool
+    status: str
+
+
+class NotebookState(enum.StrEnum):
+    RUNNING = "running"
+    FAILED = "failed"
+    REMOVED = "removed"
+
+
+class NotebookAction(enum.StrEnum):
+    BUILT = "built"  # a new image was built and the container (re)started
+    RESTARTED = "restarted"  # image existed; the container was (re)created
+    UNCHANGED = "unchanged"  # already running this exact content
+    REMOVED = "removed"
+    NONE = "none"  # failed before anything changed
+
+
+@dataclass
+class NotebookOutcome:
+    project: str
+    path: str
+    state: NotebookState
+    action: NotebookAction
+    url: str = ""
+    image: str = ""
+    commit: str = ""
+    reason: str = ""  # machine-readable failure kind: build_failed, push_failed, not_ready, ...
+    message: str = ""
+    log: list[str] = field(default_factory=list)  # build log or container log tail on failure
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.path,
+            "project": self.project,
+            "url": self.url,
+            "state": str(self.state),
+            "action": str(self.action),
+            "image": self.image,
+            "commit": self.commit,
+            "reason": self.reason or None,
+            "message": self.message or None,
+            "log": self.log,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NotebookOutcome:
+        return cls(
+            project=data["project"],
+            path=data["name"],
+            state=NotebookState(data["state"]),
+            action=NotebookAction(data["action"]),
+            url=data.get("url") or "",
+            image=data.get("image") or "",
+            commit=data.get("commit") or "",
+            reason=data.get("reason") or "",
+            message=data.get("message") or "",
+            log=list(data.get("log") or []),
+        )
+
+
+class Phase(enum.StrEnum):
+    WAITING = "waiting"
+    FETCHING = "fetching"
+    BUILDING = "building"
+    PUSHING = "pushing"
+    STARTING = "starting"
+    READY = "ready"
+    REMOVING = "removing"
+    PUBLISHING = "publishing"
+    FAILED = "failed"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """What the pipeline reports while it works; the job keeps them as its log."""
+
+    phase: Phase
+    message: str
+    notebook: str | None = None
+
+
+Emit = Callable[[ProgressEvent], None]

@@ -1,0 +1,254 @@
+"""Apply a plan: build, push and start what changed, prove it answers, remove what is gone.
+
+One broken notebook never stops the others: its failure becomes its outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import IO
+
+from gateway.adapters.docker import DockerEngine, Limits, RegistryAuth
+from gateway.adapters.git import NotebookRepo
+from gateway.adapters.probe import TraefikProbe
+from gateway.context_tar import write_context_tar
+from gateway.desired import container_labels
+from gateway.errors import NotebookFailed
+from gateway.models import (
+    DesiredNotebook,
+    Emit,
+    NotebookAction,
+    NotebookOutcome,
+    NotebookState,
+    Phase,
+    ProgressEvent,
+    RunningNotebook,
+)
+from gateway.plan import Deploy, Plan
+from gateway.settings import Settings
+
+LOG_TAIL = 30
+KEEP_CHECK_TIMEOUT = 15.0
+
+
+class Deployer:
+    def __init__(
+        self, settings: Settings, docker: DockerEngine, repo: NotebookRepo, probe: TraefikProbe
+    ) -> None:
+        self.settings = settings
+        self.docker = docker
+        self.repo = repo
+        self.probe = probe
+        self.limits = Limits(settings.memory_limit, settings.cpu_limit, settings.pids_limit)
+        self.auth = (
+            RegistryAuth(
+                settings.registry_server,
+                settings.registry_username,
+                settings.registry_password.get_secret_value(),
+            )
+            if settings.registry_host and settings.registry_password
+            else None
+        )
+
+    async def apply(self, plan: Plan, mtime: int, emit: Emit) -> list[NotebookOutcome]:
+        outcomes: list[NotebookOutcome] = []
+        deploys = list(plan.deploy)
+
+        # Containers that already run the right content must still prove they answer.
+        answering = await asyncio.gather(
+            *(self._answers(k.desired, KEEP_CHECK_TIMEOUT) for k in plan.keep)
+        )
+        for keep, ok in zip(plan.keep, answering, strict=True):
+            if ok:
+                emit(ProgressEvent(Phase.READY, "unchanged and answering", keep.desired.path))
+                outcomes.append(
+                    _outcome(
+                        keep.desired,
+                        NotebookState.RUNNING,
+                        NotebookAction.UNCHANGED,
+                        keep.current.commit,
+                    )
+                )
+            else:
+                emit(
+                    ProgressEvent(Phase.STARTING, "not answering; restarting it", keep.desired.path)
+                )
+                deploys.append(Deploy(keep.desired, (keep.current,)))
+
+        # Images are built one at a time (builds saturate the machine); waiting is concurrent.
+        starting: list[asyncio.Task[NotebookOutcome]] = []
+        for item in sorted(deploys, key=lambda d: d.desired.path):
+            try:
+                action = await self._ensure_image(item.desired, mtime, emit)
+                for old in item.replaces:
+                    await self.docker.remove_container(old.id)
+                container_id = await self._start(item.desired, emit)
+            except NotebookFailed as failure:
+                outcomes.append(self._failed(item, failure, emit))
+                continue
+            starting.append(
+                asyncio.create_task(self._await_ready(item.desired, container_id, action, emit))
+            )
+        outcomes.extend(await asyncio.gather(*starting))
+
+        for gone in plan.remove:
+            emit(ProgressEvent(Phase.REMOVING, f"removing container {gone.name}", gone.path))
+            await self.docker.remove_container(gone.id)
+        still_wanted = {o.path for o in outcomes}
+        for project, path in sorted(
+            {(g.project, g.path) for g in plan.remove if g.path not in still_wanted}
+        ):
+            await self.docker.remove_notebook_images(project, path)
+            outcomes.append(
+                NotebookOutcome(project, path, NotebookState.REMOVED, NotebookAction.REMOVED)
+            )
+
+        # Old images of notebooks that now run a new one.
+        for outcome in outcomes:
+            if (
+                outcome.state is NotebookState.RUNNING
+                and outcome.action is not NotebookAction.UNCHANGED
+            ):
+                await self.docker.remove_notebook_images(
+                    outcome.project, outcome.path, keep=outcome.image
+                )
+        return sorted(outcomes, key=lambda o: o.path)
+
+    async def _ensure_image(
+        self, desired: DesiredNotebook, mtime: int, emit: Emit
+    ) -> NotebookAction:
+        def line(text: str, phase: Phase = Phase.BUILDING) -> None:
+            emit(ProgressEvent(phase, text, desired.path))
+
+        action = NotebookAction.RESTARTED
+        if await self.docker.image_id(desired.image) is None:
+            line(f"building {desired.image}")
+            context = await asyncio.to_thread(self._write_context, desired, mtime)
+            try:
+                await self.docker.build(
+                    desired.image, context, desired.labels, self.settings.build_timeout, line
+                )
+            finally:
+                context.close()
+            action = NotebookAction.BUILT
+        if self.settings.registry_host:
+            line(f"pushing {desired.image}", Phase.PUSHING)
+            await self.docker.push(
+                desired.image,
+                self.auth,
+                self.settings.push_timeout,
+                lambda text: line(text, Phase.PUSHING),
+            )
+        return action
+
+    def _write_context(self, desired: DesiredNotebook, mtime: int) -> IO[bytes]:
+        with self.repo.blob_reader() as read_blob:
+            return write_context_tar(desired.context, read_blob, mtime)
+
+    async def _start(self, desired: DesiredNotebook, emit: Emit) -> str:
+        emit(ProgressEvent(Phase.STARTING, f"starting container {desired.container}", desired.path))
+        return await self.docker.run_notebook(
+            name=desired.container,
+            image=desired.image,
+            labels=container_labels(desired, self.settings),
+            hostname=desired.host_label,
+            network=self.settings.docker_network,
+            user=self.settings.notebook_user,
+            limits=self.limits,
+        )
+
+    async def _await_ready(
+        self, desired: DesiredNotebook, container_id: str, action: NotebookAction, emit: Emit
+    ) -> NotebookOutcome:
+        """Running means answering through Traefik. A container that exits, runs out of
+        memory or stays silent past the deadline is stopped and reported with its log."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.ready_timeout
+        delay = 0.25
+        while True:
+            state = await self.docker.container_state(container_id)
+            failure: NotebookFailed | None = None
+            if state is None:
+                failure = NotebookFailed("start_failed", "the container was removed while starting")
+            elif state.oom_killed:
+                failure = NotebookFailed(
+                    "out_of_memory",
+                    "the notebook ran out of memory"
+                    f" (limit {self.settings.memory_limit // 2**20} MiB)",
+                )
+            elif state.restart_count > 0 or state.status in ("exited", "dead"):
+                failure = NotebookFailed(
+                    "start_failed", f"Jupyter exited with code {state.exit_code} while starting"
+                )
+            elif state.running and await self.probe.answers(self._host(desired)):
+                emit(ProgressEvent(Phase.READY, f"answering at {desired.url}", desired.path))
+                return _outcome(desired, NotebookState.RUNNING, action, desired.commit)
+            elif loop.time() > deadline:
+                failure = NotebookFailed(
+                    "not_ready",
+                    "the notebook did not answer through the proxy"
+                    f" within {self.settings.ready_timeout:.0f} s",
+                )
+            if failure is not None:
+                failure.log = await self.docker.logs_tail(container_id, LOG_TAIL)
+                await self.docker.stop_container(container_id)
+                emit(ProgressEvent(Phase.FAILED, failure.message, desired.path))
+                return NotebookOutcome(
+                    project=desired.project,
+                    path=desired.path,
+                    state=NotebookState.FAILED,
+                    action=NotebookAction.NONE,
+                    image=desired.image,
+                    commit=desired.commit,
+                    reason=failure.reason,
+                    message=failure.message,
+                    log=failure.log,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+
+    async def _answers(self, desired: DesiredNotebook, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await self.probe.answers(self._host(desired)):
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.5)
+        return True
+
+    def _host(self, desired: DesiredNotebook) -> str:
+        return f"{desired.host_label}.{self.settings.base_domain}"
+
+    def _failed(self, item: Deploy, failure: NotebookFailed, emit: Emit) -> NotebookOutcome:
+        """A build or push failure leaves the previous container (if any) serving."""
+        emit(ProgressEvent(Phase.FAILED, failure.message, item.desired.path))
+        serving: RunningNotebook | None = next((c for c in item.replaces if c.running), None)
+        message = failure.message
+        if serving is not None:
+            message += f"; the previous version (commit {serving.commit[:8]}) is still served"
+        return NotebookOutcome(
+            project=item.desired.project,
+            path=item.desired.path,
+            state=NotebookState.FAILED,
+            action=NotebookAction.NONE,
+            url=serving.url if serving else "",
+            image=item.desired.image,
+            commit=serving.commit if serving else item.desired.commit,
+            reason=failure.reason,
+            message=message,
+            log=failure.log,
+        )
+
+
+def _outcome(
+    desired: DesiredNotebook, state: NotebookState, action: NotebookAction, commit: str
+) -> NotebookOutcome:
+    return NotebookOutcome(
+        project=desired.project,
+        path=desired.path,
+        state=state,
+        action=action,
+        url=desired.url,
+        image=desired.image,
+        commit=commit,
+    )

@@ -1,0 +1,264 @@
+"""Durable state in SQLite under STATE_DIR: jobs, their logs, and the published notebooks.
+
+A job row is written before the request that created it is answered, and holds everything
+needed to run it again, so unfinished jobs can be resumed after a restart.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gateway.models import NotebookOutcome, NotebookState, ProgressEvent
+
+SCHEMA = [
+    # version 1
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        action TEXT NOT NULL,
+        state TEXT NOT NULL,
+        commit_sha TEXT,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        notebooks TEXT NOT NULL DEFAULT '[]',
+        error TEXT
+    );
+    CREATE INDEX jobs_state ON jobs (state);
+    CREATE TABLE job_log (
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        notebook TEXT,
+        message TEXT NOT NULL,
+        PRIMARY KEY (job_id, seq)
+    );
+    CREATE TABLE notebooks (
+        project TEXT NOT NULL,
+        path TEXT NOT NULL,
+        record TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (project, path)
+    );
+    """,
+]
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class JobAction(enum.StrEnum):
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass
+class Job:
+    id: str
+    project: str
+    action: JobAction
+    state: JobState
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    commit: str | None = None
+    notebooks: list[NotebookOutcome] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (JobState.SUCCEEDED, JobState.FAILED)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "project": self.project,
+            "action": str(self.action),
+            "state": str(self.state),
+            "commit": self.commit,
+            "created": self.created_at,
+            "started": self.started_at,
+            "finished": self.finished_at,
+            "notebooks": [n.to_json() for n in self.notebooks],
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class LogLine:
+    at: str
+    event: ProgressEvent
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "phase": str(self.event.phase),
+            "notebook": self.event.notebook,
+            "message": self.event.message,
+        }
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        db.row_factory = aiosqlite.Row
+        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA foreign_keys = ON")
+        await db.execute("PRAGMA busy_timeout = 5000")
+        (version,) = await (await db.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
+        for number, statements in enumerate(SCHEMA[version:], start=version + 1):
+            await db.executescript(statements)
+            await db.execute(f"PRAGMA user_version = {number}")
+        await db.commit()
+        return cls(db)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    async def create_job(self, project: str, action: JobAction) -> Job:
+        job = Job(uuid.uuid4().hex, project, action, JobState.QUEUED, now())
+        await self.db.execute(
+            "INSERT INTO jobs (id, project, action, state, created_at) VALUES (?, ?, ?, ?, ?)",
+            (job.id, job.project, str(job.action), str(job.state), job.created_at),
+        )
+        await self.db.commit()
+        return job
+
+    async def get_job(self, job_id: str) -> Job | None:
+        cursor = await self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        row = await cursor.fetchone()
+        return _job(row) if row else None
+
+    async def unfinished_jobs(self) -> list[Job]:
+        cursor = await self.db.execute(
+            "SELECT * FROM jobs WHERE state IN (?, ?) ORDER BY created_at",
+            (str(JobState.QUEUED), str(JobState.RUNNING)),
+        )
+        return [_job(row) for row in await cursor.fetchall()]
+
+    async def mark_running(self, job_id: str) -> None:
+        await self.db.execute(
+            "UPDATE jobs SET state = ?, started_at = ? WHERE id = ?",
+            (str(JobState.RUNNING), now(), job_id),
+        )
+        await self.db.commit()
+
+    async def finish_job(
+        self,
+        job_id: str,
+        state: JobState,
+        commit: str | None,
+        notebooks: list[NotebookOutcome],
+        error: dict[str, Any] | None,
+    ) -> None:
+        await self.db.execute(
+            "UPDATE jobs SET state = ?, finished_at = ?, commit_sha = ?, notebooks = ?, error = ?"
+            " WHERE id = ?",
+            (
+                str(state),
+                now(),
+                commit,
+                json.dumps([n.to_json() for n in notebooks]),
+                json.dumps(error) if error else None,
+                job_id,
+            ),
+        )
+        await self.db.commit()
+
+    async def append_log(self, job_id: str, lines: list[LogLine]) -> None:
+        if not lines:
+            return
+        cursor = await self.db.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM job_log WHERE job_id = ?", (job_id,)
+        )
+        (last,) = await cursor.fetchone()  # type: ignore[misc]
+        await self.db.executemany(
+            "INSERT INTO job_log (job_id, seq, at, phase, notebook, message)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    job_id,
+                    last + i,
+                    line.at,
+                    str(line.event.phase),
+                    line.event.notebook,
+                    line.event.message,
+                )
+                for i, line in enumerate(lines, start=1)
+            ],
+        )
+        await self.db.commit()
+
+    async def job_log(self, job_id: str, limit: int = 5000) -> list[dict[str, Any]]:
+        cursor = await self.db.execute(
+            "SELECT at, phase, notebook, message FROM"
+            " (SELECT * FROM job_log WHERE job_id = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+            (job_id, limit),
+        )
+        return [dict(row) for row in await cursor.fetchall()]
+
+    # -- published notebooks ----------------------------------------------------------------
+
+    async def replace_project(self, project: str, outcomes: list[NotebookOutcome]) -> None:
+        """The project's published notebooks are exactly these (removed ones are dropped)."""
+        await self.db.execute("DELETE FROM notebooks WHERE project = ?", (project,))
+        await self.db.executemany(
+            "INSERT INTO notebooks (project, path, record, updated_at) VALUES (?, ?, ?, ?)",
+            [
+                (project, o.path, json.dumps({**o.to_json(), "log": []}), now())
+                for o in outcomes
+                if o.state is not NotebookState.REMOVED
+            ],
+        )
+        await self.db.commit()
+
+    async def published(self, project: str | None = None) -> list[NotebookOutcome]:
+        if project is None:
+            cursor = await self.db.execute("SELECT record FROM notebooks ORDER BY project, path")
+        else:
+            cursor = await self.db.execute(
+                "SELECT record FROM notebooks WHERE project = ? ORDER BY path", (project,)
+            )
+        return [
+            NotebookOutcome.from_json(json.loads(row["record"])) for row in await cursor.fetchall()
+        ]
+
+
+def _job(row: aiosqlite.Row) -> Job:
+    return Job(
+        id=row["id"],
+        project=row["project"],
+        action=JobAction(row["action"]),
+        state=JobState(row["state"]),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        commit=row["commit_sha"],
+        notebooks=[NotebookOutcome.from_json(n) for n in json.loads(row["notebooks"])],
+        error=json.loads(row["error"]) if row["error"] else None,
+    )

@@ -1,0 +1,272 @@
+"""The gateway's configuration: one frozen object, built from the environment in one place.
+
+Variable names keep those of the original orchestrator (AUTH_TOKEN, HOSTNAME, GITLAB_ACCESS_TOKEN,
+GITLAB_REPO_URL, REGISTRY_USERNAME, REGISTRY_PASSWORD, REGISTRY_HOST) so existing `.env` files work.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.errors import ConfigError
+
+# Names and lowercase DNS labels; a Docker image reference is checked loosely (no spaces,
+# no control characters, no JSON or shell metacharacters) because it ends up in FROM.
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+_IMAGE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+_INSTANCE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+_NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_USER = re.compile(r"^[0-9]+:[0-9]+$")
+_MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_bytes(value: str | int) -> int:
+    """'512m', '1g', '1.5GiB' or a plain number of bytes."""
+    if isinstance(value, int):
+        return value
+    match = _MEMORY.match(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a size such as 512m or 2g")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[unit.lower()])
+
+
+class Settings(BaseModel):
+    """Validated configuration. Field aliases are the environment variable names."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    # Notification API
+    auth_token: SecretStr = Field(alias="AUTH_TOKEN")
+    gateway_url: str = Field("", alias="GATEWAY_URL")
+    gateway_host: str = Field("0.0.0.0", alias="GATEWAY_HOST")
+    gateway_port: int = Field(3000, alias="GATEWAY_PORT", ge=1, le=65535)
+
+    # The notebooks repository
+    repo_url: str = Field(alias="GITLAB_REPO_URL")
+    gitlab_access_token: SecretStr | None = Field(None, alias="GITLAB_ACCESS_TOKEN")
+    git_branch: str = Field("", alias="GIT_BRANCH")
+    git_bot_name: str = Field("notebook-gateway[bot]", alias="GIT_BOT_NAME")
+    git_bot_email: str = Field("", alias="GIT_BOT_EMAIL")
+    git_timeout: float = Field(120.0, alias="GIT_TIMEOUT", gt=0)
+
+    # Registry: with no host, images stay on the local engine.
+    registry_host: str = Field("", alias="REGISTRY_HOST")
+    registry_username: str = Field("", alias="REGISTRY_USERNAME")
+    registry_password: SecretStr | None = Field(None, alias="REGISTRY_PASSWORD")
+
+    # Images and containers
+    base_image: str = Field("quay.io/jupyter/base-notebook:latest", alias="BASE_IMAGE")
+    notebook_user: str = Field("1000:100", alias="NOTEBOOK_USER")
+    docker_network: str = Field("notebook-gateway", alias="DOCKER_NETWORK")
+    instance: str = Field("nbgw", alias="GATEWAY_INSTANCE")
+    memory_limit: int = Field(parse_bytes("1g"), alias="NOTEBOOK_MEMORY_LIMIT")
+    cpu_limit: float = Field(1.0, alias="NOTEBOOK_CPU_LIMIT", gt=0, le=256)
+    pids_limit: int = Field(512, alias="NOTEBOOK_PIDS_LIMIT", ge=16, le=1_000_000)
+    build_timeout: float = Field(1200.0, alias="BUILD_TIMEOUT", gt=0)
+    push_timeout: float = Field(600.0, alias="PUSH_TIMEOUT", gt=0)
+    ready_timeout: float = Field(120.0, alias="NOTEBOOK_READY_TIMEOUT", gt=0)
+    max_file_size: int = Field(parse_bytes("100m"), alias="MAX_FILE_SIZE")
+    max_context_size: int = Field(parse_bytes("256m"), alias="MAX_CONTEXT_SIZE")
+    max_context_files: int = Field(5000, alias="MAX_CONTEXT_FILES", ge=1)
+
+    # Routing: notebooks live at <notebook>--<project>.<BASE_DOMAIN>
+    base_domain: str = Field("", alias="BASE_DOMAIN")
+    public_scheme: Literal["", "http", "https"] = Field("", alias="PUBLIC_SCHEME")
+    public_port: int | None = Field(None, alias="PUBLIC_PORT", ge=1, le=65535)
+    traefik_url: str = Field("http://127.0.0.1:80", alias="TRAEFIK_URL")
+    traefik_entrypoint: str = Field("web", alias="TRAEFIK_ENTRYPOINT")
+
+    # Local state: the clone cache and the job database.
+    state_dir: Path = Field(Path("state"), alias="STATE_DIR")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
+
+    @field_validator("memory_limit", "max_file_size", "max_context_size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        size = parse_bytes(value)
+        if size < 64 * 1024**2 and size != 0:
+            # Smaller than any Jupyter server can start in; also catches '512' meant as MiB.
+            raise ValueError(f"{value!r} is below 64m")
+        return size
+
+    @field_validator("auth_token")
+    @classmethod
+    def _token(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("gateway_url", "traefik_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and (
+            urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname
+        ):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("repo_url")
+    @classmethod
+    def _repo_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme in ("http", "https", "ssh", "git"):
+            if parts.password:
+                raise ValueError(
+                    "must not contain a password; put the token in GITLAB_ACCESS_TOKEN"
+                )
+            return value
+        if parts.scheme == "file" or value.startswith("/") or re.match(r"^[\w.-]+@[\w.-]+:", value):
+            return value
+        raise ValueError(
+            f"{value!r} is not a git URL (https://, ssh://, file:// or an absolute path)"
+        )
+
+    @field_validator("base_image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if not _IMAGE_REF.match(value):
+            raise ValueError(
+                f"{value!r} is not an image reference such as quay.io/jupyter/base-notebook"
+            )
+        return value
+
+    @field_validator("registry_host")
+    @classmethod
+    def _registry(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        for prefix in ("https://", "http://"):
+            value = value.removeprefix(prefix)
+        if value and not _REGISTRY.match(value):
+            raise ValueError(
+                f"{value!r} is not a registry such as registry.example.com[:port][/path]"
+            )
+        return value
+
+    @field_validator("notebook_user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        if not _USER.match(value) or value.split(":")[0] == "0":
+            raise ValueError(f"{value!r} must be a non-root numeric uid:gid such as 1000:100")
+        return value
+
+    @field_validator("docker_network")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        if not _NETWORK.match(value):
+            raise ValueError(f"{value!r} is not a valid Docker network name")
+        return value
+
+    @field_validator("instance")
+    @classmethod
+    def _instance(cls, value: str) -> str:
+        if not _INSTANCE.match(value):
+            raise ValueError("must be 1-12 lowercase letters or digits, starting with a letter")
+        return value
+
+    @field_validator("base_domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        value = value.strip().lower().rstrip(".")
+        if value and not _DNS_NAME.match(value):
+            raise ValueError(f"{value!r} is not a DNS name such as notebooks.example.org")
+        return value
+
+    @field_validator("git_branch")
+    @classmethod
+    def _branch(cls, value: str) -> str:
+        if value and (value.startswith("-") or ".." in value or not re.match(r"^[\w./-]+$", value)):
+            raise ValueError(f"{value!r} is not a branch name")
+        return value
+
+    @model_validator(mode="after")
+    def _derived(self) -> Settings:
+        # Derived defaults: fill them in once so nothing else needs to know the rules.
+        gateway_url = self.gateway_url or f"http://localhost:{self.gateway_port}"
+        host = urlsplit(gateway_url).hostname or "localhost"
+        updates: dict[str, Any] = {
+            "gateway_url": gateway_url,
+            "state_dir": self.state_dir.resolve(),
+        }
+        if not self.base_domain:
+            updates["base_domain"] = "localhost" if _is_ip(host) else host
+        if not self.public_scheme:
+            updates["public_scheme"] = urlsplit(gateway_url).scheme
+        if not self.git_bot_email:
+            updates["git_bot_email"] = (
+                f"notebook-gateway@{updates.get('base_domain', self.base_domain)}"
+            )
+        for key, value in updates.items():
+            object.__setattr__(self, key, value)
+        return self
+
+    @property
+    def registry_server(self) -> str:
+        """The registry's host[:port], without the repository path prefix."""
+        return self.registry_host.split("/", 1)[0]
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log redactor."""
+        found = [self.auth_token, self.gitlab_access_token, self.registry_password]
+        return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], env_file: Path | None = None) -> Settings:
+        """Build from a `.env` file (if present) overlaid by the environment; raise ConfigError
+        listing every problem at once."""
+        values: dict[str, str] = {}
+        if env_file is not None and env_file.is_file():
+            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        values.update(environ)
+        known = {field.alias for field in cls.model_fields.values() if field.alias}
+        chosen = {k: v for k, v in values.items() if k in known and v.strip() != ""}
+        # Shells and containers set HOSTNAME to a bare host name; only a URL is the legacy setting.
+        hostname = values.get("HOSTNAME", "")
+        if "GATEWAY_URL" not in chosen and re.match(r"^https?://", hostname):
+            chosen["GATEWAY_URL"] = hostname
+        problems = []
+        if ("REGISTRY_USERNAME" in chosen) != ("REGISTRY_PASSWORD" in chosen):
+            problems.append("  - REGISTRY_USERNAME, REGISTRY_PASSWORD: set both or neither")
+        try:
+            settings = cls.model_validate(chosen)
+        except ValidationError as exc:
+            problems[:0] = _describe(exc)
+        if problems:
+            raise ConfigError("invalid configuration:\n" + "\n".join(problems))
+        return settings
+
+
+def _is_ip(host: str) -> bool:
+    return bool(re.match(r"^[0-9.]+$", host)) or ":" in host
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    aliases = {name: field.alias for name, field in Settings.model_fields.items()}
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in error["loc"])
+        where = aliases.get(where) or where or "configuration"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "is required"
+        lines.append(f"  - {where}: {message}")
+    return lines

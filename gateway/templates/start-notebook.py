@@ -1,0 +1,55 @@
+"""Start Jupyter on one notebook inside a notebook-gateway image.
+
+Runs with whatever Python the base image has (3.8 or newer): JupyterLab when installed,
+else Notebook 7, else a bare jupyter-server. Authentication is left to the proxy in front.
+"""
+
+import importlib.util
+import os
+import sys
+from urllib.parse import quote
+
+PORT = 8888
+
+
+def _installed(module):
+    return importlib.util.find_spec(module) is not None
+
+
+def _server_major():
+    try:
+        from importlib.metadata import version
+
+        return int(version("jupyter_server").split(".")[0])
+    except Exception:
+        return 2
+
+
+def command(notebook, installed=_installed, server_major=_server_major):
+    path = quote(notebook)
+    if installed("jupyterlab"):
+        app, url = "lab", "/lab/tree/" + path
+    elif installed("notebook"):
+        app, url = "notebook", "/notebooks/" + path
+    else:
+        app, url = "server", "/api/contents/" + path
+    args = [
+        "jupyter",
+        app,
+        "--ServerApp.ip=0.0.0.0",
+        "--ServerApp.port=" + str(PORT),
+        "--ServerApp.open_browser=False",
+        "--ServerApp.allow_remote_access=True",
+        "--ServerApp.root_dir=" + os.getcwd(),
+        "--ServerApp.default_url=" + url,
+    ]
+    if server_major() >= 2:
+        args.append("--IdentityProvider.token=")
+    else:
+        args += ["--ServerApp.token=", "--ServerApp.password="]
+    return args
+
+
+if __name__ == "__main__":
+    argv = command(sys.argv[1])
+    os.execvp(argv[0], argv)

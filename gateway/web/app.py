@@ -1,0 +1,78 @@
+"""The application factory: the only place where concrete adapters are wired together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiodocker
+import aiohttp
+from aiohttp import web
+
+from gateway.adapters.docker import DockerEngine
+from gateway.adapters.git import NotebookRepo
+from gateway.adapters.probe import TraefikProbe
+from gateway.redact import Redactor
+from gateway.services.deployer import Deployer
+from gateway.services.pipeline import Pipeline
+from gateway.services.runner import JobRunner
+from gateway.services.store import Store
+from gateway.settings import Settings
+from gateway.web.handlers import routes
+from gateway.web.keys import DOCKER, REDACT, RUNNER, SETTINGS, STORE
+from gateway.web.middleware import error_middleware
+
+MAX_BODY = 64 * 1024  # notifications are tiny; anything bigger is a mistake or an attack
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    app[REDACT] = Redactor(settings.secrets())
+    app.cleanup_ctx.extend([_docker, _store, _jobs])
+    app.add_routes(routes)
+    return app
+
+
+async def _docker(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = aiodocker.Docker()
+    try:
+        docker = DockerEngine(client, settings.instance)
+        await docker.ensure_network(settings.docker_network)
+        app[DOCKER] = docker
+        yield
+    finally:
+        await client.close()
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    store = await Store.open(app[SETTINGS].state_dir / "gateway.db")
+    app[STORE] = store
+    try:
+        yield
+    finally:
+        await store.close()
+
+
+async def _jobs(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    token = settings.gitlab_access_token
+    repo = NotebookRepo(
+        settings.repo_url,
+        settings.state_dir / "repo.git",
+        branch=settings.git_branch,
+        token=token.get_secret_value() if token else None,
+        timeout=settings.git_timeout,
+    )
+    async with aiohttp.ClientSession() as session:
+        deployer = Deployer(
+            settings, app[DOCKER], repo, TraefikProbe(session, settings.traefik_url)
+        )
+        pipeline = Pipeline(settings, app[DOCKER], repo, deployer, app[STORE])
+        runner = JobRunner(app[STORE], pipeline, app[REDACT])
+        app[RUNNER] = runner
+        await runner.resume()
+        try:
+            yield
+        finally:
+            await runner.close()

@@ -1,0 +1,15 @@
+"""Everything shared through the application, each under one typed key."""
+
+from aiohttp import web
+
+from gateway.adapters.docker import DockerEngine
+from gateway.redact import Redactor
+from gateway.services.runner import JobRunner
+from gateway.services.store import Store
+from gateway.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+REDACT = web.AppKey("redact", Redactor)
+DOCKER = web.AppKey("docker", DockerEngine)
+STORE = web.AppKey("store", Store)
+RUNNER = web.AppKey("runner", JobRunner)

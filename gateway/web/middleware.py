@@ -1,0 +1,64 @@
+"""Turns every error into one JSON envelope: {"error": {"code", "message", "detail"}}."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.errors import GatewayError
+from gateway.web.keys import REDACT
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    request: web.Request,
+    status: int,
+    code: str,
+    message: str,
+    detail: Any = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    redact = request.app[REDACT]
+    body = json.dumps({"error": {"code": code, "message": message, "detail": detail}})
+    return web.Response(
+        status=status, text=redact(body), content_type="application/json", headers=headers
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        headers = (
+            {"WWW-Authenticate": 'Bearer realm="notebook-gateway"'} if exc.status == 401 else None
+        )
+        return error_response(request, exc.status, exc.code, exc.message, exc.detail, headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.reason
+        if exc.status == 413:
+            message = f"the request body is over the {request.app._client_max_size}-byte limit"
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return error_response(
+            request, exc.status, _HTTP_CODES.get(exc.status, "http_error"), message, None, headers
+        )
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(request, 500, "internal_error", "internal server error")

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Provision the real parts the gateway runs against, idempotently, on a Debian/Ubuntu host as root:
+# Docker engine (started here), the Distribution registry and debootstrap packages, and the local
+# Jupyter base image. Usage: scripts/stack.sh [packages|dockerd|base-image|all]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+STACK_DIR=${STACK_DIR:-$ROOT/.stack}
+BASE_IMAGE=${BASE_IMAGE:-notebook-gateway/base:latest}
+ROOTFS_IMAGE=notebook-gateway/bookworm-rootfs:latest
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The legacy builder: Debian's engine has no BuildKit, and newer CLIs default to it.
+export DOCKER_BUILDKIT=0
+mkdir -p "$STACK_DIR"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+packages() {
+  local missing=()
+  command -v dockerd >/dev/null || missing+=(docker.io)
+  command -v docker-registry >/dev/null || missing+=(docker-registry)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  command -v git >/dev/null || missing+=(git)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+dockerd_up() {
+  if docker version >/dev/null 2>&1; then return 0; fi
+  log "starting dockerd (log: $STACK_DIR/dockerd.log)"
+  # A pid file left by a killed daemon makes the next one refuse to start.
+  if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+    rm -f /var/run/docker.pid
+  fi
+  setsid nohup dockerd >"$STACK_DIR/dockerd.log" 2>&1 </dev/null &
+  for _ in $(seq 1 60); do
+    docker version >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  log "dockerd did not answer within 60 s; last log lines:"
+  tail -n 20 "$STACK_DIR/dockerd.log" >&2
+  return 1
+}
+
+base_image() {
+  # The tag carries a hash of the base image's definition, so editing it triggers a rebuild.
+  local digest tag
+  digest=$(cat "$ROOT/images/base/Dockerfile" /etc/ssl/certs/ca-certificates.crt | sha256sum | cut -c1-12)
+  tag="${BASE_IMAGE%:*}:$digest"
+  if docker image inspect "$tag" >/dev/null 2>&1; then
+    docker tag "$tag" "$BASE_IMAGE"
+    return 0
+  fi
+  if ! docker image inspect "$ROOTFS_IMAGE" >/dev/null 2>&1; then
+    local rootfs
+    rootfs=$(mktemp -d)
+    log "debootstrap bookworm into $rootfs (about a minute)"
+    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+      bookworm "$rootfs" "$DEBIAN_MIRROR" >"$STACK_DIR/debootstrap.log" 2>&1 \
+      || { tail -n 20 "$STACK_DIR/debootstrap.log" >&2; rm -rf "$rootfs"; return 1; }
+    tar -C "$rootfs" -c . | docker import - "$ROOTFS_IMAGE" >/dev/null
+    rm -rf "$rootfs"
+  fi
+  local context
+  context=$(mktemp -d)
+  cp "$ROOT/images/base/Dockerfile" "$context/"
+  cp /etc/ssl/certs/ca-certificates.crt "$context/"
+  log "building $tag"
+  docker build -q -t "$tag" -t "$BASE_IMAGE" "$context" >/dev/null
+  rm -rf "$context"
+}
+
+case "${1:-all}" in
+  packages) packages ;;
+  dockerd) dockerd_up ;;
+  base-image) base_image ;;
+  all) packages; dockerd_up; base_image ;;
+  *) echo "usage: $0 [packages|dockerd|base-image|all]" >&2; exit 2 ;;
+esac
