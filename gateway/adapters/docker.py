@@ -193,7 +193,7 @@ class DockerEngine:
         """Remove this notebook's images (every content hash but `keep`). Images still used by a
         container are left alone."""
         filters = {"label": [*self._owned(), f"{naming.LABEL_PROJECT}={project}"]}
-        images = await self.client.images.list(filters=json.dumps(filters))
+        images = await self.client.images.list(filters=filters)
         removed = []
         for image in images:
             if (image.get("Labels") or {}).get(naming.LABEL_NOTEBOOK) != path:

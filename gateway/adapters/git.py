@@ -67,6 +67,15 @@ class NotebookRepo:
         """Every file under the top-level folder `project`, or None if there is no such folder."""
         return await asyncio.to_thread(self._project_entries, commit, project)
 
+    async def last_change(self, commit: str, folder: str) -> str:
+        """The newest commit, up to `commit`, that changed anything under `folder`."""
+
+        def read() -> str:
+            with self._repo() as repo:
+                return self._git(repo, "rev-list", "-1", commit, "--", folder) or commit
+
+        return await asyncio.to_thread(read)
+
     async def projects(self, commit: str) -> list[str]:
         return await asyncio.to_thread(self._projects, commit)
 

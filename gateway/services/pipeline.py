@@ -65,7 +65,10 @@ class Pipeline:
         if job.action is JobAction.UPDATE:
             entries = await self.repo.project_entries(commit, job.project)
         if entries is not None:
-            snapshot = discovery.snapshot(job.project, commit, entries, self.limits)
+            # Notebooks show the commit that last changed their project, not the tip (which
+            # may be an unrelated change, or the gateway's own URL.md commit).
+            changed_in = await self.repo.last_change(commit, job.project)
+            snapshot = discovery.snapshot(job.project, changed_in, entries, self.limits)
             desired = desired_notebooks(snapshot, self.settings, await self._base_identity(emit))
             emit(ProgressEvent(Phase.FETCHING, f"{len(desired)} notebook(s) in {job.project!r}"))
         elif not actual and not await self.store.published(job.project):

@@ -27,12 +27,13 @@ def _server_major():
 
 def command(notebook, installed=_installed, server_major=_server_major):
     path = quote(notebook)
+    # The front-end application's own default_url wins over the server's: set both.
     if installed("jupyterlab"):
-        app, url = "lab", "/lab/tree/" + path
+        app, app_class, url = "lab", "LabApp", "/lab/tree/" + path
     elif installed("notebook"):
-        app, url = "notebook", "/notebooks/" + path
+        app, app_class, url = "notebook", "JupyterNotebookApp", "/notebooks/" + path
     else:
-        app, url = "server", "/api/contents/" + path
+        app, app_class, url = "server", "ServerApp", "/api/contents/" + path
     args = [
         "jupyter",
         app,
@@ -42,6 +43,7 @@ def command(notebook, installed=_installed, server_major=_server_major):
         "--ServerApp.allow_remote_access=True",
         "--ServerApp.root_dir=" + os.getcwd(),
         "--ServerApp.default_url=" + url,
+        "--" + app_class + ".default_url=" + url,
     ]
     if server_major() >= 2:
         args.append("--IdentityProvider.token=")

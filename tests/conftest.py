@@ -1,0 +1,208 @@
+"""Fixtures for tests against the real parts: Docker engine, registry, Traefik and git.
+
+The Docker engine and the base image are provisioned by `make test` (scripts/stack.sh); this
+file starts a registry and a Traefik of its own on free loopback ports, and gives every test a
+gateway instance of its own whose containers, images and state are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway import naming
+from gateway.settings import Settings
+from gateway.web.app import create_app
+from tests.support.gitrepo import GitRemote
+from tests.support.stack import Registry, Traefik, stop
+
+BASE_IMAGE = os.environ.get("TEST_BASE_IMAGE", "notebook-gateway/base:latest")
+
+
+def docker(*args: str, check: bool = True) -> str:
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=False, timeout=120
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def owned_containers(instance: str) -> list[str]:
+    out = docker("ps", "-aq", "--filter", f"label={naming.LABEL_INSTANCE}={instance}")
+    return out.split()
+
+
+def owned_images(instance: str) -> list[str]:
+    out = docker("images", "-q", "--filter", f"label={naming.LABEL_INSTANCE}={instance}")
+    return sorted(set(out.split()))
+
+
+def remove_instance(instance: str) -> None:
+    if containers := owned_containers(instance):
+        docker("rm", "-f", "-v", *containers, check=False)
+    if images := owned_images(instance):
+        docker("rmi", "-f", *images, check=False)
+
+
+@dataclass
+class Stack:
+    run_id: str
+    network: str
+    base_image: str
+    registry: Registry
+    traefik: Traefik
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    try:
+        docker("version", "--format", "{{.Server.Version}}")
+    except (RuntimeError, FileNotFoundError) as exc:
+        pytest.fail(f"the Docker engine is not running; `make test` starts it ({exc})", pytrace=False)
+    try:
+        docker("image", "inspect", BASE_IMAGE)
+    except RuntimeError:
+        pytest.fail(f"base image {BASE_IMAGE} is missing; `make test` builds it", pytrace=False)
+    run_id = "t" + secrets.token_hex(3)
+    network = f"{run_id}-net"
+    root = tmp_path_factory.mktemp("stack")
+    docker("network", "create", "--label", f"{naming.LABEL_INSTANCE}={run_id}", network)
+    registry = traefik = None
+    try:
+        registry = Registry.start(root / "registry")
+        traefik = Traefik.start(root / "traefik", network)
+        yield Stack(run_id, network, BASE_IMAGE, registry, traefik)
+    finally:
+        for process in (traefik, registry):
+            if process is not None:
+                stop(process.process)
+        # Anything a test of this run left behind, whatever its instance.
+        leftovers = docker(
+            "ps", "-aq", "--filter", f"network={network}", check=False
+        ).split()
+        if leftovers:
+            docker("rm", "-f", "-v", *leftovers, check=False)
+        docker("network", "rm", network, check=False)
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> GitRemote:
+    return GitRemote(tmp_path / "git")
+
+
+_instances = itertools.count()
+
+
+@dataclass
+class Gateway:
+    client: TestClient
+    settings: Settings
+    remote: GitRemote
+
+    @property
+    def instance(self) -> str:
+        return self.settings.instance
+
+    def auth(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.settings.auth_token.get_secret_value()}"}
+
+    async def notify(self, project: str, *, wait: bool = True) -> tuple[int, dict[str, Any]]:
+        response = await self.client.post(
+            "/projects" + ("" if wait else "?wait=false"),
+            json={"project": project, "action": "update"},
+            headers=self.auth(),
+        )
+        return response.status, await response.json()
+
+    async def delete(self, project: str) -> tuple[int, dict[str, Any]]:
+        response = await self.client.delete(
+            "/projects", json={"project": project}, headers=self.auth()
+        )
+        return response.status, await response.json()
+
+
+MakeGateway = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def make_gateway(
+    request: pytest.FixtureRequest,
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+    stack: Stack,
+    remote: GitRemote,
+    tmp_path: Path,
+) -> AsyncIterator[MakeGateway]:
+    """Start a gateway (in this process) against the real stack; settings can be overridden
+    with environment-variable names, exactly as an operator would."""
+    made: list[Gateway] = []
+
+    async def make(**env: str) -> Gateway:
+        instance = f"{stack.run_id}{next(_instances)}"
+        values = {
+            "AUTH_TOKEN": secrets.token_urlsafe(24),
+            "GITLAB_REPO_URL": remote.url,
+            "GIT_BRANCH": "main",
+            "REGISTRY_HOST": stack.registry.host,
+            "REGISTRY_USERNAME": stack.registry.username,
+            "REGISTRY_PASSWORD": stack.registry.password,
+            "BASE_IMAGE": stack.base_image,
+            "DOCKER_NETWORK": stack.network,
+            "GATEWAY_INSTANCE": instance,
+            "GATEWAY_URL": "http://gateway.test:3000",
+            "BASE_DOMAIN": f"{instance}.localhost",
+            "PUBLIC_SCHEME": "http",
+            "PUBLIC_PORT": str(stack.traefik.web_port),
+            "TRAEFIK_URL": stack.traefik.url,
+            "STATE_DIR": str(tmp_path / f"state-{instance}"),
+            "NOTEBOOK_READY_TIMEOUT": "90",
+            **env,
+        }
+        settings = Settings.from_env({k: v for k, v in values.items() if v is not None})
+        client = await aiohttp_client(create_app(settings))
+        gateway = Gateway(client, settings, remote)
+        made.append(gateway)
+        return gateway
+
+    try:
+        yield make
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        for gateway in made:
+            if report is not None and report.failed:
+                _dump(gateway)
+            await gateway.client.close()
+            remove_instance(gateway.instance)
+
+
+def _dump(gateway: Gateway) -> None:
+    """On failure, show what the containers said: the quickest way to the cause."""
+    for container in owned_containers(gateway.instance):
+        state = docker("inspect", "--format", "{{json .State}}", container, check=False)
+        logs = subprocess.run(
+            ["docker", "logs", "--tail", "60", container], capture_output=True, text=True, check=False
+        )
+        print(f"\n--- container {container} state: {state}\n{logs.stdout}{logs.stderr}")
+    print("--- URL.md on the remote:\n" + (gateway.remote.read("URL.md") or "(none)"))
+
+
+def job_summary(body: dict[str, Any]) -> str:
+    """Readable assertion message for a job answer."""
+    return json.dumps(body, indent=1)[:6000]

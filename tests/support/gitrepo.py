@@ -1,0 +1,104 @@
+"""A real git remote (a bare repository) and a working clone that plays the notebook authors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+BRANCH = "main"
+AUTHOR = {
+    "GIT_AUTHOR_NAME": "Notebook Author",
+    "GIT_AUTHOR_EMAIL": "author@example.org",
+    "GIT_COMMITTER_NAME": "Notebook Author",
+    "GIT_COMMITTER_EMAIL": "author@example.org",
+}
+
+
+@dataclass(frozen=True)
+class Symlink:
+    target: str
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    result = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env={**os.environ, **AUTHOR},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed: {result.stderr}")
+    return result.stdout.strip()
+
+
+def notebook(*code_cells: str) -> bytes:
+    """A minimal nbformat 4 notebook with these code cells."""
+    cells = [
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": [code]}
+        for code in code_cells
+    ]
+    return json.dumps(
+        {
+            "cells": cells,
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "nbformat": 4,
+            "nbformat_minor": 4,
+        },
+        indent=1,
+    ).encode()
+
+
+class GitRemote:
+    def __init__(self, root: Path) -> None:
+        self.bare = root / "remote.git"
+        self.work = root / "author"
+        git("init", "--quiet", "--bare", f"--initial-branch={BRANCH}", str(self.bare))
+        git("clone", "--quiet", str(self.bare), str(self.work))
+        git("checkout", "--quiet", "-B", BRANCH, cwd=self.work)
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.bare}"
+
+    def commit(self, files: dict[str, bytes | Symlink | None], message: str = "Change notebooks") -> str:
+        """Write (bytes), link (Symlink) or delete (None) files, commit and push them."""
+        git("pull", "--quiet", "--ff-only", "origin", BRANCH, cwd=self.work) if self.head() else None
+        for name, content in files.items():
+            path = self.work / name
+            if content is None:
+                git("rm", "--quiet", "-r", "--", name, cwd=self.work)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_symlink() or path.exists():
+                path.unlink()
+            if isinstance(content, Symlink):
+                path.symlink_to(content.target)
+            else:
+                path.write_bytes(content)
+            git("add", "--", name, cwd=self.work)
+        git("commit", "--quiet", "--allow-empty", "-m", message, cwd=self.work)
+        git("push", "--quiet", "origin", f"HEAD:{BRANCH}", cwd=self.work)
+        return git("rev-parse", "HEAD", cwd=self.work)
+
+    def head(self) -> str | None:
+        try:
+            return git("--git-dir", str(self.bare), "rev-parse", f"refs/heads/{BRANCH}")
+        except RuntimeError:
+            return None
+
+    def read(self, path: str) -> str | None:
+        """A file's content on the remote's branch tip."""
+        try:
+            return git("--git-dir", str(self.bare), "show", f"{BRANCH}:{path}")
+        except RuntimeError:
+            return None
+
+    def log(self, *args: str) -> list[str]:
+        out = git("--git-dir", str(self.bare), "log", "--format=%H%x09%an%x09%ae%x09%s", *args, BRANCH)
+        return out.splitlines() if out else []

@@ -1,0 +1,107 @@
+"""Talk to a published notebook the way a browser does: through Traefik, by host name."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+
+class LocalhostResolver(AbstractResolver):
+    """*.localhost is loopback (RFC 6761), as curl and browsers treat it."""
+
+    def __init__(self) -> None:
+        self._default = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
+        if host == "localhost" or host.endswith(".localhost"):
+            return [
+                ResolveResult(
+                    hostname=host, host="127.0.0.1", port=port, family=socket.AF_INET, proto=0,
+                    flags=socket.AI_NUMERICHOST,
+                )
+            ]
+        return await self._default.resolve(host, port, family)
+
+    async def close(self) -> None:
+        await self._default.close()
+
+
+def session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(resolver=LocalhostResolver()),
+        timeout=aiohttp.ClientTimeout(total=60),
+    )
+
+
+async def execute(http: aiohttp.ClientSession, base_url: str, code: str, timeout: float = 60) -> str:
+    """Start a kernel, run `code` over the kernel websocket, return its output, stop the kernel."""
+    base = base_url.rstrip("/")
+    # Jupyter protects POSTs with an _xsrf cookie, set on its pages.
+    async with http.get(f"{base}/lab") as page:
+        assert page.status == 200, f"GET /lab answered {page.status}"
+        xsrf = page.cookies["_xsrf"].value
+    headers = {"X-XSRFToken": xsrf, "Cookie": f"_xsrf={xsrf}"}
+    async with http.post(f"{base}/api/kernels", json={"name": "python3"}, headers=headers) as response:
+        assert response.status == 201, await response.text()
+        kernel_id = (await response.json())["id"]
+    try:
+        ws_url = f"{base.replace('http', 'ws', 1)}/api/kernels/{kernel_id}/channels"
+        async with http.ws_connect(ws_url, headers={"Cookie": f"_xsrf={xsrf}"}) as ws:
+            msg_id = uuid.uuid4().hex
+            await ws.send_json(_execute_request(msg_id, code))
+            return await asyncio.wait_for(_collect_output(ws, msg_id), timeout)
+    finally:
+        async with http.delete(f"{base}/api/kernels/{kernel_id}", headers=headers):
+            pass
+
+
+def _execute_request(msg_id: str, code: str) -> dict[str, Any]:
+    return {
+        "header": {
+            "msg_id": msg_id,
+            "username": "test",
+            "session": uuid.uuid4().hex,
+            "msg_type": "execute_request",
+            "version": "5.3",
+            "date": datetime.now(UTC).isoformat(),
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+        "channel": "shell",
+        "buffers": [],
+    }
+
+
+async def _collect_output(ws: aiohttp.ClientWebSocketResponse, msg_id: str) -> str:
+    output: list[str] = []
+    async for message in ws:
+        if message.type != aiohttp.WSMsgType.TEXT:
+            continue
+        data = message.json()
+        if data.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind, content = data["msg_type"], data["content"]
+        if kind == "stream":
+            output.append(content["text"])
+        elif kind == "execute_result":
+            output.append(content["data"].get("text/plain", ""))
+        elif kind == "error":
+            raise AssertionError(f"the cell raised {content['ename']}: {content['evalue']}")
+        elif kind == "status" and content["execution_state"] == "idle":
+            break
+    return "".join(output)

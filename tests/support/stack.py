@@ -1,0 +1,120 @@
+"""The real registry and Traefik, started for one test session on free loopback ports."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import bcrypt
+
+from gateway.traefik import static_config, write_static_config
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, accept: set[int], timeout: float, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited early:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status in accept:
+                    return
+        except urllib.error.HTTPError as exc:
+            if exc.code in accept:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+@dataclass
+class Registry:
+    host: str
+    username: str
+    password: str
+    process: subprocess.Popen[bytes]
+    root: Path
+    log: Path
+
+    @classmethod
+    def start(cls, root: Path) -> Registry:
+        binary = shutil.which("docker-registry")
+        if binary is None:
+            raise RuntimeError("docker-registry is not installed; run `make test`, which provisions it")
+        root.mkdir(parents=True, exist_ok=True)
+        username, password = "ci-pusher", secrets.token_urlsafe(18)
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=6)).decode()
+        (root / "htpasswd").write_text(f"{username}:{hashed}\n")
+        port = free_port()
+        (root / "config.yml").write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{port}\n  secret: {secrets.token_hex(16)}\n"
+            f"auth:\n  htpasswd:\n    realm: notebook-gateway-tests\n    path: {root / 'htpasswd'}\n"
+        )
+        log = root / "registry.log"
+        process = subprocess.Popen(
+            [binary, "serve", str(root / "config.yml")],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(f"http://127.0.0.1:{port}/v2/", {401}, 30, process, log)
+        return cls(f"127.0.0.1:{port}", username, password, process, root, log)
+
+
+@dataclass
+class Traefik:
+    web_port: int
+    ping_port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @classmethod
+    def start(cls, root: Path, network: str) -> Traefik:
+        binary = shutil.which("traefik") or str(Path(sys.executable).parent / "traefik")
+        root.mkdir(parents=True, exist_ok=True)
+        web_port, ping_port = free_port(), free_port()
+        # The configuration our own `traefik-config` produces, with test ports.
+        config = static_config(
+            network=network,
+            web_address=f"127.0.0.1:{web_port}",
+            ping_address=f"127.0.0.1:{ping_port}",
+        )
+        write_static_config(config, root / "traefik.toml")
+        log = root / "traefik.log"
+        process = subprocess.Popen(
+            [binary, f"--configFile={root / 'traefik.toml'}"],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(f"http://127.0.0.1:{ping_port}/ping", {200}, 30, process, log)
+        return cls(web_port, ping_port, process, log)
