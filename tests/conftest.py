@@ -76,7 +76,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         docker("version", "--format", "{{.Server.Version}}")
     except (RuntimeError, FileNotFoundError) as exc:
-        pytest.fail(f"the Docker engine is not running; `make test` starts it ({exc})", pytrace=False)
+        pytest.fail(f"Docker is not running; `make test` starts it ({exc})", pytrace=False)
     try:
         docker("image", "inspect", BASE_IMAGE)
     except RuntimeError:
@@ -95,9 +95,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             if process is not None:
                 stop(process.process)
         # Anything a test of this run left behind, whatever its instance.
-        leftovers = docker(
-            "ps", "-aq", "--filter", f"network={network}", check=False
-        ).split()
+        leftovers = docker("ps", "-aq", "--filter", f"network={network}", check=False).split()
         if leftovers:
             docker("rm", "-f", "-v", *leftovers, check=False)
         docker("network", "rm", network, check=False)
@@ -197,7 +195,10 @@ def _dump(gateway: Gateway) -> None:
     for container in owned_containers(gateway.instance):
         state = docker("inspect", "--format", "{{json .State}}", container, check=False)
         logs = subprocess.run(
-            ["docker", "logs", "--tail", "60", container], capture_output=True, text=True, check=False
+            ["docker", "logs", "--tail", "60", container],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         print(f"\n--- container {container} state: {state}\n{logs.stdout}{logs.stderr}")
     print("--- URL.md on the remote:\n" + (gateway.remote.read("URL.md") or "(none)"))

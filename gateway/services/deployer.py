@@ -177,8 +177,10 @@ class Deployer:
                     f" (limit {self.settings.memory_limit // 2**20} MiB)",
                 )
             elif state.restart_count > 0 or state.status in ("exited", "dead"):
+                # While Docker restarts it, the exit code of the failed run is not reliable.
+                code = f" with code {state.exit_code}" if state.status in ("exited", "dead") else ""
                 failure = NotebookFailed(
-                    "start_failed", f"Jupyter exited with code {state.exit_code} while starting"
+                    "start_failed", f"Jupyter exited{code} while starting (see its log)"
                 )
             elif state.running and await self.probe.answers(self._host(desired)):
                 emit(ProgressEvent(Phase.READY, f"answering at {desired.url}", desired.path))

@@ -6,6 +6,7 @@ else Notebook 7, else a bare jupyter-server. Authentication is left to the proxy
 
 import importlib.util
 import os
+import shutil
 import sys
 from urllib.parse import quote
 
@@ -52,6 +53,16 @@ def command(notebook, installed=_installed, server_major=_server_major):
     return args
 
 
-if __name__ == "__main__":
+def main():
     argv = command(sys.argv[1])
+    if shutil.which(argv[0]) is None:
+        sys.stderr.write(
+            "notebook-gateway: this image has no `jupyter` command; BASE_IMAGE must provide "
+            "jupyter-server (for example quay.io/jupyter/base-notebook)\n"
+        )
+        sys.exit(127)
     os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    main()

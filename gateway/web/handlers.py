@@ -85,7 +85,7 @@ async def _run_job(request: web.Request, project: str, action: JobAction) -> web
         error.get("message", "the job failed"),
         code=str(error.get("code", "internal_error")),
         status=int(error.get("status", 500)),
-        detail={"job": body},
+        detail={**(error.get("detail") or {}), "job": body},
     )
 
 

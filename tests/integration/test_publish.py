@@ -29,7 +29,8 @@ CELLS = {
         "análise 45\n",
     ),
     ("genomics", "My Notebook.ipynb"): (
-        "import os, pathlib\nprint(sorted(p.name for p in pathlib.Path('.').iterdir()), os.getuid())",
+        "import os, pathlib\n"
+        "print(sorted(p.name for p in pathlib.Path('.').iterdir()), os.getuid())",
         "['My Notebook.ipynb'] 1000\n",
     ),
 }

@@ -40,13 +40,20 @@ def git(*args: str, cwd: Path | None = None) -> str:
 def notebook(*code_cells: str) -> bytes:
     """A minimal nbformat 4 notebook with these code cells."""
     cells = [
-        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": [code]}
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {},
+            "outputs": [],
+            "source": [code],
+        }
         for code in code_cells
     ]
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return json.dumps(
         {
             "cells": cells,
-            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "metadata": {"kernelspec": kernelspec},
             "nbformat": 4,
             "nbformat_minor": 4,
         },
@@ -66,9 +73,12 @@ class GitRemote:
     def url(self) -> str:
         return f"file://{self.bare}"
 
-    def commit(self, files: dict[str, bytes | Symlink | None], message: str = "Change notebooks") -> str:
+    def commit(
+        self, files: dict[str, bytes | Symlink | None], message: str = "Change notebooks"
+    ) -> str:
         """Write (bytes), link (Symlink) or delete (None) files, commit and push them."""
-        git("pull", "--quiet", "--ff-only", "origin", BRANCH, cwd=self.work) if self.head() else None
+        if self.head():
+            git("pull", "--quiet", "--ff-only", "origin", BRANCH, cwd=self.work)
         for name, content in files.items():
             path = self.work / name
             if content is None:
@@ -100,5 +110,6 @@ class GitRemote:
             return None
 
     def log(self, *args: str) -> list[str]:
-        out = git("--git-dir", str(self.bare), "log", "--format=%H%x09%an%x09%ae%x09%s", *args, BRANCH)
+        fmt = "--format=%H%x09%an%x09%ae%x09%s"
+        out = git("--git-dir", str(self.bare), "log", fmt, *args, BRANCH)
         return out.splitlines() if out else []

@@ -19,11 +19,17 @@ class LocalhostResolver(AbstractResolver):
     def __init__(self) -> None:
         self._default = DefaultResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: int = socket.AF_INET
+    ) -> list[ResolveResult]:
         if host == "localhost" or host.endswith(".localhost"):
             return [
                 ResolveResult(
-                    hostname=host, host="127.0.0.1", port=port, family=socket.AF_INET, proto=0,
+                    hostname=host,
+                    host="127.0.0.1",
+                    port=port,
+                    family=socket.AF_INET,
+                    proto=0,
                     flags=socket.AI_NUMERICHOST,
                 )
             ]
@@ -40,7 +46,9 @@ def session() -> aiohttp.ClientSession:
     )
 
 
-async def execute(http: aiohttp.ClientSession, base_url: str, code: str, timeout: float = 60) -> str:
+async def execute(
+    http: aiohttp.ClientSession, base_url: str, code: str, timeout: float = 60
+) -> str:
     """Start a kernel, run `code` over the kernel websocket, return its output, stop the kernel."""
     base = base_url.rstrip("/")
     # Jupyter protects POSTs with an _xsrf cookie, set on its pages.
@@ -48,7 +56,8 @@ async def execute(http: aiohttp.ClientSession, base_url: str, code: str, timeout
         assert page.status == 200, f"GET /lab answered {page.status}"
         xsrf = page.cookies["_xsrf"].value
     headers = {"X-XSRFToken": xsrf, "Cookie": f"_xsrf={xsrf}"}
-    async with http.post(f"{base}/api/kernels", json={"name": "python3"}, headers=headers) as response:
+    kernel = {"name": "python3"}
+    async with http.post(f"{base}/api/kernels", json=kernel, headers=headers) as response:
         assert response.status == 201, await response.text()
         kernel_id = (await response.json())["id"]
     try:

@@ -24,7 +24,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(url: str, accept: set[int], timeout: float, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_for(
+    url: str, accept: set[int], timeout: float, process: subprocess.Popen[bytes], log: Path
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -64,7 +66,7 @@ class Registry:
     def start(cls, root: Path) -> Registry:
         binary = shutil.which("docker-registry")
         if binary is None:
-            raise RuntimeError("docker-registry is not installed; run `make test`, which provisions it")
+            raise RuntimeError("docker-registry is missing; `make test` installs it")
         root.mkdir(parents=True, exist_ok=True)
         username, password = "ci-pusher", secrets.token_urlsafe(18)
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=6)).decode()
@@ -73,9 +75,11 @@ class Registry:
         (root / "config.yml").write_text(
             "version: 0.1\n"
             "log:\n  level: warn\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+            "  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{port}\n  secret: {secrets.token_hex(16)}\n"
-            f"auth:\n  htpasswd:\n    realm: notebook-gateway-tests\n    path: {root / 'htpasswd'}\n"
+            "auth:\n  htpasswd:\n    realm: notebook-gateway-tests\n"
+            f"    path: {root / 'htpasswd'}\n"
         )
         log = root / "registry.log"
         process = subprocess.Popen(

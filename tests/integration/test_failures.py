@@ -1,0 +1,127 @@
+"""Failures are reported clearly, fail the CI job, and leave what runs alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tests.conftest import (
+    MakeGateway,
+    Stack,
+    docker,
+    job_summary,
+    owned_containers,
+    owned_images,
+)
+from tests.support import jupyter
+from tests.support.gitrepo import GitRemote, notebook
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+
+async def test_wrong_registry_password_fails_fast_and_clearly(
+    make_gateway: MakeGateway, remote: GitRemote, stack: Stack
+) -> None:
+    remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    gateway = await make_gateway(REGISTRY_PASSWORD="not-the-password")
+    status, body = await asyncio.wait_for(gateway.notify("climate"), timeout=120)
+    assert status == 502, job_summary(body)
+    error = body["error"]
+    assert error["code"] == "registry_error"
+    assert "login to registry" in error["message"] and stack.registry.host in error["message"]
+    assert "not-the-password" not in json.dumps(body)
+    # Nothing was built, started or committed.
+    assert owned_containers(gateway.instance) == []
+    assert owned_images(gateway.instance) == []
+    assert remote.read("URL.md") is None
+
+
+async def test_failed_build_returns_the_build_log_and_marks_url_md(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit(
+        {
+            "broken/a.ipynb": notebook("print('a')"),
+            "broken/requirements.txt": b"this-package-does-not-exist-notebook-gateway==0.0.1\n",
+        }
+    )
+    gateway = await make_gateway()
+    status, body = await gateway.notify("broken")
+    assert status == 422, job_summary(body)
+    error = body["error"]
+    assert error["code"] == "deploy_failed"
+    assert "a.ipynb" in error["message"] and "build failed" in error["message"]
+    (nb,) = error["detail"]["job"]["notebooks"]
+    assert nb["state"] == "failed" and nb["reason"] == "build_failed"
+    build_log = "\n".join(nb["log"])
+    assert "this-package-does-not-exist-notebook-gateway" in build_log, build_log
+    assert owned_containers(gateway.instance) == []
+    url_md = remote.read("URL.md") or ""
+    assert "| a.ipynb | - | failed: " in url_md, url_md
+
+
+async def test_notebook_that_cannot_start_is_reported_with_its_log(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    # A base image with Python but without Jupyter: the image builds, the server cannot start.
+    gateway = await make_gateway(
+        BASE_IMAGE="notebook-gateway/bookworm-rootfs:latest", NOTEBOOK_READY_TIMEOUT="60"
+    )
+    status, body = await gateway.notify("climate")
+    assert status == 422, job_summary(body)
+    (nb,) = body["error"]["detail"]["job"]["notebooks"]
+    assert nb["state"] == "failed" and nb["reason"] == "start_failed", nb
+    assert "exited" in nb["message"]
+    assert any("jupyter" in line for line in nb["log"]), nb["log"]
+    # The container is stopped, not left crash-looping.
+    (container,) = owned_containers(gateway.instance)
+    assert docker("inspect", "--format", "{{.State.Running}}", container) == "false"
+
+
+async def test_broken_update_keeps_the_previous_version_serving(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    good = remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    gateway = await make_gateway()
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    url = body["notebooks"][0]["url"]
+    before = owned_containers(gateway.instance)
+
+    remote.commit({"climate/requirements.txt": b"this-package-does-not-exist-notebook-gateway\n"})
+    status, body = await gateway.notify("climate")
+    assert status == 422, job_summary(body)
+    (nb,) = body["error"]["detail"]["job"]["notebooks"]
+    assert "still served" in nb["message"] and nb["url"] == url and nb["commit"] == good
+    assert owned_containers(gateway.instance) == before
+    async with jupyter.session() as http, http.get(url + "api") as response:
+        assert response.status == 200
+    url_md = remote.read("URL.md") or ""
+    assert f"<{url}> | failed: " in url_md, url_md
+
+
+async def test_unreachable_git_remote_leaves_everything_as_it_was(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    gateway = await make_gateway()
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    running = owned_containers(gateway.instance)
+    url_md = remote.read("URL.md")
+
+    # The remote goes away.
+    moved = remote.bare.with_name("moved.git")
+    remote.bare.rename(moved)
+    try:
+        status, body = await gateway.notify("climate")
+    finally:
+        moved.rename(remote.bare)
+    assert status == 502, job_summary(body)
+    assert body["error"]["code"] == "git_error"
+    assert "git fetch" in body["error"]["message"]
+    assert owned_containers(gateway.instance) == running
+    assert remote.read("URL.md") == url_md

@@ -1,0 +1,142 @@
+"""Updates, idempotence and deletion against the real engine, registry, Traefik and git."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tests.conftest import MakeGateway, docker, job_summary, owned_containers, owned_images
+from tests.support.gitrepo import GitRemote, notebook
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+
+def containers_by_notebook(instance: str) -> dict[str, str]:
+    found = {}
+    for container in owned_containers(instance):
+        labels = json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", container))
+        found[labels["notebook-gateway.notebook"]] = container
+    return found
+
+
+def images_by_notebook(instance: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for image in owned_images(instance):
+        labels = json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", image))
+        found.setdefault(labels["notebook-gateway.notebook"], set()).add(image)
+    return found
+
+
+def actions(body: dict[str, object]) -> dict[str, str]:
+    return {nb["name"]: nb["action"] for nb in body["notebooks"]}  # type: ignore[attr-defined, index]
+
+
+async def test_update_idempotence_and_deletion(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit(
+        {
+            "climate/a.ipynb": notebook("print('a')"),
+            "climate/b.ipynb": notebook("print('b')"),
+            "other/c.ipynb": notebook("print('c')"),
+        }
+    )
+    gateway = await make_gateway()
+    for project in ("climate", "other"):
+        status, body = await gateway.notify(project)
+        assert status == 200, job_summary(body)
+    containers = containers_by_notebook(gateway.instance)
+    images = images_by_notebook(gateway.instance)
+    assert set(containers) == {"a.ipynb", "b.ipynb", "c.ipynb"}
+    commits = len(remote.log())
+
+    # The same notification again: no build, no restart, no commit.
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    assert actions(body) == {"a.ipynb": "unchanged", "b.ipynb": "unchanged"}
+    assert containers_by_notebook(gateway.instance) == containers
+    assert images_by_notebook(gateway.instance) == images
+    assert len(remote.log()) == commits
+
+    # One notebook changes: exactly one image is built, the other container is untouched,
+    # and the old image of the changed notebook is gone.
+    remote.commit({"climate/a.ipynb": notebook("print('a, second edition')")})
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    assert actions(body) == {"a.ipynb": "built", "b.ipynb": "unchanged"}
+    after = containers_by_notebook(gateway.instance)
+    assert after["b.ipynb"] == containers["b.ipynb"]
+    assert after["a.ipynb"] != containers["a.ipynb"]
+    new_images = images_by_notebook(gateway.instance)
+    assert len(new_images["a.ipynb"]) == 1 and new_images["a.ipynb"] != images["a.ipynb"]
+    assert new_images["b.ipynb"] == images["b.ipynb"]
+
+    # A deleted notebook loses its container, its image and its line in URL.md.
+    remote.commit({"climate/b.ipynb": None}, "Remove b")
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    assert actions(body) == {"a.ipynb": "unchanged", "b.ipynb": "removed"}
+    assert set(containers_by_notebook(gateway.instance)) == {"a.ipynb", "c.ipynb"}
+    assert "b.ipynb" not in images_by_notebook(gateway.instance)
+    url_md = remote.read("URL.md") or ""
+    assert "| a.ipynb |" in url_md and "| b.ipynb |" not in url_md and "| c.ipynb |" in url_md
+
+    # DELETE /projects removes everything of the project and its section of URL.md.
+    status, body = await gateway.delete("climate")
+    assert status == 200, job_summary(body)
+    assert set(containers_by_notebook(gateway.instance)) == {"c.ipynb"}
+    assert set(images_by_notebook(gateway.instance)) == {"c.ipynb"}
+    url_md = remote.read("URL.md") or ""
+    assert "## climate" not in url_md and "## other" in url_md
+
+    # Nothing of it is left, so deleting it again is an unknown project.
+    status, body = await gateway.delete("climate")
+    assert status == 404, job_summary(body)
+    assert body["error"]["code"] == "unknown_project"
+
+
+async def test_removed_project_folder_takes_its_notebooks_along(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    gateway = await make_gateway()
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+
+    remote.commit({"climate": None}, "Drop the climate project")
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    assert actions(body) == {"a.ipynb": "removed"}
+    assert owned_containers(gateway.instance) == []
+    assert owned_images(gateway.instance) == []
+    assert "No notebooks are published yet." in (remote.read("URL.md") or "")
+
+
+async def test_wait_false_answers_at_once_with_a_job_to_poll(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    gateway = await make_gateway()
+    status, body = await gateway.notify("climate", wait=False)
+    assert status == 202, job_summary(body)
+    assert body["state"] in ("queued", "running")
+    job_url = f"/jobs/{body['id']}"
+    assert body["url"].endswith(job_url)
+
+    # The job finishes on its own; poll it as a CI job would.
+    for _ in range(300):
+        response = await gateway.client.get(job_url, headers=gateway.auth())
+        job = await response.json()
+        assert response.status == 200, job
+        if job["state"] in ("succeeded", "failed"):
+            break
+        await asyncio.sleep(0.5)
+    assert job["state"] == "succeeded", job_summary(job)
+    assert job["notebooks"][0]["state"] == "running"
+    phases = [line["phase"] for line in job["log"]]
+    for phase in ("fetching", "building", "pushing", "starting", "ready", "publishing", "done"):
+        assert phase in phases, phases
+    response = await gateway.client.get(job_url)
+    assert response.status == 401
