@@ -1,0 +1,81 @@
+import io
+import tarfile
+
+from gateway.context_tar import write_context_tar
+from gateway.desired import build_context, content_hash, desired_notebooks
+from gateway.models import ContextFile, ProjectSnapshot, RepoFile
+from gateway.settings import Settings
+
+BLOBS = {"b-nb": b'{"cells": []}', "b-req": b"six\n", "b-csv": b"t,v\n", "b-sh": b"#!/bin/sh\n"}
+
+SNAPSHOT = ProjectSnapshot(
+    name="climate",
+    commit="c" * 40,
+    notebooks=(RepoFile("Análise.ipynb", "b-nb", len(BLOBS["b-nb"])),),
+    shared=(
+        RepoFile("data/x.csv", "b-csv", len(BLOBS["b-csv"])),
+        RepoFile("requirements.txt", "b-req", len(BLOBS["b-req"])),
+        RepoFile("run.sh", "b-sh", len(BLOBS["b-sh"]), executable=True),
+    ),
+    requirements=RepoFile("requirements.txt", "b-req", len(BLOBS["b-req"])),
+)
+SETTINGS = Settings.from_env(
+    {"AUTH_TOKEN": "t" * 20, "GITLAB_REPO_URL": "/srv/r.git", "BASE_DOMAIN": "nb.example.org"}
+)
+
+
+def read(sha: str) -> io.BytesIO:
+    return io.BytesIO(BLOBS[sha])
+
+
+def test_context_holds_only_what_the_image_needs() -> None:
+    context = build_context(SNAPSHOT, SNAPSHOT.notebooks[0], b"FROM x\n")
+    with tarfile.open(fileobj=write_context_tar(context, read, 1_700_000_000)) as tar:
+        files = {m.name: m for m in tar.getmembers() if m.isfile()}
+        notebook = tar.extractfile(files["notebook/Análise.ipynb"])
+        assert notebook is not None and notebook.read() == BLOBS["b-nb"]
+        members = tar.getmembers()
+    assert set(files) == {
+        "Dockerfile",
+        ".gateway/start-notebook.py",
+        ".gateway/requirements.txt",
+        "shared/data/x.csv",
+        "shared/requirements.txt",
+        "shared/run.sh",
+        "notebook/Análise.ipynb",
+    }
+    assert files["shared/run.sh"].mode == 0o755 and files["shared/data/x.csv"].mode == 0o644
+    assert all(m.uid == 0 and m.mtime == 1_700_000_000 for m in members)
+
+
+def test_tar_is_deterministic() -> None:
+    context = build_context(SNAPSHOT, SNAPSHOT.notebooks[0], b"FROM x\n")
+    assert write_context_tar(context, read, 1).read() == write_context_tar(context, read, 1).read()
+
+
+def test_content_hash_follows_every_input() -> None:
+    base = (ContextFile("Dockerfile", 1, data=b"A"), ContextFile("notebook/a.ipynb", 1, blob="b1"))
+    digest = content_hash(base, "sha256:base")
+    assert digest == content_hash(tuple(reversed(base)), "sha256:base")  # order does not matter
+    assert digest != content_hash(base, "sha256:other-base")
+    assert digest != content_hash(
+        (base[0], ContextFile("notebook/a.ipynb", 1, blob="b2")), "sha256:base"
+    )
+    assert digest != content_hash((ContextFile("Dockerfile", 1, data=b"B"), base[1]), "sha256:base")
+    assert digest != content_hash(
+        (base[0], ContextFile("notebook/a.ipynb", 1, blob="b1", executable=True)), "sha256:base"
+    )
+
+
+def test_desired_notebook_names_labels_and_url() -> None:
+    (nb,) = desired_notebooks(SNAPSHOT, SETTINGS, "sha256:base")
+    assert nb.url == f"http://{nb.host_label}.nb.example.org/"
+    assert (
+        nb.image
+        == f"notebook-gateway/nbgw/climate/{nb.host_label.split('--')[0]}:{nb.content_hash}"
+    )
+    assert nb.labels["notebook-gateway.notebook"] == "Análise.ipynb"
+    assert nb.labels["notebook-gateway.commit"] == "c" * 40
+    # Another commit with the same content is the same image.
+    moved = ProjectSnapshot(**{**SNAPSHOT.__dict__, "commit": "d" * 40})
+    assert desired_notebooks(moved, SETTINGS, "sha256:base")[0].image == nb.image

@@ -1,0 +1,79 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.models import DesiredNotebook, RunningNotebook
+from gateway.plan import make_plan
+
+
+def desired(path: str, digest: str = "h1") -> DesiredNotebook:
+    return DesiredNotebook("p", path, "c", digest, f"img:{digest}", f"c-{path}", "host", "url", ())
+
+
+def running(
+    path: str, digest: str = "h1", up: bool = True, name: str | None = None, cid: str | None = None
+) -> RunningNotebook:
+    return RunningNotebook(
+        cid or f"id-{path}-{digest}",
+        name or f"c-{path}",
+        "p",
+        path,
+        "c",
+        digest,
+        "img",
+        "url",
+        up,
+        "",
+    )
+
+
+def test_same_content_running_is_kept() -> None:
+    plan = make_plan([desired("a")], [running("a")])
+    assert [k.desired.path for k in plan.keep] == ["a"] and plan.empty
+
+
+def test_changed_stopped_or_renamed_is_deployed_in_place_of_the_old() -> None:
+    plan = make_plan(
+        [desired("changed", "h2"), desired("stopped"), desired("renamed"), desired("new")],
+        [running("changed"), running("stopped", up=False), running("renamed", name="old-name")],
+    )
+    assert sorted(d.desired.path for d in plan.deploy) == ["changed", "new", "renamed", "stopped"]
+    replaced = {d.desired.path: [c.path for c in d.replaces] for d in plan.deploy}
+    assert replaced == {
+        "changed": ["changed"],
+        "new": [],
+        "renamed": ["renamed"],
+        "stopped": ["stopped"],
+    }
+    assert plan.remove == []
+
+
+def test_gone_notebooks_and_duplicates_are_removed() -> None:
+    duplicate = running("a", cid="second")
+    plan = make_plan([desired("a")], [running("a"), duplicate, running("gone")])
+    assert [k.current.id for k in plan.keep] == ["id-a-h1"]
+    assert sorted(c.id for c in plan.remove) == ["id-gone-h1", "second"]
+
+
+paths = st.sampled_from(["a", "b", "c", "d"])
+
+
+@given(
+    st.lists(st.tuples(paths, st.sampled_from(["h1", "h2"])), unique_by=lambda t: t[0]),
+    st.lists(st.tuples(paths, st.sampled_from(["h1", "h2"]), st.booleans()), max_size=6),
+)
+def test_every_notebook_and_container_is_accounted_for_once(
+    wanted: list[tuple[str, str]], actual: list[tuple[str, str, bool]]
+) -> None:
+    containers = [running(p, h, up, cid=f"{i}") for i, (p, h, up) in enumerate(actual)]
+    plan = make_plan([desired(p, h) for p, h in wanted], containers)
+    assert sorted(
+        [k.desired.path for k in plan.keep] + [d.desired.path for d in plan.deploy]
+    ) == sorted(p for p, _ in wanted)
+    seen = (
+        [k.current.id for k in plan.keep]
+        + [c.id for d in plan.deploy for c in d.replaces]
+        + [c.id for c in plan.remove]
+    )
+    assert sorted(seen) == sorted(c.id for c in containers)
+    for keep in plan.keep:
+        assert keep.current.running and keep.current.content_hash == keep.desired.content_hash

@@ -1,0 +1,40 @@
+"""The script that starts Jupyter inside every notebook image."""
+
+import importlib.util
+from types import ModuleType
+
+import pytest
+
+from gateway.dockerfile import start_script
+
+
+@pytest.fixture(scope="module")
+def script(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    path = tmp_path_factory.mktemp("script") / "start_notebook.py"
+    path.write_bytes(start_script())
+    spec = importlib.util.spec_from_file_location("start_notebook", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lab_opens_the_notebook(script: ModuleType) -> None:
+    args = script.command(
+        "sub/Análise de dados.ipynb", installed=lambda m: True, server_major=lambda: 2
+    )
+    assert args[:2] == ["jupyter", "lab"]
+    assert "--LabApp.default_url=/lab/tree/sub/An%C3%A1lise%20de%20dados.ipynb" in args
+    assert "--IdentityProvider.token=" in args
+    assert "--ServerApp.ip=0.0.0.0" in args and "--ServerApp.port=8888" in args
+
+
+def test_notebook_seven_then_bare_server(script: ModuleType) -> None:
+    notebook = script.command(
+        "a.ipynb", installed=lambda m: m == "notebook", server_major=lambda: 2
+    )
+    assert notebook[:2] == ["jupyter", "notebook"]
+    assert "--JupyterNotebookApp.default_url=/notebooks/a.ipynb" in notebook
+    server = script.command("a.ipynb", installed=lambda m: False, server_major=lambda: 1)
+    assert server[:2] == ["jupyter", "server"]
+    assert "--ServerApp.token=" in server and "--IdentityProvider.token=" not in server

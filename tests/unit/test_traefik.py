@@ -1,0 +1,40 @@
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.traefik import router_labels, static_config, write_static_config
+
+
+def test_static_config_only_routes_containers_that_opt_in(tmp_path: Path) -> None:
+    path = tmp_path / "traefik" / "traefik.toml"
+    write_static_config(static_config(network="nbnet", web_address=":8080"), path)
+    config = tomllib.loads(path.read_text())
+    assert config["providers"]["docker"]["exposedByDefault"] is False
+    assert config["providers"]["docker"]["network"] == "nbnet"
+    assert config["entryPoints"]["web"]["address"] == ":8080"
+    assert config["ping"]["entryPoint"] == "ping"
+    assert [p.name for p in path.parent.iterdir()] == ["traefik.toml"]  # no temp file left
+
+
+def test_router_labels() -> None:
+    labels = router_labels("nbgw-a--b", "a--b.example.org", "web", "nbnet")
+    assert labels["traefik.enable"] == "true"
+    assert labels["traefik.http.routers.nbgw-a--b.rule"] == "Host(`a--b.example.org`)"
+    assert labels["traefik.http.services.nbgw-a--b.loadbalancer.server.port"] == "8888"
+    assert labels["traefik.docker.network"] == "nbnet"
+
+
+def test_cli_writes_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["traefik-config", "--network", "n1", "--output", str(tmp_path / "t.toml")]) == 0
+    assert (
+        tomllib.loads((tmp_path / "t.toml").read_text())["providers"]["docker"]["network"] == "n1"
+    )
+    assert main(["traefik-config", "--output", "-", "--web-address", ":81"]) == 0
+    assert tomllib.loads(capsys.readouterr().out)["entryPoints"]["web"]["address"] == ":81"
+
+
+def test_the_committed_config_is_what_the_command_writes() -> None:
+    committed = Path(__file__).parents[2] / "traefik" / "traefik.toml"
+    assert tomllib.loads(committed.read_text()) == static_config(network="notebook-gateway")
