@@ -149,6 +149,7 @@ class ProgressEvent:
     phase: Phase
     message: str
     notebook: str | None = None
+    output: bool = False  # a line of build or push output rather than a step of the job
 
 
 Emit = Callable[[ProgressEvent], None]

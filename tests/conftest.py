@@ -140,6 +140,36 @@ class Gateway:
 MakeGateway = Callable[..., Awaitable[Gateway]]
 
 
+def new_instance(stack: Stack) -> str:
+    return f"{stack.run_id}{next(_instances)}"
+
+
+def gateway_env(
+    stack: Stack, remote: GitRemote, state_dir: Path, instance: str, **overrides: str
+) -> dict[str, str]:
+    """The environment of a gateway wired to the test stack, as an operator would write it."""
+    values = {
+        "AUTH_TOKEN": secrets.token_urlsafe(24),
+        "GITLAB_REPO_URL": remote.url,
+        "GIT_BRANCH": "main",
+        "REGISTRY_HOST": stack.registry.host,
+        "REGISTRY_USERNAME": stack.registry.username,
+        "REGISTRY_PASSWORD": stack.registry.password,
+        "BASE_IMAGE": stack.base_image,
+        "DOCKER_NETWORK": stack.network,
+        "GATEWAY_INSTANCE": instance,
+        "GATEWAY_URL": "http://gateway.test:3000",
+        "BASE_DOMAIN": f"{instance}.localhost",
+        "PUBLIC_SCHEME": "http",
+        "PUBLIC_PORT": str(stack.traefik.web_port),
+        "TRAEFIK_URL": stack.traefik.url,
+        "STATE_DIR": str(state_dir),
+        "NOTEBOOK_READY_TIMEOUT": "90",
+    }
+    values.update(overrides)
+    return values
+
+
 @pytest.fixture
 async def make_gateway(
     request: pytest.FixtureRequest,
@@ -153,27 +183,9 @@ async def make_gateway(
     made: list[Gateway] = []
 
     async def make(**env: str) -> Gateway:
-        instance = f"{stack.run_id}{next(_instances)}"
-        values = {
-            "AUTH_TOKEN": secrets.token_urlsafe(24),
-            "GITLAB_REPO_URL": remote.url,
-            "GIT_BRANCH": "main",
-            "REGISTRY_HOST": stack.registry.host,
-            "REGISTRY_USERNAME": stack.registry.username,
-            "REGISTRY_PASSWORD": stack.registry.password,
-            "BASE_IMAGE": stack.base_image,
-            "DOCKER_NETWORK": stack.network,
-            "GATEWAY_INSTANCE": instance,
-            "GATEWAY_URL": "http://gateway.test:3000",
-            "BASE_DOMAIN": f"{instance}.localhost",
-            "PUBLIC_SCHEME": "http",
-            "PUBLIC_PORT": str(stack.traefik.web_port),
-            "TRAEFIK_URL": stack.traefik.url,
-            "STATE_DIR": str(tmp_path / f"state-{instance}"),
-            "NOTEBOOK_READY_TIMEOUT": "90",
-            **env,
-        }
-        settings = Settings.from_env({k: v for k, v in values.items() if v is not None})
+        instance = new_instance(stack)
+        values = gateway_env(stack, remote, tmp_path / f"state-{instance}", instance, **env)
+        settings = Settings.from_env(values)
         client = await aiohttp_client(create_app(settings))
         gateway = Gateway(client, settings, remote)
         made.append(gateway)

@@ -6,6 +6,7 @@ One broken notebook never stops the others: its failure becomes its outcome.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import IO
 
 from gateway.adapters.docker import DockerEngine, Limits, RegistryAuth
@@ -117,27 +118,31 @@ class Deployer:
     async def _ensure_image(
         self, desired: DesiredNotebook, mtime: int, emit: Emit
     ) -> NotebookAction:
-        def line(text: str, phase: Phase = Phase.BUILDING) -> None:
+        def step(phase: Phase, text: str) -> None:
             emit(ProgressEvent(phase, text, desired.path))
+
+        def output(phase: Phase) -> Callable[[str], None]:
+            return lambda text: emit(ProgressEvent(phase, text, desired.path, output=True))
 
         action = NotebookAction.RESTARTED
         if await self.docker.image_id(desired.image) is None:
-            line(f"building {desired.image}")
+            step(Phase.BUILDING, f"building {desired.image}")
             context = await asyncio.to_thread(self._write_context, desired, mtime)
             try:
                 await self.docker.build(
-                    desired.image, context, desired.labels, self.settings.build_timeout, line
+                    desired.image,
+                    context,
+                    desired.labels,
+                    self.settings.build_timeout,
+                    output(Phase.BUILDING),
                 )
             finally:
                 context.close()
             action = NotebookAction.BUILT
         if self.settings.registry_host:
-            line(f"pushing {desired.image}", Phase.PUSHING)
+            step(Phase.PUSHING, f"pushing {desired.image}")
             await self.docker.push(
-                desired.image,
-                self.auth,
-                self.settings.push_timeout,
-                lambda text: line(text, Phase.PUSHING),
+                desired.image, self.auth, self.settings.push_timeout, output(Phase.PUSHING)
             )
         return action
 

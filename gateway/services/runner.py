@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 from typing import Any
 
 from gateway.errors import DeployFailed, GatewayError
@@ -16,7 +17,6 @@ from gateway.services.store import Job, JobAction, JobState, LogLine, Store, now
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.5
-QUIET_PHASES = {Phase.BUILDING, Phase.PUSHING}  # their lines are build output: job log only
 INFRA_REASONS = {"push_failed"}  # a dependency failed rather than the notebook itself
 
 
@@ -67,9 +67,10 @@ class JobRunner:
         pending: list[LogLine] = []
 
         def emit(event: ProgressEvent) -> None:
-            event = ProgressEvent(event.phase, self.redact(event.message), event.notebook)
+            event = replace(event, message=self.redact(event.message))
             pending.append(LogLine(now(), event))
-            level = logging.DEBUG if event.phase in QUIET_PHASES else logging.INFO
+            # Build and push output goes to the job's log; the process log keeps the steps.
+            level = logging.DEBUG if event.output else logging.INFO
             where = f" [{event.notebook}]" if event.notebook else ""
             log.log(level, "job %s %s%s: %s", job.id[:8], event.phase, where, event.message)
 

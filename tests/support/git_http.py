@@ -9,7 +9,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-
 SEEN_PASSWORDS = web.AppKey("seen_passwords", list[str])
 
 
