@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway import naming
@@ -111,7 +112,7 @@ _instances = itertools.count()
 
 @dataclass
 class Gateway:
-    client: TestClient
+    client: TestClient[web.Request, web.Application]
     settings: Settings
     remote: GitRemote
 
@@ -173,7 +174,7 @@ def gateway_env(
 @pytest.fixture
 async def make_gateway(
     request: pytest.FixtureRequest,
-    aiohttp_client: Callable[..., Awaitable[TestClient]],
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
     stack: Stack,
     remote: GitRemote,
     tmp_path: Path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 
@@ -29,8 +30,8 @@ def images_by_notebook(instance: str) -> dict[str, set[str]]:
     return found
 
 
-def actions(body: dict[str, object]) -> dict[str, str]:
-    return {nb["name"]: nb["action"] for nb in body["notebooks"]}  # type: ignore[attr-defined, index]
+def actions(body: dict[str, Any]) -> dict[str, str]:
+    return {nb["name"]: nb["action"] for nb in body["notebooks"]}
 
 
 async def test_update_idempotence_and_deletion(

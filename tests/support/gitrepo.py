@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BRANCH = "main"
 AUTHOR = {
@@ -39,7 +41,7 @@ def git(*args: str, cwd: Path | None = None) -> str:
 
 def notebook(*code_cells: str) -> bytes:
     """A minimal nbformat 4 notebook with these code cells."""
-    cells = [
+    cells: list[dict[str, Any]] = [
         {
             "cell_type": "code",
             "execution_count": None,
@@ -74,7 +76,7 @@ class GitRemote:
         return f"file://{self.bare}"
 
     def commit(
-        self, files: dict[str, bytes | Symlink | None], message: str = "Change notebooks"
+        self, files: Mapping[str, bytes | Symlink | None], message: str = "Change notebooks"
     ) -> str:
         """Write (bytes), link (Symlink) or delete (None) files, commit and push them."""
         if self.head():

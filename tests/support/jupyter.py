@@ -20,7 +20,7 @@ class LocalhostResolver(AbstractResolver):
         self._default = DefaultResolver()
 
     async def resolve(
-        self, host: str, port: int = 0, family: int = socket.AF_INET
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         if host == "localhost" or host.endswith(".localhost"):
             return [

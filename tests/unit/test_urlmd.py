@@ -12,9 +12,15 @@ SEPARATOR = "| --- | --- | --- | --- |"
 
 
 def outcome(
-    project: str, path: str, state: NotebookState = NotebookState.RUNNING, **kw: str
+    project: str,
+    path: str,
+    state: NotebookState = NotebookState.RUNNING,
+    url: str = "",
+    message: str = "",
 ) -> NotebookOutcome:
-    return NotebookOutcome(project, path, state, NotebookAction.BUILT, commit=SHA, **kw)
+    return NotebookOutcome(
+        project, path, state, NotebookAction.BUILT, url=url, commit=SHA, message=message
+    )
 
 
 def test_rows_per_project_sorted_with_links() -> None:

@@ -1,0 +1,54 @@
+"""docker-compose.yml, the Dockerfile and the Traefik config must agree with each other."""
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.settings import Settings
+
+ROOT = Path(__file__).parents[2]
+
+
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "docker-compose.yml").read_text()))
+
+
+def test_compose_runs_gateway_traefik_and_registry_on_one_network() -> None:
+    services = compose()["services"]
+    assert set(services) == {"gateway", "traefik", "registry"}
+    network = compose()["networks"]["notebooks"]["name"]
+    traefik_config = tomllib.loads((ROOT / "traefik" / "traefik.toml").read_text())
+    assert traefik_config["providers"]["docker"]["network"] == network
+    assert services["gateway"]["environment"]["DOCKER_NETWORK"] == network
+    assert all(
+        service["networks"] == ["notebooks"]
+        for name, service in services.items()
+        if name != "registry"
+    )
+
+
+def test_compose_gateway_is_built_here_and_reaches_docker_and_traefik() -> None:
+    gateway = compose()["services"]["gateway"]
+    assert gateway["build"] == "."
+    assert "/var/run/docker.sock:/var/run/docker.sock" in gateway["volumes"]
+    web = tomllib.loads((ROOT / "traefik" / "traefik.toml").read_text())["entryPoints"]["web"][
+        "address"
+    ]
+    assert gateway["environment"]["TRAEFIK_URL"] == f"http://traefik:{web.rsplit(':', 1)[1]}"
+    traefik = compose()["services"]["traefik"]
+    assert "./traefik/traefik.toml:/etc/traefik/traefik.toml:ro" in traefik["volumes"]
+
+
+def test_env_example_is_a_valid_configuration() -> None:
+    settings = Settings.from_env({}, ROOT / ".env.example")
+    assert settings.registry_host == "127.0.0.1:5000"
+    assert settings.base_domain == "notebooks.example.org"
+
+
+def test_dockerfile_serves_on_the_default_port() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "EXPOSE 3000" in dockerfile
+    assert 'CMD ["notebook-gateway", "serve"]' in dockerfile
+    assert "3000:3000" in compose()["services"]["gateway"]["ports"]
