@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from gateway.models import RunningNotebook
 log = logging.getLogger(__name__)
 
 BUILD_LOG_TAIL = 40
+# The classic builder names the image each step produced: " ---> 1a2b3c4d5e6f".
+_LAYER = re.compile(r"^\s*---> ([0-9a-f]{12})$")
 LineSink = Callable[[str], None]
 
 
@@ -114,6 +117,7 @@ class DockerEngine:
     ) -> None:
         """Build from a tar context; raise NotebookFailed with the log's tail on any error."""
         tail: deque[str] = deque(maxlen=BUILD_LOG_TAIL)
+        layers: list[str] = []
 
         async def consume() -> None:
             stream = self.client.images.build(
@@ -129,6 +133,8 @@ class DockerEngine:
                 for line in _lines(chunk.get("stream")):
                     tail.append(line)
                     on_line(line)
+                    if layer := _LAYER.match(line):
+                        layers.append(layer.group(1))
                 if "error" in chunk:
                     raise NotebookFailed(
                         "build_failed", f"the image build failed: {_error_text(chunk)}", list(tail)
@@ -138,17 +144,31 @@ class DockerEngine:
             async with asyncio.timeout(timeout):
                 await consume()
         except TimeoutError:
+            await self._remove_unused(layers)
             raise NotebookFailed(
                 "build_failed", f"the image build did not finish within {timeout:.0f} s", list(tail)
             ) from None
         except aiodocker.DockerError as exc:
+            await self._remove_unused(layers)
             raise NotebookFailed(
                 "build_failed", f"the image build failed: {exc.message}", list(tail)
             ) from None
+        except NotebookFailed:
+            await self._remove_unused(layers)
+            raise
         if await self.image_id(image) is None:
             raise NotebookFailed(
                 "build_failed", "the build ended without producing the image", list(tail)
             )
+
+    async def _remove_unused(self, layers: list[str]) -> None:
+        """A failed build leaves its intermediate images behind, untagged and unlabelled.
+        Remove them, newest first; the engine refuses (409) for layers other images use."""
+        for layer in reversed(layers):
+            try:
+                await self.client.images.delete(layer)
+            except aiodocker.DockerError:
+                continue
 
     async def check_login(self, auth: RegistryAuth) -> None:
         """Fail fast, before any build, when the registry refuses the credentials."""

@@ -48,8 +48,11 @@ async def test_failed_build_returns_the_build_log_and_marks_url_md(
         }
     )
     gateway = await make_gateway()
+    dangling = set(docker("images", "-q", "--filter", "dangling=true").split())
     status, body = await gateway.notify("broken")
     assert status == 422, job_summary(body)
+    # The failed build's intermediate images are removed, not left dangling.
+    assert set(docker("images", "-q", "--filter", "dangling=true").split()) <= dangling
     error = body["error"]
     assert error["code"] == "deploy_failed"
     assert "a.ipynb" in error["message"] and "build failed" in error["message"]
