@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from gateway import __version__
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 from gateway.settings import Settings
 
 
@@ -72,14 +72,19 @@ def _serve(env_file: Path) -> int:
     from gateway.redact import Redactor, configure_logging
     from gateway.web.app import create_app
 
-    configure_logging(settings.log_level, Redactor(settings.secrets()))
-    web.run_app(
-        create_app(settings),
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        access_log_format='%a "%r" %s %b %Tfs',
-        print=None,
-    )
+    redact = Redactor(settings.secrets())
+    configure_logging(settings.log_level, redact)
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            access_log_format='%a "%r" %s %b %Tfs',
+            print=None,
+        )
+    except GatewayError as exc:  # e.g. no Docker engine at start-up
+        print(f"notebook-gateway: cannot start: {redact(exc.message)}", file=sys.stderr)
+        return 1
     return 0
 
 

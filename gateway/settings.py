@@ -98,6 +98,7 @@ class Settings(BaseModel):
 
     # Local state: the clone cache and the job database.
     state_dir: Path = Field(Path("state"), alias="STATE_DIR")
+    job_retention_days: float = Field(30.0, alias="JOB_RETENTION_DAYS", gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
 
     @field_validator("memory_limit", "max_file_size", "max_context_size", mode="before")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -48,6 +49,7 @@ class Pipeline:
         self.repo = repo
         self.deployer = deployer
         self.store = store
+        self._publish_lock = asyncio.Lock()
         self.limits = discovery.Limits(
             settings.max_file_size, settings.max_context_size, settings.max_context_files
         )
@@ -100,14 +102,17 @@ class Pipeline:
 
     async def _publish(self, job: Job, outcomes: list[NotebookOutcome], emit: Emit) -> None:
         await self.store.replace_project(job.project, outcomes)
-        content = render_url_md(await self.store.published(), self.settings.repo_url)
         author = git.Actor(self.settings.git_bot_name, self.settings.git_bot_email)
         message = (
             f"Update {URL_FILE} for {job.project} {SKIP_CI}\n\n"
             f"Written by notebook-gateway for job {job.id}.\n"
         )
         emit(ProgressEvent(Phase.PUBLISHING, f"updating {URL_FILE}"))
-        commit = await self.repo.publish_file(URL_FILE, content.encode(), message, author)
+        # Render and push under one lock: jobs of other projects publish too, and a render
+        # made before their push would overwrite their rows with older ones.
+        async with self._publish_lock:
+            content = render_url_md(await self.store.published(), self.settings.repo_url)
+            commit = await self.repo.publish_file(URL_FILE, content.encode(), message, author)
         emit(
             ProgressEvent(
                 Phase.PUBLISHING,

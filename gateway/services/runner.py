@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from gateway.errors import DeployFailed, GatewayError
@@ -21,10 +22,13 @@ INFRA_REASONS = {"push_failed"}  # a dependency failed rather than the notebook 
 
 
 class JobRunner:
-    def __init__(self, store: Store, pipeline: Pipeline, redact: Redactor) -> None:
+    def __init__(
+        self, store: Store, pipeline: Pipeline, redact: Redactor, retention: timedelta
+    ) -> None:
         self.store = store
         self.pipeline = pipeline
         self.redact = redact
+        self.retention = retention
         self._project_locks: dict[str, asyncio.Lock] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -45,6 +49,7 @@ class JobRunner:
 
     async def resume(self) -> int:
         """Start again what a previous process left unfinished."""
+        await self.store.prune_jobs(now(self.retention))
         jobs = await self.store.unfinished_jobs()
         for job in jobs:
             log.info("resuming job %s (%s %s)", job.id, job.action, job.project)
@@ -106,6 +111,7 @@ class JobRunner:
         )
         await flush()
         await self.store.finish_job(job.id, state, progress.commit, progress.outcomes, error)
+        await self.store.prune_jobs(now(self.retention))
 
     async def _execute(self, job: Job, progress: JobProgress) -> dict[str, Any] | None:
         """Run the pipeline; return the job's error, or None if everything worked."""

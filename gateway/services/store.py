@@ -10,7 +10,7 @@ import enum
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +112,8 @@ class LogLine:
         }
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+def now(ago: timedelta = timedelta(0)) -> str:
+    return (datetime.now(UTC) - ago).isoformat(timespec="milliseconds")
 
 
 class Store:
@@ -189,6 +189,15 @@ class Store:
             ),
         )
         await self.db.commit()
+
+    async def prune_jobs(self, finished_before: str) -> int:
+        """Forget finished jobs (and their logs) older than the given time."""
+        cursor = await self.db.execute(
+            "DELETE FROM jobs WHERE state IN (?, ?) AND finished_at < ?",
+            (str(JobState.SUCCEEDED), str(JobState.FAILED), finished_before),
+        )
+        await self.db.commit()
+        return cursor.rowcount
 
     async def append_log(self, job_id: str, lines: list[LogLine]) -> None:
         if not lines:

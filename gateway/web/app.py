@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import aiodocker
 import aiohttp
@@ -69,7 +70,8 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
             settings, app[DOCKER], repo, TraefikProbe(session, settings.traefik_url)
         )
         pipeline = Pipeline(settings, app[DOCKER], repo, deployer, app[STORE])
-        runner = JobRunner(app[STORE], pipeline, app[REDACT])
+        retention = timedelta(days=settings.job_retention_days)
+        runner = JobRunner(app[STORE], pipeline, app[REDACT], retention)
         app[RUNNER] = runner
         await runner.resume()
         try:

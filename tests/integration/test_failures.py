@@ -128,3 +128,19 @@ async def test_unreachable_git_remote_leaves_everything_as_it_was(
     assert "git fetch" in body["error"]["message"]
     assert owned_containers(gateway.instance) == running
     assert remote.read("URL.md") == url_md
+
+
+async def test_notebook_that_never_answers_in_time_is_stopped_and_reported(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    # Jupyter needs a few seconds to start; one is not enough.
+    gateway = await make_gateway(NOTEBOOK_READY_TIMEOUT="1")
+    status, body = await gateway.notify("climate")
+    assert status == 422, job_summary(body)
+    (nb,) = body["error"]["detail"]["job"]["notebooks"]
+    assert nb["reason"] == "not_ready" and "did not answer" in nb["message"], nb
+    assert isinstance(nb["log"], list)  # the log tail (Jupyter may not have printed yet)
+    (container,) = owned_containers(gateway.instance)
+    assert docker("inspect", "--format", "{{.State.Running}}", container) == "false"
+    assert "| a.ipynb | - | failed: the notebook did not answer" in (remote.read("URL.md") or "")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.services.store import JobAction, Store
 from tests.conftest import MakeGateway, docker, job_summary, owned_containers, owned_images
 from tests.support.gitrepo import GitRemote, notebook
 
@@ -141,3 +143,38 @@ async def test_wait_false_answers_at_once_with_a_job_to_poll(
         assert phase in phases, phases
     response = await gateway.client.get(job_url)
     assert response.status == 401
+
+
+async def test_concurrent_notifications_for_different_projects_all_reach_url_md(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit({f"{p}/{p}.ipynb": notebook(f"print('{p}')") for p in ("one", "two", "three")})
+    gateway = await make_gateway()
+    answers = await asyncio.gather(*(gateway.notify(p) for p in ("one", "two", "three")))
+    for status, body in answers:
+        assert status == 200, job_summary(body)
+    url_md = remote.read("URL.md") or ""
+    for project in ("one", "two", "three"):
+        assert f"| {project}.ipynb | <http://{project}--{project}." in url_md, url_md
+
+
+async def test_a_job_left_unfinished_by_a_stopped_gateway_runs_at_start(
+    make_gateway: MakeGateway, remote: GitRemote, tmp_path: Path
+) -> None:
+    remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    state = tmp_path / "resumed-state"
+    # What a gateway killed right after accepting a notification leaves behind.
+    store = await Store.open(state / "gateway.db")
+    job = await store.create_job("climate", JobAction.UPDATE)
+    await store.mark_running(job.id)
+    await store.close()
+
+    gateway = await make_gateway(STATE_DIR=str(state))
+    for _ in range(240):
+        response = await gateway.client.get(f"/jobs/{job.id}", headers=gateway.auth())
+        body = await response.json()
+        if body["state"] in ("succeeded", "failed"):
+            break
+        await asyncio.sleep(0.5)
+    assert body["state"] == "succeeded", job_summary(body)
+    assert "| a.ipynb | <http" in (remote.read("URL.md") or "")

@@ -8,10 +8,18 @@ import json
 import re
 import urllib.parse
 import urllib.request
+from typing import Any
 
 import pytest
 
-from tests.conftest import MakeGateway, Stack, docker, job_summary, owned_containers
+from tests.conftest import (
+    Gateway,
+    MakeGateway,
+    Stack,
+    docker,
+    job_summary,
+    owned_containers,
+)
 from tests.support import jupyter
 from tests.support.gitrepo import GitRemote, notebook
 
@@ -51,6 +59,11 @@ def url_md_links(text: str) -> dict[str, str]:
         if match:
             links[match.group(1).replace("\\", "")] = match.group(2)
     return links
+
+
+async def job_log(gateway: Gateway, job_id: str) -> list[dict[str, Any]]:
+    response = await gateway.client.get(f"/jobs/{job_id}", headers=gateway.auth())
+    return list((await response.json())["log"])
 
 
 def registry_tags(stack: Stack, repository: str) -> list[str]:
@@ -121,11 +134,19 @@ async def test_containers_are_limited_and_labelled(
     make_gateway: MakeGateway, remote: GitRemote, stack: Stack
 ) -> None:
     commit = remote.commit({"climate/intro.ipynb": notebook("print(1)")})
+    # Without a registry (the default), images stay on the local engine.
     gateway = await make_gateway(
-        NOTEBOOK_MEMORY_LIMIT="300m", NOTEBOOK_CPU_LIMIT="0.5", NOTEBOOK_PIDS_LIMIT="128"
+        NOTEBOOK_MEMORY_LIMIT="300m",
+        NOTEBOOK_CPU_LIMIT="0.5",
+        NOTEBOOK_PIDS_LIMIT="128",
+        REGISTRY_HOST="",
+        REGISTRY_USERNAME="",
+        REGISTRY_PASSWORD="",
     )
     status, body = await gateway.notify("climate")
     assert status == 200, job_summary(body)
+    assert body["notebooks"][0]["image"].startswith(f"notebook-gateway/{gateway.instance}/climate/")
+    assert not any(line["phase"] == "pushing" for line in await job_log(gateway, body["id"]))
     (container,) = owned_containers(gateway.instance)
     info = json.loads(docker("inspect", container))[0]
     host = info["HostConfig"]

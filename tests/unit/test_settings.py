@@ -114,3 +114,20 @@ def test_serve_refuses_to_start_with_a_clear_message(
         and "AUTH_TOKEN: is required" in err
         and "GITLAB_REPO_URL: is required" in err
     )
+
+
+def test_serve_without_a_docker_engine_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name, value in {
+        **REQUIRED,
+        "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
+        "STATE_DIR": str(tmp_path / "state"),
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": "39999",  # never bound: start-up stops before listening
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve", "--env-file", str(tmp_path / "none.env")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot start" in err and "no-docker.sock" in err
+    assert "s3cret-token-value" not in err

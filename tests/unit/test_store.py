@@ -1,3 +1,4 @@
+from datetime import timedelta
 from pathlib import Path
 
 from gateway.models import NotebookAction, NotebookOutcome, NotebookState, Phase, ProgressEvent
@@ -41,4 +42,17 @@ async def test_published_notebooks_are_replaced_per_project(tmp_path: Path) -> N
     )
     assert [n.path for n in await store.published()] == ["a.ipynb", "c.ipynb"]
     assert await store.published("p") == [a]
+    await store.close()
+
+
+async def test_old_finished_jobs_are_pruned_with_their_logs(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "gateway.db")
+    old = await store.create_job("p", JobAction.UPDATE)
+    await store.append_log(old.id, [LogLine(now(), ProgressEvent(Phase.DONE, "x"))])
+    await store.finish_job(old.id, JobState.FAILED, None, [], {"code": "x"})
+    running = await store.create_job("p", JobAction.UPDATE)
+    assert await store.prune_jobs(now(timedelta(days=1))) == 0  # finished just now: kept
+    assert await store.prune_jobs(now(-timedelta(seconds=1))) == 1
+    assert await store.get_job(old.id) is None and await store.job_log(old.id) == []
+    assert await store.get_job(running.id) is not None  # unfinished jobs are never pruned
     await store.close()
