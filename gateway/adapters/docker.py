@@ -15,6 +15,7 @@ from typing import IO, Any
 import aiodocker
 
 from gateway import naming
+from gateway.adapters.registry import RegistryAuth
 from gateway.errors import DockerError, NotebookFailed, RegistryError
 from gateway.models import RunningNotebook
 
@@ -41,16 +42,6 @@ class ContainerState:
     oom_killed: bool
     restart_count: int
     error: str
-
-
-@dataclass(frozen=True)
-class RegistryAuth:
-    server: str
-    username: str
-    password: str
-
-    def header(self) -> dict[str, str]:
-        return {"username": self.username, "password": self.password, "serveraddress": self.server}
 
 
 class DockerEngine:

@@ -9,12 +9,14 @@ import asyncio
 from collections.abc import Callable
 from typing import IO
 
-from gateway.adapters.docker import DockerEngine, Limits, RegistryAuth
+from gateway import naming
+from gateway.adapters.docker import DockerEngine, Limits
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.probe import TraefikProbe
+from gateway.adapters.registry import RegistryClient
 from gateway.context_tar import write_context_tar
 from gateway.desired import container_labels
-from gateway.errors import NotebookFailed
+from gateway.errors import NotebookFailed, RegistryError
 from gateway.models import (
     DesiredNotebook,
     Emit,
@@ -34,22 +36,19 @@ KEEP_CHECK_TIMEOUT = 15.0
 
 class Deployer:
     def __init__(
-        self, settings: Settings, docker: DockerEngine, repo: NotebookRepo, probe: TraefikProbe
+        self,
+        settings: Settings,
+        docker: DockerEngine,
+        repo: NotebookRepo,
+        probe: TraefikProbe,
+        registry: RegistryClient | None,
     ) -> None:
         self.settings = settings
         self.docker = docker
         self.repo = repo
         self.probe = probe
+        self.registry = registry
         self.limits = Limits(settings.memory_limit, settings.cpu_limit, settings.pids_limit)
-        self.auth = (
-            RegistryAuth(
-                settings.registry_server,
-                settings.registry_username,
-                settings.registry_password.get_secret_value(),
-            )
-            if settings.registry_host and settings.registry_password
-            else None
-        )
 
     async def apply(self, plan: Plan, mtime: int, emit: Emit) -> list[NotebookOutcome]:
         outcomes: list[NotebookOutcome] = []
@@ -99,7 +98,7 @@ class Deployer:
         for project, path in sorted(
             {(g.project, g.path) for g in plan.remove if g.path not in still_wanted}
         ):
-            await self.docker.remove_notebook_images(project, path)
+            await self._remove_images(project, path, None, emit)
             outcomes.append(
                 NotebookOutcome(project, path, NotebookState.REMOVED, NotebookAction.REMOVED)
             )
@@ -110,10 +109,31 @@ class Deployer:
                 outcome.state is NotebookState.RUNNING
                 and outcome.action is not NotebookAction.UNCHANGED
             ):
-                await self.docker.remove_notebook_images(
-                    outcome.project, outcome.path, keep=outcome.image
-                )
+                await self._remove_images(outcome.project, outcome.path, outcome.image, emit)
         return sorted(outcomes, key=lambda o: o.path)
+
+    async def _remove_images(self, project: str, path: str, keep: str | None, emit: Emit) -> None:
+        """Every image of the notebook but `keep`, locally and in the registry. What runs is
+        already right, so a registry that refuses is a warning, not a failure."""
+        await self.docker.remove_notebook_images(project, path, keep=keep)
+        if self.registry is None:
+            return
+        names = naming.notebook_names(
+            self.settings.instance, self.settings.registry_host, project, path
+        )
+        repository = names.image_repository.removeprefix(f"{self.settings.registry_server}/")
+        keep_tag = keep.rpartition(":")[2] if keep else None
+        try:
+            deleted = await self.registry.prune(repository, keep=keep_tag)
+        except RegistryError as exc:
+            emit(ProgressEvent(Phase.REMOVING, f"warning: {exc.message}", path))
+            return
+        if deleted:
+            emit(
+                ProgressEvent(
+                    Phase.REMOVING, f"deleted {len(deleted)} old image(s) from the registry", path
+                )
+            )
 
     async def _ensure_image(
         self, desired: DesiredNotebook, mtime: int, emit: Emit
@@ -139,10 +159,10 @@ class Deployer:
             finally:
                 context.close()
             action = NotebookAction.BUILT
-        if self.settings.registry_host:
+        if self.registry is not None:
             step(Phase.PUSHING, f"pushing {desired.image}")
             await self.docker.push(
-                desired.image, self.auth, self.settings.push_timeout, output(Phase.PUSHING)
+                desired.image, self.registry.auth, self.settings.push_timeout, output(Phase.PUSHING)
             )
         return action
 

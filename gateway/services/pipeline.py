@@ -84,8 +84,9 @@ class Pipeline:
             )
 
         plan = make_plan(desired, actual)
-        if plan.deploy and self.deployer.auth is not None:
-            await self.docker.check_login(self.deployer.auth)
+        registry = self.deployer.registry
+        if plan.deploy and registry is not None and registry.auth is not None:
+            await self.docker.check_login(registry.auth)
         progress.outcomes = await self.deployer.apply(
             plan, await self.repo.commit_time(commit), emit
         )

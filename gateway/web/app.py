@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.probe import TraefikProbe
+from gateway.adapters.registry import RegistryAuth, RegistryClient
 from gateway.redact import Redactor
 from gateway.services.deployer import Deployer
 from gateway.services.pipeline import Pipeline
@@ -55,6 +56,16 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
+def _registry(settings: Settings, session: aiohttp.ClientSession) -> RegistryClient | None:
+    if not settings.registry_host:
+        return None
+    auth = None
+    if settings.registry_username and settings.registry_password:
+        password = settings.registry_password.get_secret_value()
+        auth = RegistryAuth(settings.registry_server, settings.registry_username, password)
+    return RegistryClient(session, settings.registry_server, auth)
+
+
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     token = settings.gitlab_access_token
@@ -66,9 +77,8 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
         timeout=settings.git_timeout,
     )
     async with aiohttp.ClientSession() as session:
-        deployer = Deployer(
-            settings, app[DOCKER], repo, TraefikProbe(session, settings.traefik_url)
-        )
+        probe = TraefikProbe(session, settings.traefik_url)
+        deployer = Deployer(settings, app[DOCKER], repo, probe, _registry(settings, session))
         pipeline = Pipeline(settings, app[DOCKER], repo, deployer, app[STORE])
         retention = timedelta(days=settings.job_retention_days)
         runner = JobRunner(app[STORE], pipeline, app[REDACT], retention)

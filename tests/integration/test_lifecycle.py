@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.services.store import JobAction, Store
-from tests.conftest import MakeGateway, docker, job_summary, owned_containers, owned_images
+from tests.conftest import MakeGateway, Stack, docker, job_summary, owned_containers, owned_images
 from tests.support.gitrepo import GitRemote, notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
@@ -37,7 +37,7 @@ def actions(body: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_update_idempotence_and_deletion(
-    make_gateway: MakeGateway, remote: GitRemote
+    make_gateway: MakeGateway, remote: GitRemote, stack: Stack
 ) -> None:
     remote.commit(
         {
@@ -47,9 +47,11 @@ async def test_update_idempotence_and_deletion(
         }
     )
     gateway = await make_gateway()
+    pushed = {}
     for project in ("climate", "other"):
         status, body = await gateway.notify(project)
         assert status == 200, job_summary(body)
+        pushed.update({nb["name"]: nb["image"] for nb in body["notebooks"]})
     containers = containers_by_notebook(gateway.instance)
     images = images_by_notebook(gateway.instance)
     assert set(containers) == {"a.ipynb", "b.ipynb", "c.ipynb"}
@@ -75,6 +77,9 @@ async def test_update_idempotence_and_deletion(
     new_images = images_by_notebook(gateway.instance)
     assert len(new_images["a.ipynb"]) == 1 and new_images["a.ipynb"] != images["a.ipynb"]
     assert new_images["b.ipynb"] == images["b.ipynb"]
+    # The registry keeps only the image that runs.
+    new_a = next(nb["image"] for nb in body["notebooks"] if nb["name"] == "a.ipynb")
+    assert stack.registry.tags(new_a) == [new_a.rsplit(":", 1)[1]]
 
     # A deleted notebook loses its container, its image and its line in URL.md.
     remote.commit({"climate/b.ipynb": None}, "Remove b")
@@ -83,6 +88,7 @@ async def test_update_idempotence_and_deletion(
     assert actions(body) == {"a.ipynb": "unchanged", "b.ipynb": "removed"}
     assert set(containers_by_notebook(gateway.instance)) == {"a.ipynb", "c.ipynb"}
     assert "b.ipynb" not in images_by_notebook(gateway.instance)
+    assert stack.registry.tags(pushed["b.ipynb"]) == []
     url_md = remote.read("URL.md") or ""
     assert "| a.ipynb |" in url_md and "| b.ipynb |" not in url_md and "| c.ipynb |" in url_md
 
@@ -91,6 +97,8 @@ async def test_update_idempotence_and_deletion(
     assert status == 200, job_summary(body)
     assert set(containers_by_notebook(gateway.instance)) == {"c.ipynb"}
     assert set(images_by_notebook(gateway.instance)) == {"c.ipynb"}
+    assert stack.registry.tags(new_a) == []
+    assert stack.registry.tags(pushed["c.ipynb"]) != []
     url_md = remote.read("URL.md") or ""
     assert "## climate" not in url_md and "## other" in url_md
 

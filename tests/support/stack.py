@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import shutil
 import socket
@@ -89,6 +91,21 @@ class Registry:
         )
         wait_for(f"http://127.0.0.1:{port}/v2/", {401}, 30, process, log)
         return cls(f"127.0.0.1:{port}", username, password, process, root, log)
+
+    def tags(self, image: str) -> list[str]:
+        """The tags the registry holds for an image's repository (image: host/path[:tag])."""
+        repository = image.rpartition(":")[0] if image.count(":") > 1 else image
+        path = repository.removeprefix(f"{self.host}/")
+        request = urllib.request.Request(f"http://{self.host}/v2/{path}/tags/list")
+        credentials = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {credentials}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return sorted(json.load(response).get("tags") or [])
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return []
+            raise
 
 
 @dataclass

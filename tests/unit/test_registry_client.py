@@ -1,0 +1,93 @@
+"""The registry client's side of the token handshake that GitLab's container registry uses
+(401 + WWW-Authenticate: Bearer realm=... -> token service -> retry). The Basic-auth path is
+exercised against the real Distribution registry in the integration tests."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.adapters.registry import RegistryAuth, RegistryClient
+from gateway.errors import RegistryError
+
+TOKEN = "issued-token"
+Server = Callable[..., Awaitable[TestServer]]
+
+
+def token_registry(tags: list[str], allow_delete: bool = True) -> tuple[web.Application, list[str]]:
+    seen: list[str] = []
+
+    def challenge(request: web.Request) -> web.Response | None:
+        if request.headers.get("Authorization") == f"Bearer {TOKEN}":
+            return None
+        realm = f"http://{request.host}/jwt/auth"
+        return web.Response(
+            status=401,
+            headers={"WWW-Authenticate": f'Bearer realm="{realm}",service="container_registry"'},
+        )
+
+    async def token(request: web.Request) -> web.Response:
+        expected = "Basic " + base64.b64encode(b"ci:pw").decode()
+        if request.headers.get("Authorization") != expected:
+            return web.Response(status=401)
+        seen.append(f"scope={request.query['scope']}")
+        return web.json_response({"token": TOKEN})
+
+    async def tag_list(request: web.Request) -> web.Response:
+        return challenge(request) or web.json_response({"name": "x", "tags": tags})
+
+    async def manifest(request: web.Request) -> web.Response:
+        if denied := challenge(request):
+            return denied
+        reference = request.match_info["reference"]
+        if request.method == "DELETE":
+            seen.append(f"delete {reference}")
+            return web.Response(status=202 if allow_delete else 405)
+        return web.Response(headers={"Docker-Content-Digest": f"sha256:{reference}"})
+
+    app = web.Application()
+    app.router.add_get("/jwt/auth", token)
+    app.router.add_get("/v2/{repo:.+}/tags/list", tag_list)
+    app.router.add_route("*", "/v2/{repo:.+}/manifests/{reference}", manifest)
+    return app, seen
+
+
+async def client_for(aiohttp_server: Server, app: web.Application, session: Any) -> RegistryClient:
+    server = await aiohttp_server(app, host="127.0.0.1")
+    address = f"127.0.0.1:{server.port}"
+    return RegistryClient(session, address, RegistryAuth(address, "ci", "pw"))
+
+
+async def test_prune_follows_the_token_handshake(aiohttp_server: Server) -> None:
+    app, seen = token_registry(["old", "current"])
+    async with aiohttp.ClientSession() as session:
+        registry = await client_for(aiohttp_server, app, session)
+        assert await registry.prune("team/nbgw/climate/intro", keep="current") == ["old"]
+    assert "scope=repository:team/nbgw/climate/intro:pull,push,delete" in seen
+    assert "delete sha256:old" in seen and "delete sha256:current" not in seen
+
+
+async def test_a_registry_that_forbids_deleting_says_how_to_allow_it(
+    aiohttp_server: Server,
+) -> None:
+    app, _ = token_registry(["old"], allow_delete=False)
+    async with aiohttp.ClientSession() as session:
+        registry = await client_for(aiohttp_server, app, session)
+        with pytest.raises(RegistryError, match="REGISTRY_STORAGE_DELETE_ENABLED"):
+            await registry.prune("x")
+
+
+async def test_wrong_credentials_are_a_clear_error(aiohttp_server: Server) -> None:
+    app, _ = token_registry(["old"])
+    async with aiohttp.ClientSession() as session:
+        server = await aiohttp_server(app, host="127.0.0.1")
+        address = f"127.0.0.1:{server.port}"
+        registry = RegistryClient(session, address, RegistryAuth(address, "ci", "wrong"))
+        with pytest.raises(RegistryError, match="refused the credentials"):
+            await registry.prune("x")
