@@ -52,6 +52,9 @@ def snapshot(
     for entry in sorted(entries, key=lambda e: e.path):
         if is_hidden(entry.path):
             continue
+        if not _is_utf8(entry.path):
+            problems.append(f"{entry.path!r}: the file name is not valid UTF-8")
+            continue
         resolved = _resolve(entry, by_path, problems)
         if resolved is None:
             continue
@@ -84,6 +87,14 @@ def snapshot(
         )
     requirements = next((f for f in shared if f.path == REQUIREMENTS), None)
     return ProjectSnapshot(project, commit, notebooks, shared, requirements)
+
+
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes, kept as surrogates by the git adapter
+        return False
+    return True
 
 
 def _resolve(

@@ -72,6 +72,10 @@ class DockerError(UpstreamError):
     code = "docker_error"
 
 
+class ProxyError(UpstreamError):
+    code = "proxy_error"
+
+
 class PublishError(UpstreamError):
     code = "publish_failed"
 

@@ -12,6 +12,16 @@ class TraefikProbe:
         self.session = session
         self.traefik_url = traefik_url.rstrip("/")
 
+    async def reachable(self) -> bool:
+        """True when Traefik itself answers (any HTTP status), whatever it routes."""
+        try:
+            async with self.session.get(
+                f"{self.traefik_url}/", timeout=PROBE_TIMEOUT, allow_redirects=False
+            ):
+                return True
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
     async def answers(self, host: str) -> bool:
         """True when Jupyter's /api answers through Traefik for this Host."""
         try:

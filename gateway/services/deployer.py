@@ -16,7 +16,7 @@ from gateway.adapters.probe import TraefikProbe
 from gateway.adapters.registry import RegistryClient
 from gateway.context_tar import write_context_tar
 from gateway.desired import container_labels
-from gateway.errors import NotebookFailed, RegistryError
+from gateway.errors import NotebookFailed, ProxyError, RegistryError
 from gateway.models import (
     DesiredNotebook,
     Emit,
@@ -53,6 +53,11 @@ class Deployer:
     async def apply(self, plan: Plan, mtime: int, emit: Emit) -> list[NotebookOutcome]:
         outcomes: list[NotebookOutcome] = []
         deploys = list(plan.deploy)
+        if (plan.keep or plan.deploy) and not await self.probe.reachable():
+            # Without the proxy nothing can prove it answers; restarting would only do harm.
+            raise ProxyError(
+                f"Traefik does not answer at {self.settings.traefik_url}; nothing was changed"
+            )
 
         # Containers that already run the right content must still prove they answer.
         answering = await asyncio.gather(

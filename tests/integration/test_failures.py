@@ -17,6 +17,7 @@ from tests.conftest import (
 )
 from tests.support import jupyter
 from tests.support.gitrepo import GitRemote, notebook
+from tests.support.stack import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -144,3 +145,31 @@ async def test_notebook_that_never_answers_in_time_is_stopped_and_reported(
     (container,) = owned_containers(gateway.instance)
     assert docker("inspect", "--format", "{{.State.Running}}", container) == "false"
     assert "| a.ipynb | - | failed: the notebook did not answer" in (remote.read("URL.md") or "")
+
+
+async def test_without_traefik_nothing_is_touched(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    gateway = await make_gateway()
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    running = owned_containers(gateway.instance)
+    url_md = remote.read("URL.md")
+
+    # The same gateway (instance and state) restarted while Traefik is unreachable.
+    blind = await make_gateway(
+        GATEWAY_INSTANCE=gateway.instance,
+        STATE_DIR=str(gateway.settings.state_dir),
+        BASE_DOMAIN=gateway.settings.base_domain,
+        TRAEFIK_URL=f"http://127.0.0.1:{free_port()}",
+    )
+    remote.commit({"climate/b.ipynb": notebook("print('b')")})
+    status, body = await blind.notify("climate")
+    assert status == 502, job_summary(body)
+    assert (
+        body["error"]["code"] == "proxy_error" and "nothing was changed" in body["error"]["message"]
+    )
+    assert owned_containers(gateway.instance) == running
+    assert docker("inspect", "--format", "{{.State.Running}}", running[0]) == "true"
+    assert remote.read("URL.md") == url_md

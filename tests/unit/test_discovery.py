@@ -78,6 +78,12 @@ def test_every_problem_is_listed() -> None:
     assert any("too many levels" in p for p in problems)
 
 
+def test_file_names_that_are_not_utf8_are_refused() -> None:
+    broken = b"caf\xe9.ipynb".decode("utf-8", "surrogateescape")
+    with pytest.raises(InvalidRepository, match="not valid UTF-8"):
+        snapshot("p", "c", [entry("a.ipynb"), entry(broken)], LIMITS)
+
+
 def test_context_size_and_file_count_are_bounded() -> None:
     many = [entry(f"f{i}.csv") for i in range(12)]
     with pytest.raises(InvalidRepository, match=r"13 files"):
