@@ -7,6 +7,7 @@ gateway instance of its own whose containers, images and state are removed after
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -130,6 +131,17 @@ class Gateway:
             headers=self.auth(),
         )
         return response.status, await response.json()
+
+    async def wait_for_job(self, job_id: str, timeout: float = 180) -> dict[str, Any]:
+        """Poll GET /jobs/{id} as a CI job would, until the job has finished."""
+        async with asyncio.timeout(timeout):
+            while True:
+                response = await self.client.get(f"/jobs/{job_id}", headers=self.auth())
+                job: dict[str, Any] = await response.json()
+                assert response.status == 200, job
+                if job["state"] in ("succeeded", "failed"):
+                    return job
+                await asyncio.sleep(0.5)
 
     async def delete(self, project: str) -> tuple[int, dict[str, Any]]:
         response = await self.client.delete(

@@ -137,13 +137,7 @@ async def test_wait_false_answers_at_once_with_a_job_to_poll(
     assert body["url"].endswith(job_url)
 
     # The job finishes on its own; poll it as a CI job would.
-    for _ in range(300):
-        response = await gateway.client.get(job_url, headers=gateway.auth())
-        job = await response.json()
-        assert response.status == 200, job
-        if job["state"] in ("succeeded", "failed"):
-            break
-        await asyncio.sleep(0.5)
+    job = await gateway.wait_for_job(body["id"])
     assert job["state"] == "succeeded", job_summary(job)
     assert job["notebooks"][0]["state"] == "running"
     phases = [line["phase"] for line in job["log"]]
@@ -178,11 +172,6 @@ async def test_a_job_left_unfinished_by_a_stopped_gateway_runs_at_start(
     await store.close()
 
     gateway = await make_gateway(STATE_DIR=str(state))
-    for _ in range(240):
-        response = await gateway.client.get(f"/jobs/{job.id}", headers=gateway.auth())
-        body = await response.json()
-        if body["state"] in ("succeeded", "failed"):
-            break
-        await asyncio.sleep(0.5)
+    body = await gateway.wait_for_job(job.id)
     assert body["state"] == "succeeded", job_summary(body)
     assert "| a.ipynb | <http" in (remote.read("URL.md") or "")
