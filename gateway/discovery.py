@@ -27,7 +27,7 @@ class TreeEntry:
 
 
 @dataclass(frozen=True)
-class Limits:
+class ContextLimits:
     max_file_size: int
     max_context_size: int
     max_context_files: int
@@ -43,7 +43,7 @@ def is_notebook(path: str) -> bool:
 
 
 def snapshot(
-    project: str, commit: str, entries: list[TreeEntry], limits: Limits
+    project: str, commit: str, entries: list[TreeEntry], limits: ContextLimits
 ) -> ProjectSnapshot:
     """Classify a project's files; raise InvalidRepository listing every refused file."""
     by_path = {entry.path: entry for entry in entries}

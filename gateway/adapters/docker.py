@@ -28,7 +28,7 @@ LineSink = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class Limits:
+class ResourceLimits:
     memory: int
     cpus: float
     pids: int
@@ -266,7 +266,7 @@ class DockerEngine:
         hostname: str,
         network: str,
         user: str,
-        limits: Limits,
+        limits: ResourceLimits,
     ) -> str:
         config: dict[str, Any] = {
             "Image": image,

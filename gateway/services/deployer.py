@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import IO
 
 from gateway import naming
-from gateway.adapters.docker import DockerEngine, Limits
+from gateway.adapters.docker import DockerEngine, ResourceLimits
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.probe import TraefikProbe
 from gateway.adapters.registry import RegistryClient
@@ -27,7 +27,7 @@ from gateway.models import (
     ProgressEvent,
     RunningNotebook,
 )
-from gateway.plan import Deploy, Plan
+from gateway.plan import Deploy, Keep, Plan
 from gateway.settings import Settings
 
 LOG_TAIL = 30
@@ -48,39 +48,53 @@ class Deployer:
         self.repo = repo
         self.probe = probe
         self.registry = registry
-        self.limits = Limits(settings.memory_limit, settings.cpu_limit, settings.pids_limit)
+        self.limits = ResourceLimits(settings.memory_limit, settings.cpu_limit, settings.pids_limit)
 
     async def apply(self, plan: Plan, mtime: int, emit: Emit) -> list[NotebookOutcome]:
-        outcomes: list[NotebookOutcome] = []
-        deploys = list(plan.deploy)
         if (plan.keep or plan.deploy) and not await self.probe.reachable():
             # Without the proxy nothing can prove it answers; restarting would only do harm.
             raise ProxyError(
                 f"Traefik does not answer at {self.settings.traefik_url}; nothing was changed"
             )
+        kept, silent = await self._verify(plan.keep, emit)
+        deployed = await self._deploy([*plan.deploy, *silent], mtime, emit)
+        removed = await self._remove(plan.remove, {o.path for o in [*kept, *deployed]}, emit)
+        for outcome in deployed:
+            if outcome.state is NotebookState.RUNNING:  # its older images are not needed now
+                await self._remove_images(outcome.project, outcome.path, outcome.image, emit)
+        return sorted([*kept, *deployed, *removed], key=lambda o: o.path)
 
-        # Containers that already run the right content must still prove they answer.
+    async def _verify(
+        self, keep: list[Keep], emit: Emit
+    ) -> tuple[list[NotebookOutcome], list[Deploy]]:
+        """Containers that already run the right content must still prove they answer; the
+        silent ones are deployed again (from the image they have)."""
         answering = await asyncio.gather(
-            *(self._answers(k.desired, KEEP_CHECK_TIMEOUT) for k in plan.keep)
+            *(self._answers(k.desired, KEEP_CHECK_TIMEOUT) for k in keep)
         )
-        for keep, ok in zip(plan.keep, answering, strict=True):
+        kept, silent = [], []
+        for item, ok in zip(keep, answering, strict=True):
             if ok:
-                emit(ProgressEvent(Phase.READY, "unchanged and answering", keep.desired.path))
-                outcomes.append(
+                emit(ProgressEvent(Phase.READY, "unchanged and answering", item.desired.path))
+                kept.append(
                     _outcome(
-                        keep.desired,
+                        item.desired,
                         NotebookState.RUNNING,
                         NotebookAction.UNCHANGED,
-                        keep.current.commit,
+                        item.current.commit,
                     )
                 )
             else:
                 emit(
-                    ProgressEvent(Phase.STARTING, "not answering; restarting it", keep.desired.path)
+                    ProgressEvent(Phase.STARTING, "not answering; restarting it", item.desired.path)
                 )
-                deploys.append(Deploy(keep.desired, (keep.current,)))
+                silent.append(Deploy(item.desired, (item.current,)))
+        return kept, silent
 
-        # Images are built one at a time (builds saturate the machine); waiting is concurrent.
+    async def _deploy(self, deploys: list[Deploy], mtime: int, emit: Emit) -> list[NotebookOutcome]:
+        """Images are built one at a time (builds saturate the machine); waiting for the
+        notebooks to answer is concurrent."""
+        failed: list[NotebookOutcome] = []
         starting: list[asyncio.Task[NotebookOutcome]] = []
         for item in sorted(deploys, key=lambda d: d.desired.path):
             try:
@@ -89,33 +103,34 @@ class Deployer:
                     await self.docker.remove_container(old.id)
                 container_id = await self._start(item.desired, emit)
             except NotebookFailed as failure:
-                outcomes.append(self._failed(item, failure, emit))
+                failed.append(self._failed(item, failure, emit))
                 continue
             starting.append(
                 asyncio.create_task(self._await_ready(item.desired, container_id, action, emit))
             )
-        outcomes.extend(await asyncio.gather(*starting))
+        return failed + list(await asyncio.gather(*starting))
 
-        for gone in plan.remove:
-            emit(ProgressEvent(Phase.REMOVING, f"removing container {gone.name}", gone.path))
-            await self.docker.remove_container(gone.id)
-        still_wanted = {o.path for o in outcomes}
+    async def _remove(
+        self, gone: list[RunningNotebook], still_wanted: set[str], emit: Emit
+    ) -> list[NotebookOutcome]:
+        """Containers of notebooks no longer wanted (and duplicates) go; so do the images of
+        notebooks that are gone altogether."""
+        for container in gone:
+            emit(
+                ProgressEvent(
+                    Phase.REMOVING, f"removing container {container.name}", container.path
+                )
+            )
+            await self.docker.remove_container(container.id)
+        removed = []
         for project, path in sorted(
-            {(g.project, g.path) for g in plan.remove if g.path not in still_wanted}
+            {(c.project, c.path) for c in gone if c.path not in still_wanted}
         ):
             await self._remove_images(project, path, None, emit)
-            outcomes.append(
+            removed.append(
                 NotebookOutcome(project, path, NotebookState.REMOVED, NotebookAction.REMOVED)
             )
-
-        # Old images of notebooks that now run a new one.
-        for outcome in outcomes:
-            if (
-                outcome.state is NotebookState.RUNNING
-                and outcome.action is not NotebookAction.UNCHANGED
-            ):
-                await self._remove_images(outcome.project, outcome.path, outcome.image, emit)
-        return sorted(outcomes, key=lambda o: o.path)
+        return removed
 
     async def _remove_images(self, project: str, path: str, keep: str | None, emit: Emit) -> None:
         """Every image of the notebook but `keep`, locally and in the registry. What runs is
@@ -209,8 +224,9 @@ class Deployer:
             elif state.restart_count > 0 or state.status in ("exited", "dead"):
                 # While Docker restarts it, the exit code of the failed run is not reliable.
                 code = f" with code {state.exit_code}" if state.status in ("exited", "dead") else ""
+                reason = f": {state.error}" if state.error else " (see its log)"
                 failure = NotebookFailed(
-                    "start_failed", f"Jupyter exited{code} while starting (see its log)"
+                    "start_failed", f"Jupyter exited{code} while starting{reason}"
                 )
             elif state.running and await self.probe.answers(self._host(desired)):
                 emit(ProgressEvent(Phase.READY, f"answering at {desired.url}", desired.path))

@@ -50,7 +50,7 @@ class Pipeline:
         self.deployer = deployer
         self.store = store
         self._publish_lock = asyncio.Lock()
-        self.limits = discovery.Limits(
+        self.limits = discovery.ContextLimits(
             settings.max_file_size, settings.max_context_size, settings.max_context_files
         )
 
@@ -74,10 +74,12 @@ class Pipeline:
             desired = desired_notebooks(snapshot, self.settings, await self._base_identity(emit))
             emit(ProgressEvent(Phase.FETCHING, f"{len(desired)} notebook(s) in {job.project!r}"))
         elif not actual and not await self.store.published(job.project):
-            raise UnknownProject(
-                f"there is no project {job.project!r} in the repository at commit {commit[:12]}",
-                detail={"projects": await self.repo.projects(commit)},
+            message = (
+                f"there is no project {job.project!r} in the repository at commit {commit[:12]}"
+                if job.action is JobAction.UPDATE
+                else f"nothing of project {job.project!r} is deployed"
             )
+            raise UnknownProject(message, detail={"projects": await self.repo.projects(commit)})
         elif job.action is JobAction.UPDATE:
             emit(
                 ProgressEvent(Phase.REMOVING, "the project folder is gone; removing its notebooks")

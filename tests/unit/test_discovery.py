@@ -1,9 +1,9 @@
 import pytest
 
-from gateway.discovery import Limits, TreeEntry, snapshot
+from gateway.discovery import ContextLimits, TreeEntry, snapshot
 from gateway.errors import InvalidRepository
 
-LIMITS = Limits(max_file_size=1000, max_context_size=5000, max_context_files=10)
+LIMITS = ContextLimits(max_file_size=1000, max_context_size=5000, max_context_files=10)
 
 
 def entry(path: str, size: int = 10, link: str | None = None) -> TreeEntry:
