@@ -16,6 +16,7 @@ help:
 	@echo "make lint        ruff and mypy"
 
 $(BIN)/notebook-gateway: pyproject.toml
+	scripts/stack.sh python
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provision the real parts the gateway runs against, idempotently, on a Debian/Ubuntu host as root:
 # Docker engine (started here), the Distribution registry and debootstrap packages, and the local
-# Jupyter base image. Usage: scripts/stack.sh [packages|dockerd|base-image|all]
+# Jupyter base image. Usage: scripts/stack.sh [python|packages|dockerd|base-image|all]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,16 +15,32 @@ mkdir -p "$STACK_DIR"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
+apt_install() {
+  log "installing $*"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# What `make` needs before anything else: Python 3.11+ with venv, git and curl.
+python_tools() {
+  local missing=()
+  command -v python3 >/dev/null || missing+=(python3)
+  command -v git >/dev/null || missing+=(git)
+  command -v curl >/dev/null || missing+=(curl)
+  python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+    log "notebook-gateway needs Python 3.11 or newer; python3 is $(python3 -V 2>&1)"
+    return 1
+  }
+}
+
 packages() {
   local missing=()
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
-  command -v git >/dev/null || missing+=(git)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
 dockerd_up() {
@@ -73,9 +89,10 @@ base_image() {
 }
 
 case "${1:-all}" in
+  python) python_tools ;;
   packages) packages ;;
   dockerd) dockerd_up ;;
   base-image) base_image ;;
-  all) packages; dockerd_up; base_image ;;
-  *) echo "usage: $0 [packages|dockerd|base-image|all]" >&2; exit 2 ;;
+  all) python_tools; packages; dockerd_up; base_image ;;
+  *) echo "usage: $0 [python|packages|dockerd|base-image|all]" >&2; exit 2 ;;
 esac
