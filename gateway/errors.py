@@ -9,6 +9,7 @@ from typing import Any
 class GatewayError(Exception):
     status = 500
     code = "internal_error"
+    headers: dict[str, str] = {}  # noqa: RUF012 (read-only default)
 
     def __init__(self, message: str, detail: Any = None) -> None:
         super().__init__(message)
@@ -28,11 +29,27 @@ class BadRequest(GatewayError):
 class Unauthorized(GatewayError):
     status = 401
     code = "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="notebook-gateway"'}  # noqa: RUF012
+
+
+class RateLimited(GatewayError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float) -> None:
+        seconds = max(1, int(retry_after + 0.999))
+        super().__init__(f"too many requests; try again in {seconds} s")
+        self.headers = {"Retry-After": str(seconds)}
 
 
 class NotFound(GatewayError):
     status = 404
     code = "not_found"
+
+
+class Unavailable(GatewayError):
+    status = 503
+    code = "unavailable"
 
 
 class UnknownProject(NotFound):

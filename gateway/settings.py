@@ -60,6 +60,9 @@ class Settings(BaseModel):
     gateway_url: str = Field("", alias="GATEWAY_URL")
     gateway_host: str = Field("0.0.0.0", alias="GATEWAY_HOST")
     gateway_port: int = Field(3000, alias="GATEWAY_PORT", ge=1, le=65535)
+    webhook_secret: SecretStr | None = Field(None, alias="WEBHOOK_SECRET")
+    rate_limit: int = Field(120, alias="RATE_LIMIT", ge=0)  # requests/minute/client; 0: off
+    reconcile_interval: float = Field(300.0, alias="RECONCILE_INTERVAL", ge=0)  # 0: off
 
     # The notebooks repository
     repo_url: str = Field(alias="GITLAB_REPO_URL")
@@ -84,6 +87,8 @@ class Settings(BaseModel):
     pids_limit: int = Field(512, alias="NOTEBOOK_PIDS_LIMIT", ge=16, le=1_000_000)
     build_timeout: float = Field(1200.0, alias="BUILD_TIMEOUT", gt=0)
     push_timeout: float = Field(600.0, alias="PUSH_TIMEOUT", gt=0)
+    registry_retries: int = Field(4, alias="REGISTRY_RETRIES", ge=1, le=20)
+    registry_retry_delay: float = Field(2.0, alias="REGISTRY_RETRY_DELAY", ge=0)
     ready_timeout: float = Field(120.0, alias="NOTEBOOK_READY_TIMEOUT", gt=0)
     max_file_size: int = Field(parse_bytes("100m"), alias="MAX_FILE_SIZE")
     max_context_size: int = Field(parse_bytes("256m"), alias="MAX_CONTEXT_SIZE")
@@ -227,7 +232,12 @@ class Settings(BaseModel):
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redactor."""
-        found = [self.auth_token, self.gitlab_access_token, self.registry_password]
+        found = [
+            self.auth_token,
+            self.gitlab_access_token,
+            self.registry_password,
+            self.webhook_secret,
+        ]
         return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
 
     @classmethod

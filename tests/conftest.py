@@ -178,6 +178,8 @@ def gateway_env(
         "TRAEFIK_URL": stack.traefik.url,
         "STATE_DIR": str(state_dir),
         "NOTEBOOK_READY_TIMEOUT": "90",
+        # Reconcile passes deploy whatever the repository holds; tests that want them say so.
+        "RECONCILE_INTERVAL": "0",
     }
     values.update(overrides)
     return values

@@ -76,6 +76,50 @@ class NotebookRepo:
 
         return await asyncio.to_thread(read)
 
+    async def has_commit(self, sha: str) -> bool:
+        def check() -> bool:
+            with self._repo() as repo:
+                try:
+                    repo.git.execute(["git", "cat-file", "-e", f"{sha}^{{commit}}"])
+                except git.GitCommandError:
+                    return False
+                return True
+
+        return bool(re.fullmatch(r"[0-9a-f]{40}", sha)) and await asyncio.to_thread(check)
+
+    async def changed_folders(self, before: str, after: str) -> list[str]:
+        """Top-level folders with any file added, changed or removed between two commits."""
+
+        def diff() -> list[str]:
+            with self._repo() as repo:
+                out = repo.git.execute(
+                    ["git", "diff", "--name-only", "--no-renames", "-z", before, after],
+                    stdout_as_string=False,
+                )
+            names = set()
+            for raw in out.split(b"\0"):
+                folder, slash, _ = raw.partition(b"/")
+                if slash:
+                    names.add(folder.decode("utf-8", "surrogateescape"))
+            return sorted(names)
+
+        return await asyncio.to_thread(diff)
+
+    async def last_fetched(self) -> str | None:
+        """The commit of the last successful fetch, if there was one (works offline)."""
+
+        def read() -> str | None:
+            if not self._branch or not (self.clone_dir / "HEAD").exists():
+                return None
+            with self._repo() as repo:
+                try:
+                    ref = f"refs/remotes/origin/{self._branch}^{{commit}}"
+                    return str(repo.git.execute(["git", "rev-parse", "--verify", "-q", ref]))
+                except git.GitCommandError:
+                    return None
+
+        return await asyncio.to_thread(read)
+
     async def projects(self, commit: str) -> list[str]:
         return await asyncio.to_thread(self._projects, commit)
 

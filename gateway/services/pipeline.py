@@ -12,11 +12,18 @@ from gateway import discovery
 from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
 from gateway.desired import desired_notebooks
-from gateway.errors import UnknownProject
-from gateway.models import DesiredNotebook, Emit, NotebookOutcome, Phase, ProgressEvent
+from gateway.errors import GitError, UnknownProject
+from gateway.models import (
+    DesiredNotebook,
+    Emit,
+    NotebookAction,
+    NotebookOutcome,
+    Phase,
+    ProgressEvent,
+)
 from gateway.plan import make_plan
 from gateway.services.deployer import Deployer
-from gateway.services.store import Job, JobAction, Store
+from gateway.services.store import Job, JobAction, JobOrigin, Store
 from gateway.settings import Settings
 from gateway.urlmd import render_url_md
 
@@ -33,6 +40,7 @@ class JobProgress:
     emit: Emit
     commit: str | None = None
     outcomes: list[NotebookOutcome] = field(default_factory=list)
+    changed: bool = False  # anything built, started, removed or committed
 
 
 class Pipeline:
@@ -55,11 +63,9 @@ class Pipeline:
         )
 
     async def run(self, job: Job, progress: JobProgress) -> None:
+        """Bring one project to what the repository holds at the branch's tip."""
         emit = progress.emit
-        emit(ProgressEvent(Phase.FETCHING, f"fetching {self.repo.branch or 'the default branch'}"))
-        commit = await self.repo.fetch()
-        progress.commit = commit
-        emit(ProgressEvent(Phase.FETCHING, f"working from commit {commit}"))
+        commit = await self._fetch(job, progress)
 
         actual = await self.docker.list_notebooks(job.project)
         desired: list[DesiredNotebook] = []
@@ -92,7 +98,64 @@ class Pipeline:
         progress.outcomes = await self.deployer.apply(
             plan, await self.repo.commit_time(commit), emit
         )
-        await self._publish(job, progress.outcomes, emit)
+        progress.changed = any(o.action is not NotebookAction.UNCHANGED for o in progress.outcomes)
+        if await self._publish(job, progress.outcomes, emit):
+            progress.changed = True
+
+    async def changed_projects(self, job: Job, progress: JobProgress) -> list[str]:
+        """The projects a push touched, from `git diff before..after` in the clone: the
+        payload lists at most 20 commits, and a force push rewrites history."""
+        tip = await self._fetch(job, progress)
+        before, after = job.params.get("before", ""), job.params.get("after", "")
+        if not await self.repo.has_commit(after):
+            after = tip  # pushed over again since: the tip includes it, the last push wins
+        if set(before) == {"0"}:
+            reason = "a new branch"
+        elif not await self.repo.has_commit(before):
+            reason = f"commit {before[:12]} is not in the clone (history was rewritten)"
+        else:
+            projects = await self.repo.changed_folders(before, after)
+            names = ", ".join(projects) or "none (only files outside project folders)"
+            progress.emit(ProgressEvent(Phase.FETCHING, f"changed projects: {names}"))
+            return projects
+        progress.emit(ProgressEvent(Phase.FETCHING, f"{reason}: updating every project"))
+        return await self._every_project(tip)
+
+    async def known_projects(self, job: Job, progress: JobProgress) -> list[str]:
+        """Every project in the repository, in containers the gateway owns, or in its records.
+        Owned containers without a project or notebook label cannot be placed: they go."""
+        tip = await self._fetch(job, progress)
+        for container in await self.docker.list_notebooks():
+            if not (container.project and container.path):
+                progress.emit(
+                    ProgressEvent(Phase.REMOVING, f"removing unlabelled container {container.name}")
+                )
+                await self.docker.remove_container(container.id)
+                progress.changed = True
+        return await self._every_project(tip)
+
+    async def _every_project(self, commit: str) -> list[str]:
+        names = set(await self.repo.projects(commit))
+        names.update(c.project for c in await self.docker.list_notebooks() if c.project)
+        names.update(record.project for record in await self.store.published())
+        return sorted(names)
+
+    async def _fetch(self, job: Job, progress: JobProgress) -> str:
+        """Fetch the branch. A reconcile pass may work from the last fetched commit when the
+        remote is down, so crashed notebooks still come back."""
+        emit = progress.emit
+        emit(ProgressEvent(Phase.FETCHING, f"fetching {self.repo.branch or 'the default branch'}"))
+        try:
+            commit = await self.repo.fetch()
+        except GitError as exc:
+            local = await self.repo.last_fetched()
+            if job.origin is not JobOrigin.RECONCILE or local is None:
+                raise
+            emit(ProgressEvent(Phase.FETCHING, f"warning: {exc.message}; using the last fetch"))
+            commit = local
+        progress.commit = commit
+        emit(ProgressEvent(Phase.FETCHING, f"working from commit {commit}"))
+        return commit
 
     async def _base_identity(self, emit: Emit) -> str:
         """The base image's id, part of every image's content hash. Pulled once if missing."""
@@ -103,7 +166,8 @@ class Pipeline:
             found = await self.docker.pull(image)
         return found
 
-    async def _publish(self, job: Job, outcomes: list[NotebookOutcome], emit: Emit) -> None:
+    async def _publish(self, job: Job, outcomes: list[NotebookOutcome], emit: Emit) -> bool:
+        """Record the outcomes and commit URL.md if it changed; True when it did."""
         await self.store.replace_project(job.project, outcomes)
         author = git.Actor(self.settings.git_bot_name, self.settings.git_bot_email)
         message = (
@@ -122,3 +186,4 @@ class Pipeline:
                 f"{URL_FILE} committed as {commit}" if commit else f"{URL_FILE} already up to date",
             )
         )
+        return commit is not None

@@ -1,11 +1,17 @@
-"""Runs jobs in the background: one at a time per project, every step recorded in the store."""
+"""Runs jobs in the background, every step recorded in the store.
+
+Each project has a queue: one job runs at a time, and when it ends, everything that queued up
+meanwhile folds into the last of them (the others become `coalesced`, covered by it), so a burst
+of notifications costs at most two runs. Pushes are queued in order without folding (each covers
+its own range of commits); reconcile passes fold like projects.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -13,12 +19,29 @@ from gateway.errors import DeployFailed, GatewayError
 from gateway.models import NotebookState, Phase, ProgressEvent
 from gateway.redact import Redactor
 from gateway.services.pipeline import JobProgress, Pipeline
-from gateway.services.store import Job, JobAction, JobState, LogLine, Store, now
+from gateway.services.store import Job, JobAction, JobOrigin, JobState, LogLine, Store, now
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.5
 INFRA_REASONS = {"push_failed"}  # a dependency failed rather than the notebook itself
+# Queue names for jobs that are not about one project; project names cannot hold a NUL.
+PUSH_QUEUE = "\0push"
+RECONCILE_QUEUE = "\0reconcile"
+REPOSITORY = "*"  # the `project` of push and reconcile jobs
+
+
+@dataclass
+class _Queue:
+    running: Job | None = None
+    pending: list[Job] = field(default_factory=list)
+
+
+@dataclass
+class _Outcome:
+    error: dict[str, Any] | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    changed: bool = False
 
 
 class JobRunner:
@@ -29,46 +52,111 @@ class JobRunner:
         self.pipeline = pipeline
         self.redact = redact
         self.retention = retention
-        self._project_locks: dict[str, asyncio.Lock] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._queues: dict[str, _Queue] = {}
+        self._done: dict[str, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
 
-    async def submit(self, project: str, action: JobAction) -> Job:
-        """Record the job, then start it. The row exists before anyone is told about it."""
-        job = await self.store.create_job(project, action)
-        self._start(job)
-        return job
+    async def submit(
+        self,
+        project: str,
+        action: JobAction,
+        *,
+        origin: JobOrigin = JobOrigin.API,
+        params: dict[str, Any] | None = None,
+        dedupe_key: str | None = None,
+        idempotency_key: str | None = None,
+        parent: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Record the job, then queue it. The row exists before anyone is told about it.
+        Returns the job and whether it is new (False: a duplicate delivery of an earlier one)."""
+        job, created = await self.store.create_job(
+            project, action, origin=origin, params=params, dedupe_key=dedupe_key,
+            idempotency_key=idempotency_key, parent=parent,
+        )  # fmt: skip
+        if created:
+            self._enqueue(job)
+        return job, created
+
+    async def settle(self, job_id: str) -> None:
+        """Until the job has run (or was folded into another)."""
+        done = self._done.get(job_id)
+        if done is not None:
+            # A client that hangs up must not cancel the deploy.
+            await asyncio.shield(done)
 
     async def wait(self, job_id: str) -> Job:
-        task = self._tasks.get(job_id)
-        if task is not None:
-            # A client that hangs up must not cancel the deploy.
-            await asyncio.shield(task)
-        job = await self.store.get_job(job_id)
-        assert job is not None
-        return job
+        """The job that did the work: this one, or the one it was folded into."""
+        while True:
+            await self.settle(job_id)
+            job = await self.store.get_job(job_id)
+            assert job is not None, job_id
+            if job.state is not JobState.COALESCED or job.covered_by is None:
+                return job
+            job_id = job.covered_by
 
     async def resume(self) -> int:
-        """Start again what a previous process left unfinished."""
+        """Queue again what a previous process left unfinished, in the order it arrived."""
         await self.store.prune_jobs(now(self.retention))
         jobs = await self.store.unfinished_jobs()
         for job in jobs:
             log.info("resuming job %s (%s %s)", job.id, job.action, job.project)
-            self._start(job)
+            self._enqueue(job)
         return len(jobs)
 
     async def close(self) -> None:
         """Stop running jobs; they stay unfinished in the store and resume on the next start."""
-        tasks = list(self._tasks.values())
+        self._closing = True
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _start(self, job: Job) -> None:
-        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
-        self._tasks[job.id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(job.id, None))
+    # -- queues ---------------------------------------------------------------------------
 
-    async def _run(self, job: Job) -> None:
+    def _enqueue(self, job: Job) -> None:
+        self._done.setdefault(job.id, asyncio.get_running_loop().create_future())
+        key = _queue_key(job)
+        self._queues.setdefault(key, _Queue()).pending.append(job)
+        self._next(key)
+
+    def _next(self, key: str) -> None:
+        queue = self._queues[key]
+        if queue.running is not None or not queue.pending or self._closing:
+            return
+        if key == PUSH_QUEUE:
+            job, covered = queue.pending.pop(0), []
+        else:
+            *covered, job = queue.pending
+            queue.pending = []
+        queue.running = job
+        task = asyncio.create_task(self._run(key, job, covered), name=f"job-{job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, key: str, job: Job, covered: list[Job]) -> None:
+        try:
+            for other in covered:
+                await self.store.coalesce(other.id, job.id)
+                self._resolve(other.id)
+            outcome = await self._execute(job)
+            if outcome is not None and _forgettable(job, covered, outcome):
+                await self.store.delete_job(job.id)  # a periodic pass that found nothing
+        finally:
+            if not self._closing:
+                self._resolve(job.id)
+                self._queues[key].running = None
+                self._next(key)
+
+    def _resolve(self, job_id: str) -> None:
+        done = self._done.pop(job_id, None)
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    # -- one job ----------------------------------------------------------------------------
+
+    async def _execute(self, job: Job) -> _Outcome | None:
+        """Run a job to its end and record it. None when it was interrupted (it will resume)."""
         pending: list[LogLine] = []
 
         def emit(event: ProgressEvent) -> None:
@@ -90,19 +178,16 @@ class JobRunner:
                 await flush()
 
         progress = JobProgress(emit)
-        lock = self._project_locks.setdefault(job.project, asyncio.Lock())
-        if lock.locked():
-            emit(ProgressEvent(Phase.WAITING, f"waiting for the running job of {job.project!r}"))
         flusher = asyncio.create_task(flush_periodically())
         try:
-            async with lock:
-                await self.store.mark_running(job.id)
-                error = await self._execute(job, progress)
+            await self.store.mark_running(job.id)
+            outcome = await self._dispatch(job, progress)
         finally:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
             await flush()
+        error = outcome.error
         state = JobState.FAILED if error else JobState.SUCCEEDED
         emit(
             ProgressEvent(
@@ -110,33 +195,74 @@ class JobRunner:
             )
         )
         await flush()
-        await self.store.finish_job(job.id, state, progress.commit, progress.outcomes, error)
+        await self.store.finish_job(
+            job.id, state, progress.commit, progress.outcomes, error, outcome.result
+        )
         await self.store.prune_jobs(now(self.retention))
+        return outcome
 
-    async def _execute(self, job: Job, progress: JobProgress) -> dict[str, Any] | None:
-        """Run the pipeline; return the job's error, or None if everything worked."""
+    async def _dispatch(self, job: Job, progress: JobProgress) -> _Outcome:
         try:
+            if job.action is JobAction.PUSH:
+                return await self._push(job, progress)
+            if job.action is JobAction.RECONCILE:
+                return await self._reconcile(job, progress)
             await self.pipeline.run(job, progress)
         except GatewayError as exc:
-            return self._error(exc)
+            return _Outcome(self._error(exc), {"changed": progress.changed}, progress.changed)
         except Exception as exc:
             log.exception("job %s failed unexpectedly", job.id)
-            return {
-                "code": "internal_error",
-                "status": 500,
-                "message": self.redact(f"internal error: {exc}"),
-                "detail": None,
-            }
+            message = self.redact(f"internal error: {exc}")
+            error = {"code": "internal_error", "status": 500, "message": message, "detail": None}
+            return _Outcome(error, {"changed": progress.changed}, progress.changed)
+        changed = {"changed": progress.changed}
         failed = [o for o in progress.outcomes if o.state is NotebookState.FAILED]
         if not failed:
-            return None
+            return _Outcome(result=changed, changed=progress.changed)
         summary = "; ".join(f"{o.path}: {o.message}" for o in failed)
         failure = DeployFailed(
             f"{len(failed)} of {len(progress.outcomes)} notebook(s) failed: {summary}"
         )
         if any(o.reason in INFRA_REASONS for o in failed):
             failure.status = 502
-        return self._error(failure)
+        return _Outcome(self._error(failure), changed, changed=True)
+
+    async def _push(self, job: Job, progress: JobProgress) -> _Outcome:
+        """Queue an update for every project the push changed; they report on their own."""
+        projects = await self.pipeline.changed_projects(job, progress)
+        children = await self._spawn_updates(job, projects, JobOrigin.WEBHOOK, progress)
+        return _Outcome(result={"projects": projects, "jobs": children}, changed=bool(children))
+
+    async def _reconcile(self, job: Job, progress: JobProgress) -> _Outcome:
+        """Bring every project the gateway knows of back to what the repository says."""
+        projects = await self.pipeline.known_projects(job, progress)
+        children = await self._spawn_updates(job, projects, JobOrigin.RECONCILE, progress)
+        changed, failed = [], []
+        for project, child_id in children.items():
+            child = await self.wait(child_id)
+            if child.state is JobState.FAILED:
+                failed.append(f"{project}: {(child.error or {}).get('message', 'failed')}")
+            elif child.result.get("changed"):
+                changed.append(project)
+            elif child.id == child_id and not await self.store.covers_others(child_id):
+                await self.store.delete_job(child_id)  # checked, nothing to do, nobody waits
+        result = {"projects": projects, "changed": changed, "failed": failed}
+        error = None
+        if failed:
+            error = self._error(
+                DeployFailed(f"{len(failed)} project(s) failed: {'; '.join(failed)}")
+            )
+        return _Outcome(error, result, changed=bool(changed or failed))
+
+    async def _spawn_updates(
+        self, job: Job, projects: list[str], origin: JobOrigin, progress: JobProgress
+    ) -> dict[str, str]:
+        children = {}
+        for project in projects:
+            child, _ = await self.submit(project, JobAction.UPDATE, origin=origin, parent=job.id)
+            children[project] = child.id
+            progress.emit(ProgressEvent(Phase.WAITING, f"queued job {child.id} for {project!r}"))
+        return children
 
     def _error(self, exc: GatewayError) -> dict[str, Any]:
         return {
@@ -145,3 +271,22 @@ class JobRunner:
             "message": self.redact(exc.message),
             "detail": exc.detail,
         }
+
+
+def _queue_key(job: Job) -> str:
+    if job.action is JobAction.PUSH:
+        return PUSH_QUEUE
+    if job.action is JobAction.RECONCILE:
+        return RECONCILE_QUEUE
+    return job.project
+
+
+def _forgettable(job: Job, covered: list[Job], outcome: _Outcome) -> bool:
+    """A periodic reconcile pass that found nothing to do would only bury real jobs."""
+    return (
+        job.action is JobAction.RECONCILE
+        and job.origin is JobOrigin.RECONCILE
+        and not covered
+        and not outcome.changed
+        and outcome.error is None
+    )

@@ -6,6 +6,7 @@ needed to run it again, so unfinished jobs can be resumed after a restart.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import uuid
@@ -51,6 +52,19 @@ SCHEMA = [
         PRIMARY KEY (project, path)
     );
     """,
+    # version 2: where a job came from, what it was given, and how duplicates fold into it
+    """
+    ALTER TABLE jobs ADD COLUMN origin TEXT NOT NULL DEFAULT 'api';
+    ALTER TABLE jobs ADD COLUMN params TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE jobs ADD COLUMN result TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE jobs ADD COLUMN dedupe_key TEXT;
+    ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
+    ALTER TABLE jobs ADD COLUMN covered_by TEXT;
+    ALTER TABLE jobs ADD COLUMN parent TEXT;
+    CREATE INDEX jobs_dedupe ON jobs (dedupe_key);
+    CREATE INDEX jobs_idempotency ON jobs (idempotency_key);
+    CREATE INDEX jobs_created ON jobs (created_at);
+    """,
 ]
 
 
@@ -59,11 +73,23 @@ class JobState(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    COALESCED = "coalesced"  # a later job of the same project did its work (covered_by)
+
+
+FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.COALESCED)
 
 
 class JobAction(enum.StrEnum):
     UPDATE = "update"
     DELETE = "delete"
+    PUSH = "push"  # a GitLab push: find the changed projects, queue an update for each
+    RECONCILE = "reconcile"  # queue an update for every project the gateway knows of
+
+
+class JobOrigin(enum.StrEnum):
+    API = "api"
+    WEBHOOK = "webhook"
+    RECONCILE = "reconcile"
 
 
 @dataclass
@@ -78,16 +104,22 @@ class Job:
     commit: str | None = None
     notebooks: list[NotebookOutcome] = field(default_factory=list)
     error: dict[str, Any] | None = None
+    origin: JobOrigin = JobOrigin.API
+    params: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
+    covered_by: str | None = None
+    parent: str | None = None
 
     @property
     def finished(self) -> bool:
-        return self.state in (JobState.SUCCEEDED, JobState.FAILED)
+        return self.state in FINISHED
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "project": self.project,
             "action": str(self.action),
+            "origin": str(self.origin),
             "state": str(self.state),
             "commit": self.commit,
             "created": self.created_at,
@@ -95,6 +127,10 @@ class Job:
             "finished": self.finished_at,
             "notebooks": [n.to_json() for n in self.notebooks],
             "error": self.error,
+            "covered_by": self.covered_by,
+            "parent": self.parent,
+            **({"params": self.params} if self.params else {}),
+            **({"result": self.result} if self.result else {}),
         }
 
 
@@ -102,14 +138,6 @@ class Job:
 class LogLine:
     at: str
     event: ProgressEvent
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "at": self.at,
-            "phase": str(self.event.phase),
-            "notebook": self.event.notebook,
-            "message": self.event.message,
-        }
 
 
 def now(ago: timedelta = timedelta(0)) -> str:
@@ -119,6 +147,8 @@ def now(ago: timedelta = timedelta(0)) -> str:
 class Store:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
+        # Check-then-insert of deduplicated jobs must not interleave between requests.
+        self._create_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -130,9 +160,8 @@ class Store:
         await db.execute("PRAGMA busy_timeout = 5000")
         (version,) = await (await db.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
         for number, statements in enumerate(SCHEMA[version:], start=version + 1):
-            await db.executescript(statements)
-            await db.execute(f"PRAGMA user_version = {number}")
-        await db.commit()
+            # One transaction per version: a crash cannot leave a half-applied schema.
+            await db.executescript(f"BEGIN; {statements}; PRAGMA user_version = {number}; COMMIT;")
         return cls(db)
 
     async def close(self) -> None:
@@ -140,14 +169,73 @@ class Store:
 
     # -- jobs -----------------------------------------------------------------------------
 
-    async def create_job(self, project: str, action: JobAction) -> Job:
-        job = Job(uuid.uuid4().hex, project, action, JobState.QUEUED, now())
+    async def create_job(
+        self,
+        project: str,
+        action: JobAction,
+        *,
+        origin: JobOrigin = JobOrigin.API,
+        params: dict[str, Any] | None = None,
+        dedupe_key: str | None = None,
+        idempotency_key: str | None = None,
+        parent: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Record a job. With keys, an existing job for the same keys that has not failed is
+        returned instead (created is False): repeated deliveries run once."""
+        async with self._create_lock:
+            if dedupe_key or idempotency_key:
+                cursor = await self.db.execute(
+                    "SELECT * FROM jobs WHERE (dedupe_key = ? OR idempotency_key = ?)"
+                    " AND state != ? ORDER BY created_at DESC LIMIT 1",
+                    (dedupe_key, idempotency_key, str(JobState.FAILED)),
+                )
+                if row := await cursor.fetchone():
+                    return _job(row), False
+            job = Job(
+                uuid.uuid4().hex, project, action, JobState.QUEUED, now(),
+                origin=origin, params=params or {}, parent=parent,
+            )  # fmt: skip
+            await self.db.execute(
+                "INSERT INTO jobs (id, project, action, state, created_at, origin, params,"
+                " dedupe_key, idempotency_key, parent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.id, job.project, str(job.action), str(job.state), job.created_at,
+                    str(origin), json.dumps(job.params), dedupe_key, idempotency_key, parent,
+                ),
+            )  # fmt: skip
+            await self.db.commit()
+            return job, True
+
+    async def list_jobs(
+        self, *, project: str | None = None, state: str | None = None, limit: int = 50
+    ) -> list[Job]:
+        clauses, values = [], []
+        if project is not None:
+            clauses.append("project = ?")
+            values.append(project)
+        if state is not None:
+            clauses.append("state = ?")
+            values.append(state)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        cursor = await self.db.execute(
+            f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?", (*values, limit)
+        )
+        return [_job(row) for row in await cursor.fetchall()]
+
+    async def coalesce(self, job_id: str, covered_by: str) -> None:
         await self.db.execute(
-            "INSERT INTO jobs (id, project, action, state, created_at) VALUES (?, ?, ?, ?, ?)",
-            (job.id, job.project, str(job.action), str(job.state), job.created_at),
+            "UPDATE jobs SET state = ?, covered_by = ?, finished_at = ? WHERE id = ?",
+            (str(JobState.COALESCED), covered_by, now(), job_id),
         )
         await self.db.commit()
-        return job
+
+    async def covers_others(self, job_id: str) -> bool:
+        cursor = await self.db.execute("SELECT 1 FROM jobs WHERE covered_by = ? LIMIT 1", (job_id,))
+        return await cursor.fetchone() is not None
+
+    async def delete_job(self, job_id: str) -> None:
+        await self.db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        await self.db.commit()
 
     async def get_job(self, job_id: str) -> Job | None:
         cursor = await self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -156,7 +244,7 @@ class Store:
 
     async def unfinished_jobs(self) -> list[Job]:
         cursor = await self.db.execute(
-            "SELECT * FROM jobs WHERE state IN (?, ?) ORDER BY created_at",
+            "SELECT * FROM jobs WHERE state IN (?, ?) ORDER BY created_at, rowid",
             (str(JobState.QUEUED), str(JobState.RUNNING)),
         )
         return [_job(row) for row in await cursor.fetchall()]
@@ -175,16 +263,18 @@ class Store:
         commit: str | None,
         notebooks: list[NotebookOutcome],
         error: dict[str, Any] | None,
+        result: dict[str, Any] | None = None,
     ) -> None:
         await self.db.execute(
-            "UPDATE jobs SET state = ?, finished_at = ?, commit_sha = ?, notebooks = ?, error = ?"
-            " WHERE id = ?",
+            "UPDATE jobs SET state = ?, finished_at = ?, commit_sha = ?, notebooks = ?, error = ?,"
+            " result = ? WHERE id = ?",
             (
                 str(state),
                 now(),
                 commit,
                 json.dumps([n.to_json() for n in notebooks]),
                 json.dumps(error) if error else None,
+                json.dumps(result or {}),
                 job_id,
             ),
         )
@@ -193,8 +283,8 @@ class Store:
     async def prune_jobs(self, finished_before: str) -> int:
         """Forget finished jobs (and their logs) older than the given time."""
         cursor = await self.db.execute(
-            "DELETE FROM jobs WHERE state IN (?, ?) AND finished_at < ?",
-            (str(JobState.SUCCEEDED), str(JobState.FAILED), finished_before),
+            "DELETE FROM jobs WHERE state IN (?, ?, ?) AND finished_at < ?",
+            (*map(str, FINISHED), finished_before),
         )
         await self.db.commit()
         return cursor.rowcount
@@ -270,4 +360,9 @@ def _job(row: aiosqlite.Row) -> Job:
         commit=row["commit_sha"],
         notebooks=[NotebookOutcome.from_json(n) for n in json.loads(row["notebooks"])],
         error=json.loads(row["error"]) if row["error"] else None,
+        origin=JobOrigin(row["origin"]),
+        params=json.loads(row["params"]),
+        result=json.loads(row["result"]),
+        covered_by=row["covered_by"],
+        parent=row["parent"],
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -13,23 +15,29 @@ from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.probe import TraefikProbe
 from gateway.adapters.registry import RegistryAuth, RegistryClient
+from gateway.ratelimit import RateLimiter
 from gateway.redact import Redactor
 from gateway.services.deployer import Deployer
 from gateway.services.pipeline import Pipeline
+from gateway.services.reconciler import reconcile_periodically
 from gateway.services.runner import JobRunner
 from gateway.services.store import Store
 from gateway.settings import Settings
 from gateway.web.handlers import routes
-from gateway.web.keys import DOCKER, REDACT, RUNNER, SETTINGS, STORE
-from gateway.web.middleware import error_middleware
+from gateway.web.keys import DOCKER, RATE_LIMITER, REDACT, RUNNER, SETTINGS, STORE
+from gateway.web.middleware import error_middleware, rate_limit_middleware
 
-MAX_BODY = 64 * 1024  # notifications are tiny; anything bigger is a mistake or an attack
+MAX_BODY = 4 * 1024**2  # GitLab push events list the files of up to 20 commits
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[error_middleware, rate_limit_middleware]
+    )
     app[SETTINGS] = settings
     app[REDACT] = Redactor(settings.secrets())
+    if settings.rate_limit:
+        app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
     app.cleanup_ctx.extend([_docker, _store, _jobs])
     app.add_routes(routes)
     return app
@@ -84,7 +92,16 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
         runner = JobRunner(app[STORE], pipeline, app[REDACT], retention)
         app[RUNNER] = runner
         await runner.resume()
+        reconciler = None
+        if settings.reconcile_interval:
+            reconciler = asyncio.create_task(
+                reconcile_periodically(runner, settings.reconcile_interval)
+            )
         try:
             yield
         finally:
+            if reconciler is not None:
+                reconciler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reconciler
             await runner.close()

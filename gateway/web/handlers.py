@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Any
 
 from aiohttp import web
 
-from gateway import __version__
-from gateway.errors import BadRequest, GatewayError, JobFailed, NotFound
-from gateway.services.store import Job, JobAction, JobState
+from gateway import __version__, webhooks
+from gateway.errors import BadRequest, GatewayError, JobFailed, NotFound, Unauthorized, Unavailable
+from gateway.services.runner import REPOSITORY
+from gateway.services.store import Job, JobAction, JobOrigin, JobState
 from gateway.web.auth import require_admin
 from gateway.web.keys import DOCKER, RUNNER, SETTINGS, STORE
 from gateway.web.schemas import ProjectDelete, ProjectUpdate, parse
 
 routes = web.RouteTableDef()
+
+MAX_JOBS_LISTED = 500
+MAX_NOTIFICATION = 64 * 1024  # {"project": ..., "action": ...} is tiny
 
 
 @routes.get("/")
@@ -23,7 +28,15 @@ async def index(request: web.Request) -> web.Response:
         {
             "name": "notebook-gateway",
             "version": __version__,
-            "endpoints": ["POST /projects", "DELETE /projects", "GET /jobs/{id}", "GET /health"],
+            "endpoints": [
+                "POST /projects",
+                "DELETE /projects",
+                "POST /hooks/gitlab",
+                "GET /jobs",
+                "GET /jobs/{id}",
+                "POST /reconcile",
+                "GET /health",
+            ],
         }
     )
 
@@ -45,15 +58,71 @@ async def health(request: web.Request) -> web.Response:
 @routes.post("/projects")
 async def update_project(request: web.Request) -> web.Response:
     require_admin(request)
-    body = parse(ProjectUpdate, await _json_body(request))
+    body = parse(ProjectUpdate, await _json_body(request, MAX_NOTIFICATION))
     return await _run_job(request, body.project, JobAction.UPDATE)
 
 
 @routes.delete("/projects")
 async def delete_project(request: web.Request) -> web.Response:
     require_admin(request)
-    body = parse(ProjectDelete, await _json_body(request))
+    body = parse(ProjectDelete, await _json_body(request, MAX_NOTIFICATION))
     return await _run_job(request, body.project, JobAction.DELETE)
+
+
+@routes.post("/reconcile")
+async def reconcile(request: web.Request) -> web.Response:
+    """Bring every project back to what the repository says, now rather than at the next
+    periodic pass."""
+    require_admin(request)
+    return await _run_job(request, REPOSITORY, JobAction.RECONCILE)
+
+
+@routes.post("/hooks/gitlab")
+async def gitlab_hook(request: web.Request) -> web.Response:
+    """GitLab push events. Answers at once; the work happens in the background."""
+    settings = request.app[SETTINGS]
+    if settings.webhook_secret is None:
+        raise NotFound("webhooks are not enabled; set WEBHOOK_SECRET")
+    given = request.headers.get("X-Gitlab-Token", "").encode()
+    if not hmac.compare_digest(given, settings.webhook_secret.get_secret_value().encode()):
+        raise Unauthorized("missing or wrong X-Gitlab-Token (the hook's secret token)")
+    event = webhooks.classify(
+        request.headers,
+        await _json_body(request),
+        branch=settings.git_branch,
+        repository=webhooks.repository_path(settings.repo_url),
+        bot_email=settings.git_bot_email,
+    )
+    if isinstance(event, webhooks.Ignored):
+        return web.json_response({"status": "ignored", "reason": event.reason})
+    job, created = await request.app[RUNNER].submit(
+        REPOSITORY,
+        JobAction.PUSH,
+        origin=JobOrigin.WEBHOOK,
+        params=event.params(),
+        dedupe_key=event.dedupe_key,
+        idempotency_key=event.idempotency_key,
+    )
+    body = {"status": "accepted" if created else "duplicate", "job": await _job_json(request, job)}
+    return web.json_response(body, status=202 if created else 200)
+
+
+@routes.get("/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    require_admin(request)
+    state = request.query.get("state")
+    if state is not None and state not in set(JobState):
+        raise BadRequest(f"state must be one of {', '.join(JobState)}")
+    try:
+        limit = int(request.query.get("limit", "50"))
+    except ValueError:
+        raise BadRequest("limit must be a number") from None
+    if not 1 <= limit <= MAX_JOBS_LISTED:
+        raise BadRequest(f"limit must be between 1 and {MAX_JOBS_LISTED}")
+    jobs = await request.app[STORE].list_jobs(
+        project=request.query.get("project"), state=state, limit=limit
+    )
+    return web.json_response({"jobs": [await _job_json(request, job) for job in jobs]})
 
 
 @routes.get("/jobs/{id}")
@@ -70,16 +139,20 @@ async def _run_job(request: web.Request, project: str, action: JobAction) -> web
     fails; with ?wait=false answer 202 at once with the job to poll."""
     wait = _flag(request, "wait", default=True)
     runner = request.app[RUNNER]
-    job = await runner.submit(project, action)
-    location = f"{request.app[SETTINGS].gateway_url}/jobs/{job.id}"
+    job, _ = await runner.submit(project, action)
     if not wait:
-        return web.json_response(
-            await _job_json(request, job), status=202, headers={"Location": location}
-        )
+        body = await _job_json(request, job)
+        return web.json_response(body, status=202, headers={"Location": body["url"]})
+    # The answer is the job that did the work: this one, or a later one it was folded into.
     job = await runner.wait(job.id)
     body = await _job_json(request, job, with_log=job.state is JobState.FAILED)
     if job.state is JobState.SUCCEEDED:
-        return web.json_response(body, headers={"Location": location})
+        return web.json_response(body, headers={"Location": body["url"]})
+    if not job.finished:
+        raise Unavailable(
+            "the gateway is shutting down; the job resumes when it starts again",
+            detail={"job": body},
+        )
     error = job.error or {}
     raise JobFailed(
         error.get("message", "the job failed"),
@@ -97,8 +170,14 @@ async def _job_json(request: web.Request, job: Job, with_log: bool = False) -> d
     return body
 
 
-async def _json_body(request: web.Request) -> Any:
-    raw = await request.read()  # bounded by the app's client_max_size (413 beyond it)
+async def _json_body(request: web.Request, max_size: int | None = None) -> Any:
+    """The body as JSON. Bounded by the app's client_max_size, or by max_size (413)."""
+    declared = request.content_length or 0
+    if max_size is not None and declared > max_size:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_size, actual_size=declared)
+    raw = await request.read()
+    if max_size is not None and len(raw) > max_size:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_size, actual_size=len(raw))
     if not raw.strip():
         raise BadRequest("the request body is empty; send a JSON object")
     try:

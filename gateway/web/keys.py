@@ -3,6 +3,7 @@
 from aiohttp import web
 
 from gateway.adapters.docker import DockerEngine
+from gateway.ratelimit import RateLimiter
 from gateway.redact import Redactor
 from gateway.services.runner import JobRunner
 from gateway.services.store import Store
@@ -13,3 +14,4 @@ REDACT = web.AppKey("redact", Redactor)
 DOCKER = web.AppKey("docker", DockerEngine)
 STORE = web.AppKey("store", Store)
 RUNNER = web.AppKey("runner", JobRunner)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)

@@ -1,4 +1,5 @@
-"""Turns every error into one JSON envelope: {"error": {"code", "message", "detail"}}."""
+"""Middlewares: every error as one JSON envelope ({"error": {"code", "message", "detail"}}),
+and rate limiting of the endpoints that start work (429 with Retry-After)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.errors import GatewayError
-from gateway.web.keys import REDACT
+from gateway.errors import GatewayError, RateLimited
+from gateway.web.keys import RATE_LIMITER, REDACT
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "request_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
 }
 
 
@@ -45,16 +47,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except GatewayError as exc:
-        headers = (
-            {"WWW-Authenticate": 'Bearer realm="notebook-gateway"'} if exc.status == 401 else None
-        )
-        return error_response(request, exc.status, exc.code, exc.message, exc.detail, headers)
+        return error_response(request, exc.status, exc.code, exc.message, exc.detail, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         message = exc.reason
-        if exc.status == 413:
-            message = f"the request body is over the {request.app._client_max_size}-byte limit"
+        if isinstance(exc, web.HTTPRequestEntityTooLarge):
+            message = f"the request body is over the size limit ({exc.text})"
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         return error_response(
             request, exc.status, _HTTP_CODES.get(exc.status, "http_error"), message, None, headers
@@ -62,3 +61,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(request, 500, "internal_error", "internal server error")
+
+
+LIMITED = {
+    ("POST", "/projects"),
+    ("DELETE", "/projects"),
+    ("POST", "/hooks/gitlab"),
+    ("POST", "/reconcile"),
+}
+
+
+@web.middleware
+async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    limiter = request.app.get(RATE_LIMITER)
+    if limiter is not None and (request.method, request.path) in LIMITED:
+        wait = limiter.wait_time(request.remote or "")
+        if wait > 0:
+            raise RateLimited(wait)
+    return await handler(request)

@@ -167,7 +167,7 @@ async def test_a_job_left_unfinished_by_a_stopped_gateway_runs_at_start(
     state = tmp_path / "resumed-state"
     # What a gateway killed right after accepting a notification leaves behind.
     store = await Store.open(state / "gateway.db")
-    job = await store.create_job("climate", JobAction.UPDATE)
+    job, _ = await store.create_job("climate", JobAction.UPDATE)
     await store.mark_running(job.id)
     await store.close()
 

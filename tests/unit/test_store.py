@@ -7,8 +7,8 @@ from gateway.services.store import JobAction, JobState, LogLine, Store, now
 
 async def test_jobs_survive_reopening_and_unfinished_ones_are_found(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "gateway.db")
-    done = await store.create_job("climate", JobAction.UPDATE)
-    pending = await store.create_job("genomics", JobAction.DELETE)
+    done, _ = await store.create_job("climate", JobAction.UPDATE)
+    pending, _ = await store.create_job("genomics", JobAction.DELETE)
     await store.mark_running(done.id)
     await store.append_log(done.id, [LogLine(now(), ProgressEvent(Phase.FETCHING, "one"))])
     await store.append_log(
@@ -47,10 +47,10 @@ async def test_published_notebooks_are_replaced_per_project(tmp_path: Path) -> N
 
 async def test_old_finished_jobs_are_pruned_with_their_logs(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "gateway.db")
-    old = await store.create_job("p", JobAction.UPDATE)
+    old, _ = await store.create_job("p", JobAction.UPDATE)
     await store.append_log(old.id, [LogLine(now(), ProgressEvent(Phase.DONE, "x"))])
     await store.finish_job(old.id, JobState.FAILED, None, [], {"code": "x"})
-    running = await store.create_job("p", JobAction.UPDATE)
+    running, _ = await store.create_job("p", JobAction.UPDATE)
     assert await store.prune_jobs(now(timedelta(days=1))) == 0  # finished just now: kept
     assert await store.prune_jobs(now(-timedelta(seconds=1))) == 1
     assert await store.get_job(old.id) is None and await store.job_log(old.id) == []

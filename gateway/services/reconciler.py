@@ -1,0 +1,26 @@
+"""Periodic reconciliation: at start-up and every RECONCILE_INTERVAL seconds, every project the
+gateway knows of is brought back to what the repository says. That restarts crashed notebooks,
+removes orphans, adopts running containers after a restart without rebuilding them, and catches
+up with notifications that never arrived."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from gateway.services.runner import REPOSITORY, JobRunner
+from gateway.services.store import JobAction, JobOrigin
+
+log = logging.getLogger(__name__)
+
+
+async def reconcile_periodically(runner: JobRunner, interval: float) -> None:
+    while True:
+        try:
+            job, _ = await runner.submit(
+                REPOSITORY, JobAction.RECONCILE, origin=JobOrigin.RECONCILE
+            )
+            await runner.settle(job.id)
+        except Exception:  # the next pass tries again; a crashed loop would never reconcile
+            log.exception("reconcile pass failed")
+        await asyncio.sleep(interval)
