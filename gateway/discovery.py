@@ -6,6 +6,7 @@ entry whose target is resolved here, inside the project folder or not at all.
 
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass
 
@@ -40,6 +41,20 @@ def is_hidden(path: str) -> bool:
 
 def is_notebook(path: str) -> bool:
     return path.endswith(NOTEBOOK_SUFFIX) and not is_hidden(path)
+
+
+def notebook_problem(data: bytes) -> str | None:
+    """Why these bytes are not a Jupyter notebook, or None if they are one."""
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return f"it is not valid JSON ({exc})"
+    if not isinstance(document, dict) or not isinstance(document.get("nbformat"), int):
+        return "it has no nbformat version"
+    cells = "cells" if document["nbformat"] >= 4 else "worksheets"
+    if not isinstance(document.get(cells), list):
+        return f"it has no {cells} list"
+    return None
 
 
 def snapshot(

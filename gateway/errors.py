@@ -109,7 +109,8 @@ class JobFailed(GatewayError):
 class NotebookFailed(Exception):
     """One notebook could not be deployed. The others go on; the job reports it.
 
-    reason is one of: build_failed, push_failed, start_failed, not_ready, out_of_memory.
+    reason is one of: invalid_notebook, build_failed, push_failed, start_failed, not_ready,
+    out_of_memory.
     """
 
     def __init__(self, reason: str, message: str, log: list[str] | None = None) -> None:

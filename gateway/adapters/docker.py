@@ -4,15 +4,17 @@ dataclasses here; build and push streams are checked for in-band errors."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, ParamSpec, TypeVar
 
 import aiodocker
+import aiohttp
 
 from gateway import naming
 from gateway.adapters.registry import RegistryAuth
@@ -20,6 +22,28 @@ from gateway.errors import DockerError, NotebookFailed, RegistryError
 from gateway.models import RunningNotebook
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def engine_call(what: str) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
+    """Connection failures (the engine stopped or restarted) become a DockerError, so the job
+    fails cleanly with docker_error; aiodocker only wraps errors the engine itself reports."""
+
+    def wrap(call: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        @functools.wraps(call)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                return await call(*args, **kwargs)
+            except (aiohttp.ClientError, OSError) as exc:
+                raise DockerError(
+                    f"the Docker engine stopped answering while {what}: {exc}"
+                ) from None
+
+        return guarded
+
+    return wrap
+
 
 BUILD_LOG_TAIL = 40
 # The classic builder names the image each step produced: " ---> 1a2b3c4d5e6f".
@@ -54,9 +78,10 @@ class DockerEngine:
     async def ping(self) -> None:
         try:
             await self.client.version()
-        except (aiodocker.DockerError, OSError) as exc:
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
             raise DockerError(f"the Docker engine does not answer: {exc}") from None
 
+    @engine_call("checking the network")
     async def ensure_network(self, name: str) -> None:
         try:
             await self.client.networks.get(name)
@@ -79,6 +104,7 @@ class DockerEngine:
 
     # -- images --------------------------------------------------------------------------
 
+    @engine_call("inspecting an image")
     async def image_id(self, ref: str) -> str | None:
         try:
             info = await self.client.images.inspect(ref)
@@ -88,6 +114,7 @@ class DockerEngine:
             raise DockerError(f"cannot inspect image {ref}: {exc.message}") from None
         return str(info["Id"])
 
+    @engine_call("pulling the base image")
     async def pull(self, ref: str) -> str:
         try:
             await self.client.images.pull(ref)
@@ -98,6 +125,7 @@ class DockerEngine:
             raise DockerError(f"base image {ref} is not available after pulling it")
         return image
 
+    @engine_call("building an image")
     async def build(
         self,
         image: str,
@@ -161,6 +189,7 @@ class DockerEngine:
             except aiodocker.DockerError:
                 continue
 
+    @engine_call("logging in to the registry")
     async def check_login(self, auth: RegistryAuth) -> None:
         """Fail fast, before any build, when the registry refuses the credentials."""
         try:
@@ -175,6 +204,7 @@ class DockerEngine:
                 f"login to registry {auth.server} as {auth.username!r} failed: {exc.message}"
             ) from None
 
+    @engine_call("pushing an image")
     async def push(
         self, image: str, auth: RegistryAuth | None, timeout: float, on_line: LineSink
     ) -> None:
@@ -198,6 +228,7 @@ class DockerEngine:
         except aiodocker.DockerError as exc:
             raise NotebookFailed("push_failed", f"pushing {image} failed: {exc.message}") from None
 
+    @engine_call("removing images")
     async def remove_notebook_images(
         self, project: str, path: str, keep: str | None = None
     ) -> list[str]:
@@ -228,6 +259,7 @@ class DockerEngine:
             f"{naming.LABEL_KIND}={naming.KIND_PUBLISHED}",
         ]
 
+    @engine_call("listing containers")
     async def list_notebooks(self, project: str | None = None) -> list[RunningNotebook]:
         labels = self._owned()
         if project is not None:
@@ -258,6 +290,7 @@ class DockerEngine:
             )
         return found
 
+    @engine_call("starting a container")
     async def run_notebook(
         self,
         name: str,
@@ -301,6 +334,7 @@ class DockerEngine:
             ) from None
         return str(container.id)
 
+    @engine_call("inspecting a container")
     async def container_state(self, container_id: str) -> ContainerState | None:
         try:
             info = await self.client.containers.container(container_id).show()
@@ -325,10 +359,11 @@ class DockerEngine:
             chunks = await self.client.containers.container(container_id).log(
                 stdout=True, stderr=True, tail=lines
             )
-        except aiodocker.DockerError:
-            return []
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+            return []  # only ever used to explain another failure
         return [line for chunk in chunks for line in _lines(chunk)][-lines:]
 
+    @engine_call("stopping a container")
     async def stop_container(self, container_id: str) -> None:
         try:
             await self.client.containers.container(container_id).stop(t=10)
@@ -338,6 +373,7 @@ class DockerEngine:
                     f"cannot stop container {container_id[:12]}: {exc.message}"
                 ) from None
 
+    @engine_call("removing a container")
     async def remove_container(self, container_id: str) -> None:
         try:
             await self.client.containers.container(container_id).delete(force=True, v=True)

@@ -23,6 +23,17 @@ MANIFEST_TYPES = ", ".join(
     ]
 )
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+# What a registry (through the Docker engine) says when retrying cannot help.
+_PERMANENT = re.compile(
+    r"unauthorized|authentication required|incorrect username or password|denied|forbidden"
+    r"|\b40[13]\b|manifest invalid|name invalid",
+    re.IGNORECASE,
+)
+
+
+def is_transient(message: str) -> bool:
+    """Connection refused, timeouts, 5xx: worth retrying. Refused credentials: not."""
+    return not _PERMANENT.search(message)
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,17 @@ One broken notebook never stops the others: its failure becomes its outcome.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import IO
 
 from gateway import naming
 from gateway.adapters.docker import DockerEngine, ResourceLimits
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.probe import TraefikProbe
-from gateway.adapters.registry import RegistryClient
+from gateway.adapters.registry import RegistryClient, is_transient
 from gateway.context_tar import write_context_tar
 from gateway.desired import container_labels
+from gateway.discovery import notebook_problem
 from gateway.errors import NotebookFailed, ProxyError, RegistryError
 from gateway.models import (
     DesiredNotebook,
@@ -28,6 +29,7 @@ from gateway.models import (
     RunningNotebook,
 )
 from gateway.plan import Deploy, Keep, Plan
+from gateway.retry import with_retries
 from gateway.settings import Settings
 
 LOG_TAIL = 30
@@ -132,6 +134,37 @@ class Deployer:
             )
         return removed
 
+    async def check_registry(self, emit: Emit) -> None:
+        """Fail fast, before any build, when the registry refuses the credentials; wait out a
+        registry that is briefly down."""
+        registry = self.registry
+        if registry is None or registry.auth is None:
+            return
+        auth = registry.auth
+        await self._with_registry_retries(lambda: self.docker.check_login(auth), emit)
+
+    async def _with_registry_retries(
+        self, operation: Callable[[], Awaitable[None]], emit: Emit, notebook: str | None = None
+    ) -> None:
+        attempts = self.settings.registry_retries
+
+        def transient(exc: Exception) -> bool:
+            if isinstance(exc, NotebookFailed):
+                return exc.reason == "push_failed" and is_transient(exc.message)
+            return isinstance(exc, RegistryError) and is_transient(exc.message)
+
+        def on_retry(attempt: int, exc: Exception, wait: float) -> None:
+            message = f"{exc}; retrying in {wait:.1f} s (attempt {attempt + 1} of {attempts})"
+            emit(ProgressEvent(Phase.PUSHING, message, notebook))
+
+        await with_retries(
+            operation,
+            attempts=attempts,
+            delay=self.settings.registry_retry_delay,
+            transient=transient,
+            on_retry=on_retry,
+        )
+
     async def _remove_images(self, project: str, path: str, keep: str | None, emit: Emit) -> None:
         """Every image of the notebook but `keep`, locally and in the registry. What runs is
         already right, so a registry that refuses is a warning, not a failure."""
@@ -166,6 +199,8 @@ class Deployer:
 
         action = NotebookAction.RESTARTED
         if await self.docker.image_id(desired.image) is None:
+            if problem := await asyncio.to_thread(self._notebook_problem, desired):
+                raise NotebookFailed("invalid_notebook", f"{desired.path}: {problem}")
             step(Phase.BUILDING, f"building {desired.image}")
             context = await asyncio.to_thread(self._write_context, desired, mtime)
             try:
@@ -181,10 +216,21 @@ class Deployer:
             action = NotebookAction.BUILT
         if self.registry is not None:
             step(Phase.PUSHING, f"pushing {desired.image}")
-            await self.docker.push(
-                desired.image, self.registry.auth, self.settings.push_timeout, output(Phase.PUSHING)
+            auth = self.registry.auth
+            await self._with_registry_retries(
+                lambda: self.docker.push(
+                    desired.image, auth, self.settings.push_timeout, output(Phase.PUSHING)
+                ),
+                emit,
+                desired.path,
             )
         return action
+
+    def _notebook_problem(self, desired: DesiredNotebook) -> str | None:
+        notebook = next(f for f in desired.context if f.arcname == f"notebook/{desired.path}")
+        assert notebook.blob is not None
+        with self.repo.blob_reader() as read_blob:
+            return notebook_problem(read_blob(notebook.blob).read())
 
     def _write_context(self, desired: DesiredNotebook, mtime: int) -> IO[bytes]:
         with self.repo.blob_reader() as read_blob:

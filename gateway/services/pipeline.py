@@ -92,9 +92,8 @@ class Pipeline:
             )
 
         plan = make_plan(desired, actual)
-        registry = self.deployer.registry
-        if plan.deploy and registry is not None and registry.auth is not None:
-            await self.docker.check_login(registry.auth)
+        if plan.deploy:
+            await self.deployer.check_registry(emit)
         progress.outcomes = await self.deployer.apply(
             plan, await self.repo.commit_time(commit), emit
         )
