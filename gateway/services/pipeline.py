@@ -166,8 +166,9 @@ class Pipeline:
         return found
 
     async def _publish(self, job: Job, outcomes: list[NotebookOutcome], emit: Emit) -> bool:
-        """Record the outcomes and commit URL.md if it changed; True when it did."""
-        await self.store.replace_project(job.project, outcomes)
+        """Record the outcomes and commit URL.md if it changed; True when either changed
+        (records alone change when a gateway adopts the containers it finds)."""
+        recorded = await self.store.replace_project(job.project, outcomes)
         author = git.Actor(self.settings.git_bot_name, self.settings.git_bot_email)
         message = (
             f"Update {URL_FILE} for {job.project} {SKIP_CI}\n\n"
@@ -185,4 +186,4 @@ class Pipeline:
                 f"{URL_FILE} committed as {commit}" if commit else f"{URL_FILE} already up to date",
             )
         )
-        return commit is not None
+        return recorded or commit is not None

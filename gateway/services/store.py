@@ -323,18 +323,26 @@ class Store:
 
     # -- published notebooks ----------------------------------------------------------------
 
-    async def replace_project(self, project: str, outcomes: list[NotebookOutcome]) -> None:
-        """The project's published notebooks are exactly these (removed ones are dropped)."""
+    async def replace_project(self, project: str, outcomes: list[NotebookOutcome]) -> bool:
+        """The project's published notebooks are exactly these (removed ones are dropped).
+        Returns whether that changed the records."""
+        rows = sorted(
+            (o.path, json.dumps({**o.to_json(), "log": []}))
+            for o in outcomes
+            if o.state is not NotebookState.REMOVED
+        )
+        cursor = await self.db.execute(
+            "SELECT path, record FROM notebooks WHERE project = ? ORDER BY path", (project,)
+        )
+        if [(row["path"], row["record"]) for row in await cursor.fetchall()] == rows:
+            return False
         await self.db.execute("DELETE FROM notebooks WHERE project = ?", (project,))
         await self.db.executemany(
             "INSERT INTO notebooks (project, path, record, updated_at) VALUES (?, ?, ?, ?)",
-            [
-                (project, o.path, json.dumps({**o.to_json(), "log": []}), now())
-                for o in outcomes
-                if o.state is not NotebookState.REMOVED
-            ],
+            [(project, path, record, now()) for path, record in rows],
         )
         await self.db.commit()
+        return True
 
     async def published(self, project: str | None = None) -> list[NotebookOutcome]:
         if project is None:

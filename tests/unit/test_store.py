@@ -35,7 +35,8 @@ async def test_published_notebooks_are_replaced_per_project(tmp_path: Path) -> N
         "p", "b.ipynb", NotebookState.FAILED, NotebookAction.NONE, log=["long", "log"]
     )
     other = NotebookOutcome("q", "c.ipynb", NotebookState.RUNNING, NotebookAction.BUILT)
-    await store.replace_project("p", [a, b])
+    assert await store.replace_project("p", [a, b]) is True
+    assert await store.replace_project("p", [a, b]) is False  # the same records again
     await store.replace_project("q", [other])
     await store.replace_project(
         "p", [a, NotebookOutcome("p", "b.ipynb", NotebookState.REMOVED, NotebookAction.REMOVED)]

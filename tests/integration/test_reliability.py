@@ -1,0 +1,181 @@
+"""Bursts, reconciliation, broken notebooks and the rate limit, on the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tests.conftest import (
+    MakeGateway,
+    Stack,
+    docker,
+    job_summary,
+    owned_containers,
+    owned_images,
+)
+from tests.support import jupyter
+from tests.support.gitrepo import GitRemote, notebook
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+
+def labels_of(container: str) -> dict[str, str]:
+    return dict(json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", container)))
+
+
+def containers_by_notebook(instance: str) -> dict[str, str]:
+    return {labels_of(c)["notebook-gateway.notebook"]: c for c in owned_containers(instance)}
+
+
+async def test_a_burst_of_notifications_runs_at_most_twice_and_the_last_commit_wins(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit({"climate/a.ipynb": notebook("print('first')")})
+    gateway = await make_gateway()
+    calls = [asyncio.create_task(gateway.notify("climate")) for _ in range(5)]
+    await asyncio.sleep(0.3)
+    last = remote.commit({"climate/a.ipynb": notebook("print('last')")})
+    calls += [asyncio.create_task(gateway.notify("climate")) for _ in range(5)]
+    answers = await asyncio.gather(*calls)
+    assert all(status == 200 for status, _ in answers), answers
+    ran = {body["id"] for _, body in answers}
+    assert len(ran) <= 2, ran
+    response = await gateway.client.get("/jobs?project=climate&limit=50", headers=gateway.auth())
+    jobs = (await response.json())["jobs"]
+    assert len(jobs) == 10
+    assert sum(job["state"] == "succeeded" for job in jobs) <= 2
+    assert all(job["state"] in ("succeeded", "coalesced") for job in jobs)
+    (container,) = owned_containers(gateway.instance)
+    assert labels_of(container)["notebook-gateway.commit"] == last
+
+
+async def test_reconcile_restarts_removes_adopts_and_leaves_the_rest_alone(
+    make_gateway: MakeGateway, remote: GitRemote, stack: Stack
+) -> None:
+    remote.commit(
+        {"climate/a.ipynb": notebook("print('a')"), "climate/b.ipynb": notebook("print('b')")}
+    )
+    gateway = await make_gateway()
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    before = containers_by_notebook(gateway.instance)
+    images = owned_images(gateway.instance)
+    urls = {nb["name"]: nb["url"] for nb in body["notebooks"]}
+
+    # A crashed notebook, an orphan of a project that is gone, an owned container without
+    # labels to place it, and a container that is not the gateway's at all.
+    docker("kill", before["a.ipynb"])
+    owned = [
+        "--label",
+        f"notebook-gateway.instance={gateway.instance}",
+        "--label",
+        "notebook-gateway.kind=published",
+    ]
+    ghost = docker(
+        "run", "-d", "--network", stack.network, *owned,
+        "--label", "notebook-gateway.project=ghost", "--label", "notebook-gateway.notebook=x.ipynb",
+        "--label", "notebook-gateway.content-hash=0", stack.base_image, "sleep", "600",
+    )  # fmt: skip
+    unlabelled = docker("run", "-d", *owned, stack.base_image, "sleep", "600")
+    foreign = docker(
+        "run", "-d", "--network", stack.network,
+        "--label", "notebook-gateway.instance=someone-else",
+        "--label", "notebook-gateway.project=climate",
+        stack.base_image, "sleep", "600",
+    )  # fmt: skip
+    try:
+        response = await gateway.client.post("/reconcile", headers=gateway.auth())
+        result = await response.json()
+        assert response.status == 200, job_summary(result)
+        assert set(result["result"]["changed"]) == {"climate", "ghost"}, job_summary(result)
+
+        after = containers_by_notebook(gateway.instance)
+        assert set(after) == {"a.ipynb", "b.ipynb"}
+        assert after["b.ipynb"] == before["b.ipynb"]  # untouched
+        assert owned_images(gateway.instance) == images  # restarted from its image, no build
+        running = docker("ps", "-q", "--no-trunc", "--filter", f"id={foreign}")
+        assert running == foreign, "a container the gateway does not own was touched"
+        for gone in (ghost, unlabelled):
+            assert docker("ps", "-aq", "--no-trunc", "--filter", f"id={gone}") == ""
+        async with jupyter.session() as http:
+            for url in urls.values():
+                async with http.get(url + "api") as answer:
+                    assert answer.status == 200
+
+        # A gateway that lost its database adopts what runs, without rebuilding or restarting.
+        fresh = await make_gateway(
+            GATEWAY_INSTANCE=gateway.instance,
+            BASE_DOMAIN=gateway.settings.base_domain,
+            STATE_DIR=str(gateway.settings.state_dir) + "-lost",
+            RECONCILE_INTERVAL="3600",
+        )
+        for _ in range(240):
+            response = await fresh.client.get("/jobs?project=climate", headers=fresh.auth())
+            if [j for j in (await response.json())["jobs"] if j["state"] == "succeeded"]:
+                break
+            await asyncio.sleep(0.5)
+        assert containers_by_notebook(gateway.instance) == after
+        assert owned_images(gateway.instance) == images
+        (job,) = (await response.json())["jobs"]
+        assert {nb["action"] for nb in job["notebooks"]} == {"unchanged"}, job_summary(job)
+    finally:
+        docker("rm", "-f", ghost, unlabelled, foreign, check=False)
+
+
+async def test_one_broken_notebook_fails_alone(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit(
+        {
+            "mixed/fine.ipynb": notebook("print('fine')"),
+            "mixed/broken.ipynb": b'{"cells": [ this is not json',
+            "badreq/a.ipynb": notebook("print('a')"),
+            "badreq/requirements.txt": b"no-such-package-notebook-gateway-test==1.0\n",
+            "other/c.ipynb": notebook("print('c')"),
+        }
+    )
+    gateway = await make_gateway()
+    answers = dict(
+        zip(
+            ("mixed", "badreq", "other"),
+            await asyncio.gather(*(gateway.notify(p) for p in ("mixed", "badreq", "other"))),
+            strict=True,
+        )
+    )
+    status, body = answers["mixed"]
+    assert status == 422, job_summary(body)
+    states = {
+        nb["name"]: (nb["state"], nb["reason"])
+        for nb in body["error"]["detail"]["job"]["notebooks"]
+    }
+    assert states == {
+        "fine.ipynb": ("running", None),
+        "broken.ipynb": ("failed", "invalid_notebook"),
+    }
+    assert answers["badreq"][0] == 422
+    assert answers["other"][0] == 200
+    url_md = remote.read("URL.md") or ""
+    assert "| fine.ipynb | <http" in url_md and "| c.ipynb | <http" in url_md
+    assert "| broken.ipynb | - | failed: broken.ipynb: it is not valid JSON" in url_md
+    assert "| a.ipynb | - | failed: the image build failed" in url_md
+    assert set(containers_by_notebook(gateway.instance)) == {"fine.ipynb", "c.ipynb"}
+
+
+async def test_notification_endpoints_are_rate_limited(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    gateway = await make_gateway(RATE_LIMIT="3")
+    statuses = []
+    for _ in range(4):
+        response = await gateway.client.post("/projects", data=b"{}", headers=gateway.auth())
+        statuses.append(response.status)
+    assert statuses == [400, 400, 400, 429]
+    body = await response.json()
+    assert body["error"]["code"] == "rate_limited"
+    assert 1 <= int(response.headers["Retry-After"]) <= 20
+    # Reading is not limited, and nothing was started.
+    response = await gateway.client.get("/jobs", headers=gateway.auth())
+    assert response.status == 200 and (await response.json())["jobs"] == []
