@@ -4,6 +4,7 @@ dataclasses here; build and push streams are checked for in-band errors."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -374,14 +375,44 @@ class DockerEngine:
                 ) from None
 
     @engine_call("removing a container")
-    async def remove_container(self, container_id: str) -> None:
+    async def remove_container(self, container_id: str) -> bool:
+        """Stop it (Jupyter shuts its kernels down) and remove it. Stopping first also avoids
+        racing the engine's own restart of the container. False when the engine cannot remove
+        it now: see _set_aside."""
+        container = self.client.containers.container(container_id)
         try:
-            await self.client.containers.container(container_id).delete(force=True, v=True)
+            await container.stop(t=10)
         except aiodocker.DockerError as exc:
-            if exc.status not in (404, 409):  # gone already, or removal already in progress
-                raise DockerError(
-                    f"cannot remove container {container_id[:12]}: {exc.message}"
-                ) from None
+            if exc.status == 404:
+                return True  # 304 (not running) and errors of dead containers: remove anyway
+        try:
+            await container.delete(force=True, v=True)
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return True
+            return await self._set_aside(container_id, exc.message)
+        return True
+
+    async def _set_aside(self, container_id: str, reason: str) -> bool:
+        """A dead container whose file system the engine cannot release (a known overlay2
+        problem after engine restarts) keeps its name. Rename it so the name is free; it stays
+        labelled, so later reconcile passes try to remove it again."""
+        container = self.client.containers.container(container_id)
+        try:
+            info = await container.show()
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return True
+            raise DockerError(f"cannot remove container {container_id[:12]}: {reason}") from None
+        state = info.get("State") or {}
+        if not (state.get("Dead") or state.get("Status") in ("dead", "removing")):
+            raise DockerError(f"cannot remove container {container_id[:12]}: {reason}")
+        name = str(info.get("Name", "")).lstrip("/")
+        if name and "-dead-" not in name:
+            with contextlib.suppress(aiodocker.DockerError):
+                await container.rename(naming.fit(f"{name}-dead-{container_id[:12]}"))
+        log.warning("container %s is dead and cannot be removed yet: %s", container_id[:12], reason)
+        return False
 
 
 def _lines(text: Any) -> list[str]:

@@ -102,7 +102,7 @@ class Deployer:
             try:
                 action = await self._ensure_image(item.desired, mtime, emit)
                 for old in item.replaces:
-                    await self.docker.remove_container(old.id)
+                    await self._remove_container(old, emit)
                 container_id = await self._start(item.desired, emit)
             except NotebookFailed as failure:
                 failed.append(self._failed(item, failure, emit))
@@ -123,7 +123,7 @@ class Deployer:
                     Phase.REMOVING, f"removing container {container.name}", container.path
                 )
             )
-            await self.docker.remove_container(container.id)
+            await self._remove_container(container, emit)
         removed = []
         for project, path in sorted(
             {(c.project, c.path) for c in gone if c.path not in still_wanted}
@@ -133,6 +133,17 @@ class Deployer:
                 NotebookOutcome(project, path, NotebookState.REMOVED, NotebookAction.REMOVED)
             )
         return removed
+
+    async def _remove_container(self, container: RunningNotebook, emit: Emit) -> None:
+        if not await self.docker.remove_container(container.id):
+            emit(
+                ProgressEvent(
+                    Phase.REMOVING,
+                    f"warning: the Docker engine cannot remove the dead container {container.name}"
+                    " yet; it is set aside and removed by a later reconcile",
+                    container.path,
+                )
+            )
 
     async def check_registry(self, emit: Emit) -> None:
         """Fail fast, before any build, when the registry refuses the credentials; wait out a

@@ -63,6 +63,7 @@ class Registry:
     process: subprocess.Popen[bytes]
     root: Path
     log: Path
+    binary: str
 
     @classmethod
     def start(cls, root: Path) -> Registry:
@@ -90,7 +91,19 @@ class Registry:
             stderr=subprocess.STDOUT,
         )
         wait_for(f"http://127.0.0.1:{port}/v2/", {401}, 30, process, log)
-        return cls(f"127.0.0.1:{port}", username, password, process, root, log)
+        return cls(f"127.0.0.1:{port}", username, password, process, root, log, binary)
+
+    def stop(self) -> None:
+        stop(self.process)
+
+    def restart(self) -> None:
+        """Start again on the same address, with the same storage and users."""
+        self.process = subprocess.Popen(
+            [self.binary, "serve", str(self.root / "config.yml")],
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(f"http://{self.host}/v2/", {401}, 30, self.process, self.log)
 
     def tags(self, image: str) -> list[str]:
         """The tags the registry holds for an image's repository (image: host/path[:tag])."""
