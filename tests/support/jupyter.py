@@ -42,6 +42,8 @@ class LocalhostResolver(AbstractResolver):
 def session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=LocalhostResolver()),
+        # execute() sends the _xsrf cookie itself; a jar would make Jupyter stop setting it.
+        cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=60),
     )
 
@@ -96,15 +98,33 @@ def _execute_request(msg_id: str, code: str) -> dict[str, Any]:
     }
 
 
+async def run_hostile(
+    http: aiohttp.ClientSession, base_url: str, code: str, timeout: float = 90
+) -> str:
+    """Run code that may get its kernel killed (out of memory): returns its output, or
+    "<kernel died>" when the kernel went away before finishing."""
+    try:
+        return await execute(http, base_url, code, timeout)
+    except (AssertionError, aiohttp.ClientError, TimeoutError, KernelDied):
+        return "<kernel died>"
+
+
+class KernelDied(Exception):
+    pass
+
+
 async def _collect_output(ws: aiohttp.ClientWebSocketResponse, msg_id: str) -> str:
     output: list[str] = []
     async for message in ws:
         if message.type != aiohttp.WSMsgType.TEXT:
             continue
         data = message.json()
+        kind, content = data.get("msg_type"), data.get("content") or {}
+        # The server announces a killed kernel on its own, outside any request.
+        if kind == "status" and content.get("execution_state") in ("dead", "restarting"):
+            raise KernelDied(content["execution_state"])
         if data.get("parent_header", {}).get("msg_id") != msg_id:
             continue
-        kind, content = data["msg_type"], data["content"]
         if kind == "stream":
             output.append(content["text"])
         elif kind == "execute_result":
