@@ -23,12 +23,15 @@ from tests.conftest import (
     remove_instance,
 )
 from tests.support.git_http import git_http_app
+from tests.support.gitlab_events import ZERO, push_event
+from tests.support.gitlab_events import headers as hook_headers
 from tests.support.gitrepo import GitRemote, notebook
 from tests.support.stack import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
 GIT_TOKEN = "glpat-NeverLogThis-4242"
+HOOK_SECRET = "hook-secret-NeverLogThis-2424"
 
 
 async def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -68,8 +71,9 @@ async def test_serve_publishes_and_never_reveals_a_secret(
         GATEWAY_HOST="127.0.0.1",
         GATEWAY_PORT=str(port),
         LOG_LEVEL="DEBUG",
+        WEBHOOK_SECRET=HOOK_SECRET,
     )
-    secrets = [env["AUTH_TOKEN"], GIT_TOKEN, stack.registry.password]
+    secrets = [env["AUTH_TOKEN"], GIT_TOKEN, stack.registry.password, HOOK_SECRET]
     log = tmp_path / "gateway.log"
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "notebook-gateway"), "serve", "--env-file", "/dev/null"],
@@ -101,6 +105,24 @@ async def test_serve_publishes_and_never_reveals_a_secret(
             async with http.post(f"{url}/projects", json=body) as response:
                 answers.append(await response.text())
                 assert response.status == 401
+            # A webhook delivery, with the right and a wrong secret, and the push job's log.
+            event = push_event(ZERO, commit, path="remote")
+            for secret, status in ((HOOK_SECRET, 202), ("not-" + HOOK_SECRET, 401)):
+                async with http.post(
+                    f"{url}/hooks/gitlab", json=event, headers=hook_headers(secret)
+                ) as response:
+                    answers.append(await response.text())
+                    assert response.status == status, answers[-1]
+            push_id = json.loads(answers[-2])["job"]["id"]
+            for _ in range(240):
+                async with http.get(f"{url}/jobs/{push_id}", headers=auth) as response:
+                    answers.append(await response.text())
+                    if json.loads(answers[-1])["state"] == "succeeded":
+                        break
+                await asyncio.sleep(0.5)
+            for child in json.loads(answers[-1])["result"]["jobs"].values():
+                async with http.get(f"{url}/jobs/{child}", headers=auth) as response:
+                    answers.append(await response.text())
             # A git failure, whose message comes from git itself.
             await git_server.close()
             body = {"project": "climate", "action": "update"}
