@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 
+import aiodocker
 import pytest
 
+from gateway.adapters.docker import DockerEngine
+from gateway.context_tar import write_context_tar
+from gateway.errors import NotebookFailed
+from gateway.models import ContextFile
 from tests.conftest import (
     MakeGateway,
     Stack,
     docker,
     job_summary,
+    new_instance,
     owned_containers,
     owned_images,
 )
@@ -33,6 +40,9 @@ async def test_wrong_registry_password_fails_fast_and_clearly(
     assert error["code"] == "registry_error"
     assert "login to registry" in error["message"] and stack.registry.host in error["message"]
     assert "not-the-password" not in json.dumps(body)
+    # A refused password is not a passing failure: no retries.
+    log = error["detail"]["job"]["log"]
+    assert not [line for line in log if "retrying" in line["message"]], log
     # Nothing was built, started or committed.
     assert owned_containers(gateway.instance) == []
     assert owned_images(gateway.instance) == []
@@ -173,3 +183,32 @@ async def test_without_traefik_nothing_is_touched(
     assert owned_containers(gateway.instance) == running
     assert docker("inspect", "--format", "{{.State.Running}}", running[0]) == "true"
     assert remote.read("URL.md") == url_md
+
+
+async def test_builds_have_a_time_limit(stack: Stack) -> None:
+    """The engine adapter stops a build that runs too long, and leaves nothing behind."""
+    instance = new_instance(stack)
+    dockerfile = f'FROM {stack.base_image}\nRUN ["sleep", "120"]\n'.encode()
+    context = (ContextFile("Dockerfile", len(dockerfile), data=dockerfile),)
+    lines: list[str] = []
+    async with aiodocker.Docker() as client:
+        engine = DockerEngine(client, instance)
+        tar = write_context_tar(context, lambda sha: io.BytesIO(), 0)
+        with tar, pytest.raises(NotebookFailed) as raised:
+            await engine.build(
+                f"notebook-gateway/{instance}/slow:1",
+                tar,
+                {"notebook-gateway.instance": instance},
+                timeout=3,
+                on_line=lines.append,
+            )
+    assert raised.value.reason == "build_failed"
+    assert "did not finish within 3 s" in raised.value.message
+    assert any("sleep" in line for line in raised.value.log), raised.value.log
+    # The engine cancels the build when the gateway hangs up; its container goes away.
+    for _ in range(30):
+        if not owned_containers(instance):
+            break
+        await asyncio.sleep(1)
+    assert owned_containers(instance) == []
+    assert owned_images(instance) == []
