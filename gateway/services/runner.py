@@ -75,7 +75,11 @@ class JobRunner:
             idempotency_key=idempotency_key, parent=parent,
         )  # fmt: skip
         if created:
+            ahead = self._queues.get(_queue_key(job), _Queue()).running
             self._enqueue(job)
+            if ahead is not None:
+                waiting = ProgressEvent(Phase.WAITING, f"queued behind job {ahead.id}")
+                await self.store.append_log(job.id, [LogLine(now(), waiting)])
         return job, created
 
     async def settle(self, job_id: str) -> None:
@@ -195,8 +199,9 @@ class JobRunner:
             )
         )
         await flush()
+        result = {**outcome.result, "changed": outcome.changed}
         await self.store.finish_job(
-            job.id, state, progress.commit, progress.outcomes, error, outcome.result
+            job.id, state, progress.commit, progress.outcomes, error, result
         )
         await self.store.prune_jobs(now(self.retention))
         return outcome
@@ -209,23 +214,22 @@ class JobRunner:
                 return await self._reconcile(job, progress)
             await self.pipeline.run(job, progress)
         except GatewayError as exc:
-            return _Outcome(self._error(exc), {"changed": progress.changed}, progress.changed)
+            return _Outcome(self._error(exc), changed=progress.changed)
         except Exception as exc:
             log.exception("job %s failed unexpectedly", job.id)
             message = self.redact(f"internal error: {exc}")
             error = {"code": "internal_error", "status": 500, "message": message, "detail": None}
-            return _Outcome(error, {"changed": progress.changed}, progress.changed)
-        changed = {"changed": progress.changed}
+            return _Outcome(error, changed=progress.changed)
         failed = [o for o in progress.outcomes if o.state is NotebookState.FAILED]
         if not failed:
-            return _Outcome(result=changed, changed=progress.changed)
+            return _Outcome(changed=progress.changed)
         summary = "; ".join(f"{o.path}: {o.message}" for o in failed)
         failure = DeployFailed(
             f"{len(failed)} of {len(progress.outcomes)} notebook(s) failed: {summary}"
         )
         if any(o.reason in INFRA_REASONS for o in failed):
             failure.status = 502
-        return _Outcome(self._error(failure), changed, changed=True)
+        return _Outcome(self._error(failure), changed=True)
 
     async def _push(self, job: Job, progress: JobProgress) -> _Outcome:
         """Queue an update for every project the push changed; they report on their own."""

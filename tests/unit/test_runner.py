@@ -43,6 +43,7 @@ async def test_a_burst_for_one_project_runs_at_most_twice_and_the_last_wins(tmp_
     jobs = [(await runner.submit("p", JobAction.UPDATE))[0] for _ in range(10)]
     await asyncio.sleep(0.05)
     assert pipeline.ran == [jobs[0].id]  # one at a time
+    assert (await store.job_log(jobs[3].id))[0]["message"] == f"queued behind job {jobs[0].id}"
     pipeline.release.set()
     finals = await asyncio.gather(*(runner.wait(job.id) for job in jobs))
     assert pipeline.ran == [jobs[0].id, jobs[-1].id]
