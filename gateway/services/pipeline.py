@@ -12,7 +12,7 @@ from gateway import discovery
 from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
 from gateway.desired import desired_notebooks
-from gateway.errors import GitError, UnknownProject
+from gateway.errors import GitError, UnknownProject, UpstreamError
 from gateway.models import (
     DesiredNotebook,
     Emit,
@@ -98,7 +98,14 @@ class Pipeline:
             plan, await self.repo.commit_time(commit), emit
         )
         progress.changed = any(o.action is not NotebookAction.UNCHANGED for o in progress.outcomes)
-        if await self._publish(job, progress.outcomes, emit):
+        try:
+            if await self._publish(job, progress.outcomes, emit):
+                progress.changed = True
+        except UpstreamError as exc:
+            if not _reconciling(job):
+                raise
+            # What runs is right; URL.md follows at a pass that reaches the remote.
+            emit(ProgressEvent(Phase.PUBLISHING, f"warning: {URL_FILE} not updated: {exc.message}"))
             progress.changed = True
 
     async def changed_projects(self, job: Job, progress: JobProgress) -> list[str]:
@@ -148,7 +155,7 @@ class Pipeline:
             commit = await self.repo.fetch()
         except GitError as exc:
             local = await self.repo.last_fetched()
-            if job.origin is not JobOrigin.RECONCILE or local is None:
+            if not _reconciling(job) or local is None:
                 raise
             emit(ProgressEvent(Phase.FETCHING, f"warning: {exc.message}; using the last fetch"))
             commit = local
@@ -187,3 +194,8 @@ class Pipeline:
             )
         )
         return recorded or commit is not None
+
+
+def _reconciling(job: Job) -> bool:
+    """Reconcile passes keep what runs right even while the git remote is away."""
+    return job.origin is JobOrigin.RECONCILE or job.action is JobAction.RECONCILE

@@ -241,22 +241,22 @@ class JobRunner:
         """Bring every project the gateway knows of back to what the repository says."""
         projects = await self.pipeline.known_projects(job, progress)
         children = await self._spawn_updates(job, projects, JobOrigin.RECONCILE, progress)
-        changed, failed = [], []
+        updated, failed = [], []
         for project, child_id in children.items():
             child = await self.wait(child_id)
             if child.state is JobState.FAILED:
                 failed.append(f"{project}: {(child.error or {}).get('message', 'failed')}")
             elif child.result.get("changed"):
-                changed.append(project)
+                updated.append(project)
             elif child.id == child_id and not await self.store.covers_others(child_id):
                 await self.store.delete_job(child_id)  # checked, nothing to do, nobody waits
-        result = {"projects": projects, "changed": changed, "failed": failed}
+        result = {"projects": projects, "updated": updated, "failed": failed}
         error = None
         if failed:
             error = self._error(
                 DeployFailed(f"{len(failed)} project(s) failed: {'; '.join(failed)}")
             )
-        return _Outcome(error, result, changed=bool(changed or failed))
+        return _Outcome(error, result, changed=bool(updated or failed))
 
     async def _spawn_updates(
         self, job: Job, projects: list[str], origin: JobOrigin, progress: JobProgress

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from typing import Any
 
 import aiodocker
 import pytest
@@ -14,6 +15,7 @@ from gateway.context_tar import write_context_tar
 from gateway.errors import NotebookFailed
 from gateway.models import ContextFile
 from tests.conftest import (
+    Gateway,
     MakeGateway,
     Stack,
     docker,
@@ -117,6 +119,11 @@ async def test_broken_update_keeps_the_previous_version_serving(
     assert f"<{url}> | failed: " in url_md, url_md
 
 
+async def job_log(gateway: Gateway, job_id: str) -> list[dict[str, Any]]:
+    response = await gateway.client.get(f"/jobs/{job_id}", headers=gateway.auth())
+    return list((await response.json())["log"])
+
+
 async def test_unreachable_git_remote_leaves_everything_as_it_was(
     make_gateway: MakeGateway, remote: GitRemote
 ) -> None:
@@ -132,12 +139,25 @@ async def test_unreachable_git_remote_leaves_everything_as_it_was(
     remote.bare.rename(moved)
     try:
         status, body = await gateway.notify("climate")
+        assert status == 502, job_summary(body)
+        assert body["error"]["code"] == "git_error"
+        assert "git fetch" in body["error"]["message"]
+        assert owned_containers(gateway.instance) == running
+
+        # Meanwhile a notebook crashes: a reconcile pass brings it back from the last fetch.
+        docker("kill", running[0])
+        response = await gateway.client.post("/reconcile", headers=gateway.auth())
+        result = await response.json()
+        assert response.status == 200, job_summary(result)
+        assert result["result"]["updated"] == ["climate"]
+        assert any(
+            "using the last fetch" in line["message"]
+            for line in await job_log(gateway, result["id"])
+        )
+        (container,) = owned_containers(gateway.instance)
+        assert docker("inspect", "--format", "{{.State.Running}}", container) == "true"
     finally:
         moved.rename(remote.bare)
-    assert status == 502, job_summary(body)
-    assert body["error"]["code"] == "git_error"
-    assert "git fetch" in body["error"]["message"]
-    assert owned_containers(gateway.instance) == running
     assert remote.read("URL.md") == url_md
 
 

@@ -89,7 +89,7 @@ async def test_reconcile_restarts_removes_adopts_and_leaves_the_rest_alone(
         response = await gateway.client.post("/reconcile", headers=gateway.auth())
         result = await response.json()
         assert response.status == 200, job_summary(result)
-        assert set(result["result"]["changed"]) == {"climate", "ghost"}, job_summary(result)
+        assert set(result["result"]["updated"]) == {"climate", "ghost"}, job_summary(result)
 
         after = containers_by_notebook(gateway.instance)
         assert set(after) == {"a.ipynb", "b.ipynb"}
