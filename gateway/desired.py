@@ -10,9 +10,9 @@ import hashlib
 
 from gateway import naming
 from gateway.dockerfile import render_dockerfile, start_script
-from gateway.models import ContextFile, DesiredNotebook, ProjectSnapshot, RepoFile
+from gateway.models import ContextFile, DesiredNotebook, ImageSpec, ProjectSnapshot, RepoFile
 from gateway.settings import Settings
-from gateway.traefik import router_labels
+from gateway.traefik import guard_labels, router_labels
 
 TAG_LENGTH = 20
 
@@ -66,10 +66,64 @@ def _desired(
 
 def container_labels(desired: DesiredNotebook, settings: Settings) -> dict[str, str]:
     host = f"{desired.host_label}.{settings.base_domain}"
+    middlewares: tuple[str, ...] = ()
+    guard: dict[str, str] = {}
+    if settings.protect_published:
+        middlewares, guard = guard_labels(settings.instance, forward_auth_url(settings))
     routing = router_labels(
-        desired.container, host, settings.traefik_entrypoint, settings.docker_network
+        desired.container, host, settings.traefik_entrypoint, settings.docker_network, middlewares
     )
-    return {**desired.labels, **routing}
+    return {**desired.labels, **guard, **routing}
+
+
+def forward_auth_url(settings: Settings) -> str:
+    return f"{settings.gateway_internal_url}/auth/forward"
+
+
+def server_image(
+    snapshot: ProjectSnapshot,
+    settings: Settings,
+    base_image: str,
+    base_identity: str,
+    namespace: str,
+    project: str,
+) -> ImageSpec:
+    """A user server's image: the whole repository at a commit, on `base_image`. It does not
+    depend on who starts it or which notebook they open, so users at one commit share it."""
+    dockerfile = render_dockerfile(
+        base_image=base_image,
+        user=settings.notebook_user,
+        notebook_path="",
+        requirements=snapshot.requirements is not None,
+        shared=bool(snapshot.shared or snapshot.notebooks),
+        notebook=False,
+    ).encode()
+    script = start_script()
+    files = [
+        ContextFile("Dockerfile", len(dockerfile), data=dockerfile),
+        ContextFile(".gateway/start-notebook.py", len(script), data=script),
+    ]
+    if snapshot.requirements is not None:
+        req = snapshot.requirements
+        files.append(ContextFile(".gateway/requirements.txt", req.size, blob=req.blob))
+    files += [
+        ContextFile(f"shared/{f.path}", f.size, blob=f.blob, executable=f.executable)
+        for f in sorted((*snapshot.shared, *snapshot.notebooks), key=lambda f: f.path)
+    ]
+    context = tuple(files)
+    digest = content_hash(context, base_identity)
+    repository = naming.dns_label(f"{namespace}/{project}")
+    prefix = naming.image_prefix(settings.registry_host)
+    labels = {
+        naming.LABEL_INSTANCE: settings.instance,
+        naming.LABEL_KIND: naming.KIND_USER,
+        naming.LABEL_NAMESPACE: namespace,
+        naming.LABEL_PROJECT: project,
+        naming.LABEL_COMMIT: snapshot.commit,
+        naming.LABEL_CONTENT_HASH: digest,
+    }
+    image = f"{prefix}/{settings.instance}/servers/{repository}:{digest}"
+    return ImageSpec(image, context, labels, f"{namespace}/{project}")
 
 
 def build_context(

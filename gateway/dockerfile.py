@@ -27,22 +27,32 @@ def start_script() -> bytes:
     return resources.files("gateway").joinpath("templates/start-notebook.py").read_bytes()
 
 
+def start_command(notebook_path: str, ui: str = "/lab") -> list[str]:
+    """How the image starts Jupyter; user servers pass their own at run time."""
+    return ["python3", START_SCRIPT, notebook_path, ui]
+
+
 def render_dockerfile(
-    *, base_image: str, user: str, notebook_path: str, requirements: bool, shared: bool
+    *,
+    base_image: str,
+    user: str,
+    notebook_path: str,
+    requirements: bool,
+    shared: bool,
+    notebook: bool = True,
 ) -> str:
     """base_image and user are validated settings; notebook_path is arbitrary and therefore
-    only ever rendered as a JSON string."""
-    return (
-        _environment()
-        .get_template("Dockerfile.j2")
-        .render(
-            base_image=base_image,
-            user=user,
-            requirements=requirements,
-            shared=shared,
-            start_script=START_SCRIPT,
-            workdir=WORKDIR,
-            port=PORT,
-            command=["python3", START_SCRIPT, notebook_path],
-        )
+    only ever rendered as a JSON string. Without `notebook`, the image holds no notebook/ layer
+    (a user server's whole repository is in shared/)."""
+    template = _environment().get_template("Dockerfile.j2")
+    return template.render(
+        base_image=base_image,
+        user=user,
+        requirements=requirements,
+        shared=shared,
+        notebook=notebook,
+        start_script=START_SCRIPT,
+        workdir=WORKDIR,
+        port=PORT,
+        command=start_command(notebook_path),
     )

@@ -32,6 +32,11 @@ class Unauthorized(GatewayError):
     headers = {"WWW-Authenticate": 'Bearer realm="notebook-gateway"'}  # noqa: RUF012
 
 
+class Forbidden(GatewayError):
+    status = 403
+    code = "forbidden"
+
+
 class RateLimited(GatewayError):
     status = 429
     code = "rate_limited"

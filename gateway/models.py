@@ -9,6 +9,20 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Identity:
+    """Who is asking: the admin, or a GitLab user."""
+
+    admin: bool
+    user_id: int  # 0 for the admin
+    username: str
+    token: str = field(default="", repr=False)  # acts on GitLab as this user; never stored
+
+    @classmethod
+    def administrator(cls) -> Identity:
+        return cls(admin=True, user_id=0, username="admin")
+
+
+@dataclass(frozen=True)
 class RepoFile:
     """A regular file of the repository at one commit, identified by its git blob."""
 
@@ -41,6 +55,17 @@ class ContextFile:
 
 
 @dataclass(frozen=True)
+class ImageSpec:
+    """An image to build (if missing) and push: a published notebook's or a user server's."""
+
+    image: str  # repository:tag, the tag a hash of everything that goes into it
+    context: tuple[ContextFile, ...]
+    labels: dict[str, str]
+    subject: str  # what progress events are about
+    notebook_blob: str | None = None  # checked to be a notebook before any build
+
+
+@dataclass(frozen=True)
 class DesiredNotebook:
     """What should run for one notebook, fully determined by the repository at a commit."""
 
@@ -54,6 +79,11 @@ class DesiredNotebook:
     url: str
     context: tuple[ContextFile, ...]
     labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> ImageSpec:
+        notebook = next(f for f in self.context if f.arcname == f"notebook/{self.path}")
+        return ImageSpec(self.image, self.context, self.labels, self.path, notebook.blob)
 
 
 @dataclass(frozen=True)

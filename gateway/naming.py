@@ -29,6 +29,13 @@ LABEL_COMMIT = "notebook-gateway.commit"
 LABEL_CONTENT_HASH = "notebook-gateway.content-hash"
 LABEL_URL = "notebook-gateway.url"
 KIND_PUBLISHED = "published"
+KIND_USER = "user"
+# User servers also carry who started them and for what.
+LABEL_SERVER = "notebook-gateway.server"
+LABEL_USER_ID = "notebook-gateway.user-id"
+LABEL_USERNAME = "notebook-gateway.user"
+LABEL_NAMESPACE = "notebook-gateway.namespace"
+LABEL_BRANCH = "notebook-gateway.branch"
 
 
 def short_hash(text: str, length: int = HASH_LENGTH) -> str:
@@ -77,6 +84,14 @@ def notebook_names(instance: str, image_prefix: str, project: str, path: str) ->
         container=fit(f"{instance}-{host_label}"),
         image_repository=f"{image_prefix}/{instance}/{project_label}/{notebook_label}",
     )
+
+
+def server_name(user: str, namespace: str, project: str, branch: str, commit: str) -> str:
+    """A user's server for one project at one commit: readable, DNS-safe, never shared by two
+    users or two commits, and never containing '--' (so never a published notebook's host)."""
+    digest = short_hash("\0".join((user, namespace, project, branch, commit)))
+    parts = [slugify(user)[:16].strip("-"), slugify(project)[:20].strip("-"), commit[:8].lower()]
+    return "-".join([*(p for p in parts if p), digest])
 
 
 def fit(name: str, max_length: int = MAX_LABEL) -> str:

@@ -101,6 +101,22 @@ class Settings(BaseModel):
     traefik_url: str = Field("http://127.0.0.1:80", alias="TRAEFIK_URL")
     traefik_entrypoint: str = Field("web", alias="TRAEFIK_ENTRYPOINT")
 
+    # Servers API: users' own servers, authenticated against GitLab, guarded at the proxy.
+    gitlab_url: str = Field("", alias="GITLAB_URL")  # default: origin of GITLAB_REPO_URL
+    gateway_internal_url: str = Field("", alias="GATEWAY_INTERNAL_URL")  # Traefik -> gateway
+    protect_published: bool = Field(False, alias="PROTECT_PUBLISHED")
+    session_ttl: float = Field(12 * 3600.0, alias="SESSION_TTL", gt=0)
+    identity_cache_ttl: float = Field(60.0, alias="IDENTITY_CACHE_TTL", ge=0)
+    server_cpu_options: tuple[float, ...] = Field((0.5, 1.0, 2.0), alias="SERVER_CPU_OPTIONS")
+    server_cpu_default: float = Field(1.0, alias="SERVER_CPU_DEFAULT", gt=0)
+    server_memory_options: tuple[str, ...] = Field(
+        ("1G", "2G", "4G"), alias="SERVER_MEMORY_OPTIONS"
+    )
+    server_memory_default: str = Field("1G", alias="SERVER_MEMORY_DEFAULT")
+    server_default_urls: tuple[str, ...] = Field(("/lab", "/tree"), alias="SERVER_DEFAULT_URLS")
+    allowed_images: tuple[str, ...] = Field((), alias="ALLOWED_IMAGES")  # fnmatch patterns
+    max_servers_per_user: int = Field(5, alias="MAX_SERVERS_PER_USER", ge=1)
+
     # Local state: the clone cache and the job database.
     state_dir: Path = Field(Path("state"), alias="STATE_DIR")
     job_retention_days: float = Field(30.0, alias="JOB_RETENTION_DAYS", gt=0)
@@ -115,6 +131,35 @@ class Settings(BaseModel):
             raise ValueError(f"{value!r} is below 64m")
         return size
 
+    @field_validator(
+        "server_cpu_options",
+        "server_memory_options",
+        "server_default_urls",
+        "allowed_images",
+        mode="before",
+    )
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        """Comma-separated in the environment."""
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("server_memory_options")
+    @classmethod
+    def _memory_options(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for option in value:
+            parse_bytes(option)
+        return value
+
+    @field_validator("server_default_urls")
+    @classmethod
+    def _default_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not re.fullmatch(r"/[A-Za-z0-9/_-]*", url):
+                raise ValueError(f"{url!r} is not a path such as /lab")
+        return value
+
     @field_validator("auth_token")
     @classmethod
     def _token(cls, value: SecretStr) -> SecretStr:
@@ -122,7 +167,7 @@ class Settings(BaseModel):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("gateway_url", "traefik_url")
+    @field_validator("gateway_url", "traefik_url", "gitlab_url", "gateway_internal_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value and (
@@ -221,6 +266,18 @@ class Settings(BaseModel):
             updates["git_bot_email"] = (
                 f"notebook-gateway@{updates.get('base_domain', self.base_domain)}"
             )
+        if not self.gitlab_url:
+            updates["gitlab_url"] = _origin(self.repo_url)
+        if not self.gateway_internal_url:
+            host = "127.0.0.1" if self.gateway_host in ("0.0.0.0", "::", "") else self.gateway_host
+            updates["gateway_internal_url"] = f"http://{host}:{self.gateway_port}"
+        if not self.allowed_images:
+            registry = [f"{self.registry_host}/*"] if self.registry_host else []
+            updates["allowed_images"] = (self.base_image, *registry)
+        if self.server_cpu_default not in self.server_cpu_options:
+            raise ValueError("SERVER_CPU_DEFAULT must be one of SERVER_CPU_OPTIONS")
+        if self.server_memory_default not in self.server_memory_options:
+            raise ValueError("SERVER_MEMORY_DEFAULT must be one of SERVER_MEMORY_OPTIONS")
         for key, value in updates.items():
             object.__setattr__(self, key, value)
         return self
@@ -264,6 +321,20 @@ class Settings(BaseModel):
         if problems:
             raise ConfigError("invalid configuration:\n" + "\n".join(problems))
         return settings
+
+
+def _origin(repo_url: str) -> str:
+    """https://gitlab.example.org for https:// and git@ remotes; nothing for local ones."""
+    scp = re.match(r"^[\w.-]+@([\w.-]+):(?!//)", repo_url)
+    if scp:
+        return f"https://{scp.group(1)}"
+    parts = urlsplit(repo_url)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname}{port}"
+    if parts.scheme == "ssh" and parts.hostname:
+        return f"https://{parts.hostname}"
+    return ""
 
 
 def _is_ip(host: str) -> bool:

@@ -12,10 +12,12 @@ import tomli_w
 from gateway.dockerfile import PORT
 
 
-def router_labels(router: str, host: str, entrypoint: str, network: str) -> dict[str, str]:
+def router_labels(
+    router: str, host: str, entrypoint: str, network: str, middlewares: tuple[str, ...] = ()
+) -> dict[str, str]:
     """Route Host(host) to the container's Jupyter port. host and router are DNS-safe names."""
     prefix = f"traefik.http.routers.{router}"
-    return {
+    labels = {
         "traefik.enable": "true",
         f"{prefix}.rule": f"Host(`{host}`)",
         f"{prefix}.entrypoints": entrypoint,
@@ -23,6 +25,22 @@ def router_labels(router: str, host: str, entrypoint: str, network: str) -> dict
         f"traefik.http.services.{router}.loadbalancer.server.port": str(PORT),
         "traefik.docker.network": network,
     }
+    if middlewares:
+        labels[f"{prefix}.middlewares"] = ",".join(middlewares)
+    return labels
+
+
+def guard_labels(instance: str, auth_url: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Middlewares that let a request through only when the gateway says so (forwardAuth), then
+    drop its Authorization header: whatever credential passed the proxy must not reach Jupyter,
+    where the server's owner could read it in their logs. Every guarded container declares the
+    same two, which Traefik merges."""
+    auth, strip = f"{instance}-auth", f"{instance}-strip-credentials"
+    labels = {
+        f"traefik.http.middlewares.{auth}.forwardauth.address": auth_url,
+        f"traefik.http.middlewares.{strip}.headers.customrequestheaders.Authorization": "",
+    }
+    return (auth, strip), labels
 
 
 def static_config(

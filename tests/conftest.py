@@ -26,7 +26,7 @@ from gateway import naming
 from gateway.settings import Settings
 from gateway.web.app import create_app
 from tests.support.gitrepo import GitRemote
-from tests.support.stack import Registry, Traefik, stop
+from tests.support.stack import Registry, Traefik, free_port, stop
 
 BASE_IMAGE = os.environ.get("TEST_BASE_IMAGE", "notebook-gateway/base:latest")
 
@@ -199,9 +199,19 @@ async def make_gateway(
 
     async def make(**env: str) -> Gateway:
         instance = new_instance(stack)
-        values = gateway_env(stack, remote, tmp_path / f"state-{instance}", instance, **env)
+        # A known port, so Traefik's forward-auth and browsers sent to log in can reach it.
+        port = free_port()
+        here = {
+            "GATEWAY_URL": f"http://127.0.0.1:{port}",
+            "GATEWAY_INTERNAL_URL": f"http://127.0.0.1:{port}",
+        }
+        values = gateway_env(
+            stack, remote, tmp_path / f"state-{instance}", instance, **{**here, **env}
+        )
         settings = Settings.from_env(values)
-        client = await aiohttp_client(create_app(settings))
+        client = await aiohttp_client(
+            create_app(settings), server_kwargs={"host": "127.0.0.1", "port": port}
+        )
         gateway = Gateway(client, settings, remote)
         made.append(gateway)
         return gateway

@@ -60,6 +60,17 @@ class ResourceLimits:
 
 
 @dataclass(frozen=True)
+class ServerContainer:
+    """A user server's container, as read back from its labels."""
+
+    id: str
+    server: str
+    image: str
+    user_id: int
+    state: str  # the engine's: created, running, restarting, exited, dead, ...
+
+
+@dataclass(frozen=True)
 class ContainerState:
     status: str  # created, running, restarting, exited, dead, ...
     running: bool
@@ -254,6 +265,31 @@ class DockerEngine:
 
     # -- containers ----------------------------------------------------------------------
 
+    @engine_call("listing containers")
+    async def list_servers(self) -> list[ServerContainer]:
+        labels = [
+            f"{naming.LABEL_INSTANCE}={self.instance}",
+            f"{naming.LABEL_KIND}={naming.KIND_USER}",
+        ]
+        containers = await self.client.containers.list(
+            all=True, filters=json.dumps({"label": labels})
+        )
+        found = []
+        for container in containers:
+            raw: dict[str, Any] = container._container
+            labels_of = raw.get("Labels") or {}
+            user_id = labels_of.get(naming.LABEL_USER_ID, "")
+            found.append(
+                ServerContainer(
+                    id=raw["Id"],
+                    server=labels_of.get(naming.LABEL_SERVER, ""),
+                    image=raw.get("Image", ""),
+                    user_id=int(user_id) if user_id.isdigit() else -1,
+                    state=raw.get("State", ""),
+                )
+            )
+        return found
+
     def _owned(self) -> list[str]:
         return [
             f"{naming.LABEL_INSTANCE}={self.instance}",
@@ -301,9 +337,11 @@ class DockerEngine:
         network: str,
         user: str,
         limits: ResourceLimits,
+        command: list[str] | None = None,
     ) -> str:
         config: dict[str, Any] = {
             "Image": image,
+            **({"Cmd": command} if command else {}),
             "Hostname": hostname[:63],
             "User": user,
             "Labels": dict(labels),
@@ -375,13 +413,15 @@ class DockerEngine:
                 ) from None
 
     @engine_call("removing a container")
-    async def remove_container(self, container_id: str) -> bool:
+    async def remove_container(self, container_id: str, graceful: bool = True) -> bool:
         """Stop it (Jupyter shuts its kernels down) and remove it. Stopping first also avoids
-        racing the engine's own restart of the container. False when the engine cannot remove
-        it now: see _set_aside."""
+        racing the engine's own restart of the container; graceful=False kills it at once, for
+        a server that will not stop cleanly. False when the engine cannot remove it now: see
+        _set_aside."""
         container = self.client.containers.container(container_id)
         try:
-            await container.stop(t=10)
+            if graceful:
+                await container.stop(t=10)
         except aiodocker.DockerError as exc:
             if exc.status == 404:
                 return True  # 304 (not running) and errors of dead containers: remove anyway

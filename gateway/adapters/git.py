@@ -67,6 +67,10 @@ class NotebookRepo:
         """Every file under the top-level folder `project`, or None if there is no such folder."""
         return await asyncio.to_thread(self._project_entries, commit, project)
 
+    async def repository_entries(self, commit: str) -> list[TreeEntry]:
+        """Every file of the repository at `commit` (a user server holds all of it)."""
+        return await asyncio.to_thread(self._project_entries, commit, None) or []
+
     async def last_change(self, commit: str, folder: str) -> str:
         """The newest commit, up to `commit`, that changed anything under `folder`."""
 
@@ -228,14 +232,15 @@ class NotebookRepo:
             )
         return match.group(1)
 
-    def _project_entries(self, commit: str, project: str) -> list[TreeEntry] | None:
+    def _project_entries(self, commit: str, project: str | None) -> list[TreeEntry] | None:
         with self._repo() as repo:
+            pathspec = ["--", project] if project is not None else []
             out = repo.git.execute(
-                ["git", "ls-tree", "-r", "-l", "-z", "--full-tree", commit, "--", project],
+                ["git", "ls-tree", "-r", "-l", "-z", "--full-tree", commit, *pathspec],
                 env=self._env(),
                 stdout_as_string=False,
             )
-            prefix = project.encode("utf-8", "surrogateescape") + b"/"
+            prefix = b"" if project is None else project.encode("utf-8", "surrogateescape") + b"/"
             entries: list[TreeEntry] = []
             for record in out.split(b"\0"):
                 if not record:

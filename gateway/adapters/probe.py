@@ -22,12 +22,14 @@ class TraefikProbe:
         except (aiohttp.ClientError, TimeoutError):
             return False
 
-    async def answers(self, host: str) -> bool:
-        """True when Jupyter's /api answers through Traefik for this Host."""
+    async def answers(self, host: str, cookies: dict[str, str] | None = None) -> bool:
+        """True when Jupyter's /api answers through Traefik for this Host (with `cookies` to
+        pass a guarded server's forward-auth)."""
+        cookie = "; ".join(f"{k}={v}" for k, v in (cookies or {}).items())
         try:
             async with self.session.get(
                 f"{self.traefik_url}/api",
-                headers={"Host": host},
+                headers={"Host": host, **({"Cookie": cookie} if cookie else {})},
                 timeout=PROBE_TIMEOUT,
                 allow_redirects=False,
             ) as response:

@@ -21,6 +21,7 @@ from gateway.errors import NotebookFailed, ProxyError, RegistryError
 from gateway.models import (
     DesiredNotebook,
     Emit,
+    ImageSpec,
     NotebookAction,
     NotebookOutcome,
     NotebookState,
@@ -100,7 +101,7 @@ class Deployer:
         starting: list[asyncio.Task[NotebookOutcome]] = []
         for item in sorted(deploys, key=lambda d: d.desired.path):
             try:
-                action = await self._ensure_image(item.desired, mtime, emit)
+                action = await self.ensure_image(item.desired.spec, self.repo, mtime, emit)
                 for old in item.replaces:
                     await self._remove_container(old, emit)
                 container_id = await self._start(item.desired, emit)
@@ -199,26 +200,31 @@ class Deployer:
                 )
             )
 
-    async def _ensure_image(
-        self, desired: DesiredNotebook, mtime: int, emit: Emit
+    async def ensure_image(
+        self, spec: ImageSpec, repo: NotebookRepo, mtime: int, emit: Emit
     ) -> NotebookAction:
+        """Build the image if it is missing (from `repo`'s blobs), then push it if there is a
+        registry. BUILT when it was built, RESTARTED when it existed."""
+
         def step(phase: Phase, text: str) -> None:
-            emit(ProgressEvent(phase, text, desired.path))
+            emit(ProgressEvent(phase, text, spec.subject))
 
         def output(phase: Phase) -> Callable[[str], None]:
-            return lambda text: emit(ProgressEvent(phase, text, desired.path, output=True))
+            return lambda text: emit(ProgressEvent(phase, text, spec.subject, output=True))
 
         action = NotebookAction.RESTARTED
-        if await self.docker.image_id(desired.image) is None:
-            if problem := await asyncio.to_thread(self._notebook_problem, desired):
-                raise NotebookFailed("invalid_notebook", f"{desired.path}: {problem}")
-            step(Phase.BUILDING, f"building {desired.image}")
-            context = await asyncio.to_thread(self._write_context, desired, mtime)
+        if await self.docker.image_id(spec.image) is None:
+            if spec.notebook_blob is not None:
+                problem = await asyncio.to_thread(_notebook_problem, repo, spec.notebook_blob)
+                if problem:
+                    raise NotebookFailed("invalid_notebook", f"{spec.subject}: {problem}")
+            step(Phase.BUILDING, f"building {spec.image}")
+            context = await asyncio.to_thread(_write_context, repo, spec, mtime)
             try:
                 await self.docker.build(
-                    desired.image,
+                    spec.image,
                     context,
-                    desired.labels,
+                    spec.labels,
                     self.settings.build_timeout,
                     output(Phase.BUILDING),
                 )
@@ -226,26 +232,16 @@ class Deployer:
                 context.close()
             action = NotebookAction.BUILT
         if self.registry is not None:
-            step(Phase.PUSHING, f"pushing {desired.image}")
+            step(Phase.PUSHING, f"pushing {spec.image}")
             auth = self.registry.auth
             await self._with_registry_retries(
                 lambda: self.docker.push(
-                    desired.image, auth, self.settings.push_timeout, output(Phase.PUSHING)
+                    spec.image, auth, self.settings.push_timeout, output(Phase.PUSHING)
                 ),
                 emit,
-                desired.path,
+                spec.subject,
             )
         return action
-
-    def _notebook_problem(self, desired: DesiredNotebook) -> str | None:
-        notebook = next(f for f in desired.context if f.arcname == f"notebook/{desired.path}")
-        assert notebook.blob is not None
-        with self.repo.blob_reader() as read_blob:
-            return notebook_problem(read_blob(notebook.blob).read())
-
-    def _write_context(self, desired: DesiredNotebook, mtime: int) -> IO[bytes]:
-        with self.repo.blob_reader() as read_blob:
-            return write_context_tar(desired.context, read_blob, mtime)
 
     async def _start(self, desired: DesiredNotebook, emit: Emit) -> str:
         emit(ProgressEvent(Phase.STARTING, f"starting container {desired.container}", desired.path))
@@ -262,10 +258,36 @@ class Deployer:
     async def _await_ready(
         self, desired: DesiredNotebook, container_id: str, action: NotebookAction, emit: Emit
     ) -> NotebookOutcome:
+        failure = await self.wait_until_answering(container_id, self._host(desired))
+        if failure is None:
+            emit(ProgressEvent(Phase.READY, f"answering at {desired.url}", desired.path))
+            return _outcome(desired, NotebookState.RUNNING, action, desired.commit)
+        emit(ProgressEvent(Phase.FAILED, failure.message, desired.path))
+        return NotebookOutcome(
+            project=desired.project,
+            path=desired.path,
+            state=NotebookState.FAILED,
+            action=NotebookAction.NONE,
+            image=desired.image,
+            commit=desired.commit,
+            reason=failure.reason,
+            message=failure.message,
+            log=failure.log,
+        )
+
+    async def wait_until_answering(
+        self,
+        container_id: str,
+        host: str,
+        cookies: dict[str, str] | None = None,
+        memory_limit: int | None = None,
+    ) -> NotebookFailed | None:
         """Running means answering through Traefik. A container that exits, runs out of
-        memory or stays silent past the deadline is stopped and reported with its log."""
+        memory or stays silent past the deadline is stopped, and the failure (with the
+        container's log tail) returned."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.ready_timeout
+        memory = (memory_limit or self.settings.memory_limit) // 2**20
         delay = 0.25
         while True:
             state = await self.docker.container_state(container_id)
@@ -274,9 +296,7 @@ class Deployer:
                 failure = NotebookFailed("start_failed", "the container was removed while starting")
             elif state.oom_killed:
                 failure = NotebookFailed(
-                    "out_of_memory",
-                    "the notebook ran out of memory"
-                    f" (limit {self.settings.memory_limit // 2**20} MiB)",
+                    "out_of_memory", f"the notebook ran out of memory (limit {memory} MiB)"
                 )
             elif state.restart_count > 0 or state.status in ("exited", "dead"):
                 # While Docker restarts it, the exit code of the failed run is not reliable.
@@ -285,9 +305,8 @@ class Deployer:
                 failure = NotebookFailed(
                     "start_failed", f"Jupyter exited{code} while starting{reason}"
                 )
-            elif state.running and await self.probe.answers(self._host(desired)):
-                emit(ProgressEvent(Phase.READY, f"answering at {desired.url}", desired.path))
-                return _outcome(desired, NotebookState.RUNNING, action, desired.commit)
+            elif state.running and await self.probe.answers(host, cookies):
+                return None
             elif loop.time() > deadline:
                 failure = NotebookFailed(
                     "not_ready",
@@ -297,18 +316,7 @@ class Deployer:
             if failure is not None:
                 failure.log = await self.docker.logs_tail(container_id, LOG_TAIL)
                 await self.docker.stop_container(container_id)
-                emit(ProgressEvent(Phase.FAILED, failure.message, desired.path))
-                return NotebookOutcome(
-                    project=desired.project,
-                    path=desired.path,
-                    state=NotebookState.FAILED,
-                    action=NotebookAction.NONE,
-                    image=desired.image,
-                    commit=desired.commit,
-                    reason=failure.reason,
-                    message=failure.message,
-                    log=failure.log,
-                )
+                return failure
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 2.0)
 
@@ -357,3 +365,13 @@ def _outcome(
         image=desired.image,
         commit=commit,
     )
+
+
+def _notebook_problem(repo: NotebookRepo, blob: str) -> str | None:
+    with repo.blob_reader() as read_blob:
+        return notebook_problem(read_blob(blob).read())
+
+
+def _write_context(repo: NotebookRepo, spec: ImageSpec, mtime: int) -> IO[bytes]:
+    with repo.blob_reader() as read_blob:
+        return write_context_tar(spec.context, read_blob, mtime)

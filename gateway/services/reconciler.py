@@ -9,18 +9,22 @@ import asyncio
 import logging
 
 from gateway.services.runner import REPOSITORY, JobRunner
+from gateway.services.servers import ServerManager
 from gateway.services.store import JobAction, JobOrigin
 
 log = logging.getLogger(__name__)
 
 
-async def reconcile_periodically(runner: JobRunner, interval: float) -> None:
+async def reconcile_periodically(
+    runner: JobRunner, servers: ServerManager, interval: float
+) -> None:
     while True:
         try:
             job, _ = await runner.submit(
                 REPOSITORY, JobAction.RECONCILE, origin=JobOrigin.RECONCILE
             )
             await runner.settle(job.id)
+            await servers.reconcile()
         except Exception:  # the next pass tries again; a crashed loop would never reconcile
             log.exception("reconcile pass failed")
         await asyncio.sleep(interval)

@@ -65,6 +65,27 @@ SCHEMA = [
     CREATE INDEX jobs_idempotency ON jobs (idempotency_key);
     CREATE INDEX jobs_created ON jobs (created_at);
     """,
+    # version 3: users' own servers (the request, and how far it got)
+    """
+    CREATE TABLE servers (
+        name TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL,
+        username TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        project TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        commit_sha TEXT NOT NULL,
+        notebook TEXT NOT NULL,
+        image TEXT NOT NULL,
+        options TEXT NOT NULL,
+        state TEXT NOT NULL,
+        message TEXT NOT NULL,
+        url TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX servers_user ON servers (user_id);
+    """,
 ]
 
 
@@ -132,6 +153,34 @@ class Job:
             **({"params": self.params} if self.params else {}),
             **({"result": self.result} if self.result else {}),
         }
+
+
+class ServerState(enum.StrEnum):
+    STARTING = "starting"  # building the image, or waiting for Jupyter to answer
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
+@dataclass
+class ServerRecord:
+    name: str
+    user_id: int
+    username: str
+    namespace: str
+    project: str
+    branch: str
+    commit_sha: str
+    notebook: str
+    image: (
+        str  # what the user asked for ("" for the base image); the built image is on the container
+    )
+    options: dict[str, Any]
+    state: ServerState
+    message: str
+    url: str
+    created_at: str
+    updated_at: str
 
 
 @dataclass(frozen=True)
@@ -321,6 +370,47 @@ class Store:
         )
         return [dict(row) for row in await cursor.fetchall()]
 
+    # -- users' servers ------------------------------------------------------------------------
+
+    async def add_server(self, server: ServerRecord) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO servers (name, user_id, username, namespace, project, branch,"
+            " commit_sha, notebook, image, options, state, message, url, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                server.name, server.user_id, server.username, server.namespace, server.project,
+                server.branch, server.commit_sha, server.notebook, server.image,
+                json.dumps(server.options), str(server.state), server.message, server.url,
+                server.created_at, server.updated_at,
+            ),
+        )  # fmt: skip
+        await self.db.commit()
+
+    async def set_server_state(self, name: str, state: ServerState, message: str = "") -> None:
+        await self.db.execute(
+            "UPDATE servers SET state = ?, message = ?, updated_at = ? WHERE name = ?",
+            (str(state), message, now(), name),
+        )
+        await self.db.commit()
+
+    async def get_server(self, name: str) -> ServerRecord | None:
+        cursor = await self.db.execute("SELECT * FROM servers WHERE name = ?", (name,))
+        row = await cursor.fetchone()
+        return _server(row) if row else None
+
+    async def servers(self, user_id: int | None = None) -> list[ServerRecord]:
+        if user_id is None:
+            cursor = await self.db.execute("SELECT * FROM servers ORDER BY created_at")
+        else:
+            cursor = await self.db.execute(
+                "SELECT * FROM servers WHERE user_id = ? ORDER BY created_at", (user_id,)
+            )
+        return [_server(row) for row in await cursor.fetchall()]
+
+    async def delete_server(self, name: str) -> None:
+        await self.db.execute("DELETE FROM servers WHERE name = ?", (name,))
+        await self.db.commit()
+
     # -- published notebooks ----------------------------------------------------------------
 
     async def replace_project(self, project: str, outcomes: list[NotebookOutcome]) -> bool:
@@ -373,4 +463,24 @@ def _job(row: aiosqlite.Row) -> Job:
         result=json.loads(row["result"]),
         covered_by=row["covered_by"],
         parent=row["parent"],
+    )
+
+
+def _server(row: aiosqlite.Row) -> ServerRecord:
+    return ServerRecord(
+        name=row["name"],
+        user_id=row["user_id"],
+        username=row["username"],
+        namespace=row["namespace"],
+        project=row["project"],
+        branch=row["branch"],
+        commit_sha=row["commit_sha"],
+        notebook=row["notebook"],
+        image=row["image"],
+        options=json.loads(row["options"]),
+        state=ServerState(row["state"]),
+        message=row["message"],
+        url=row["url"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )

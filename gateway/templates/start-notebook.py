@@ -1,7 +1,10 @@
-"""Start Jupyter on one notebook inside a notebook-gateway image.
+"""Start Jupyter inside a notebook-gateway image, opening one notebook (or none).
 
-Runs with whatever Python the base image has (3.8 or newer): JupyterLab when installed,
-else Notebook 7, else a bare jupyter-server. Authentication is left to the proxy in front.
+    start-notebook.py NOTEBOOK [UI]
+
+UI is /lab (JupyterLab) or /tree (the Notebook interface). Runs with whatever Python the base
+image has (3.8 or newer), using what is installed: JupyterLab, Notebook 7, or a bare
+jupyter-server. Authentication is left to the proxy in front.
 """
 
 import importlib.util
@@ -26,15 +29,19 @@ def _server_major():
         return 2
 
 
-def command(notebook, installed=_installed, server_major=_server_major):
+def command(notebook, ui="/lab", installed=_installed, server_major=_server_major):
     path = quote(notebook)
+    classic = ui == "/tree" and installed("notebook")
     # The front-end application's own default_url wins over the server's: set both.
-    if installed("jupyterlab"):
-        app, app_class, url = "lab", "LabApp", "/lab/tree/" + path
+    if installed("jupyterlab") and not classic:
+        app, app_class = "lab", "LabApp"
+        url = "/lab/tree/" + path if notebook else "/lab"
     elif installed("notebook"):
-        app, app_class, url = "notebook", "JupyterNotebookApp", "/notebooks/" + path
+        app, app_class = "notebook", "JupyterNotebookApp"
+        url = "/notebooks/" + path if notebook else "/tree"
     else:
-        app, app_class, url = "server", "ServerApp", "/api/contents/" + path
+        app, app_class = "server", "ServerApp"
+        url = "/api/contents/" + path if notebook else "/api"
     args = [
         "jupyter",
         app,
@@ -54,7 +61,7 @@ def command(notebook, installed=_installed, server_major=_server_major):
 
 
 def main():
-    argv = command(sys.argv[1])
+    argv = command(sys.argv[1], *sys.argv[2:3])
     if shutil.which(argv[0]) is None:
         sys.stderr.write(
             "notebook-gateway: this image has no `jupyter` command; BASE_IMAGE must provide "

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
+from gateway.adapters.gitlab import GitLabClient
 from gateway.adapters.probe import TraefikProbe
 from gateway.adapters.registry import RegistryAuth, RegistryClient
 from gateway.ratelimit import RateLimiter
@@ -21,11 +22,26 @@ from gateway.services.deployer import Deployer
 from gateway.services.pipeline import Pipeline
 from gateway.services.reconciler import reconcile_periodically
 from gateway.services.runner import JobRunner
+from gateway.services.servers import ServerManager
 from gateway.services.store import Store
+from gateway.sessions import Signer
 from gateway.settings import Settings
 from gateway.web.handlers import routes
-from gateway.web.keys import DOCKER, RATE_LIMITER, REDACT, RUNNER, SETTINGS, STORE
+from gateway.web.keys import (
+    DOCKER,
+    GITLAB,
+    RATE_LIMITER,
+    REDACT,
+    RUNNER,
+    SERVERS,
+    SETTINGS,
+    SIGNER,
+    STORE,
+)
 from gateway.web.middleware import error_middleware, rate_limit_middleware
+from gateway.web.openapi import routes as openapi_routes
+from gateway.web.proxy_auth import routes as proxy_auth_routes
+from gateway.web.servers import routes as server_routes
 
 MAX_BODY = 4 * 1024**2  # GitLab push events list the files of up to 20 commits
 
@@ -36,10 +52,14 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[REDACT] = Redactor(settings.secrets())
+    app[SIGNER] = Signer(settings.auth_token.get_secret_value())
     if settings.rate_limit:
         app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
+    if settings.gitlab_url:
+        app[GITLAB] = GitLabClient(settings.gitlab_url, settings.identity_cache_ttl)
     app.cleanup_ctx.extend([_docker, _store, _jobs])
-    app.add_routes(routes)
+    for table in (routes, server_routes, proxy_auth_routes, openapi_routes):
+        app.add_routes(table)
     return app
 
 
@@ -91,11 +111,16 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
         retention = timedelta(days=settings.job_retention_days)
         runner = JobRunner(app[STORE], pipeline, app[REDACT], retention)
         app[RUNNER] = runner
+        servers = ServerManager(
+            settings, app[DOCKER], deployer, app.get(GITLAB), app[STORE], app[SIGNER]
+        )
+        app[SERVERS] = servers
         await runner.resume()
+        await servers.recover()
         reconciler = None
         if settings.reconcile_interval:
             reconciler = asyncio.create_task(
-                reconcile_periodically(runner, settings.reconcile_interval)
+                reconcile_periodically(runner, servers, settings.reconcile_interval)
             )
         try:
             yield
@@ -104,4 +129,5 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
                 reconciler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reconciler
+            await servers.close()
             await runner.close()

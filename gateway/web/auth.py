@@ -1,4 +1,5 @@
-"""Bearer-token authentication, compared in constant time."""
+"""Who is asking: the admin (AUTH_TOKEN, compared in constant time) or a GitLab user (their own
+token, resolved with python-gitlab)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,45 @@ import hmac
 from aiohttp import web
 
 from gateway.errors import Unauthorized
-from gateway.web.keys import SETTINGS
+from gateway.models import Identity
+from gateway.web.keys import GITLAB, SETTINGS
+
+
+def credential(request: web.Request) -> str | None:
+    """The token of 'Authorization: Bearer <token>' (or 'token <token>', as renku clients send)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() in ("bearer", "token") and token.strip():
+        return token.strip()
+    return None
+
+
+def is_admin_token(request: web.Request, token: str) -> bool:
+    expected = request.app[SETTINGS].auth_token.get_secret_value().encode()
+    return hmac.compare_digest(token.encode(), expected)
 
 
 def require_admin(request: web.Request) -> None:
     header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
     if not header:
         raise Unauthorized(
             "missing Authorization header; send 'Authorization: Bearer <AUTH_TOKEN>'"
         )
-    if scheme.lower() != "bearer" or not token.strip():
+    token = credential(request)
+    if token is None or not header.lower().startswith("bearer "):
         raise Unauthorized("the Authorization header must be 'Bearer <AUTH_TOKEN>'")
-    expected = request.app[SETTINGS].auth_token.get_secret_value().encode()
-    if not hmac.compare_digest(token.strip().encode(), expected):
+    if not is_admin_token(request, token):
         raise Unauthorized("invalid token")
+
+
+async def authenticate(request: web.Request) -> Identity:
+    """The admin, or the GitLab user whose token this is."""
+    token = credential(request)
+    if token is None:
+        raise Unauthorized("missing credentials; send 'Authorization: Bearer <your GitLab token>'")
+    if is_admin_token(request, token):
+        return Identity.administrator()
+    gitlab = request.app.get(GITLAB)
+    if gitlab is None:
+        raise Unauthorized("invalid token (no GitLab is configured to check user tokens)")
+    user = await gitlab.user(token)
+    return Identity(admin=False, user_id=user.id, username=user.username, token=token)

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any
 
 from aiohttp import web
 
 from gateway import __version__, webhooks
 from gateway.errors import BadRequest, GatewayError, JobFailed, NotFound, Unauthorized, Unavailable
+from gateway.schemas import ProjectDelete, ProjectUpdate, parse
 from gateway.services.runner import REPOSITORY
 from gateway.services.store import Job, JobAction, JobOrigin, JobState
 from gateway.web.auth import require_admin
+from gateway.web.http import MAX_NOTIFICATION, flag, int_param, json_body
 from gateway.web.keys import DOCKER, RUNNER, SETTINGS, STORE
-from gateway.web.schemas import ProjectDelete, ProjectUpdate, parse
 
 routes = web.RouteTableDef()
 
 MAX_JOBS_LISTED = 500
-MAX_NOTIFICATION = 64 * 1024  # {"project": ..., "action": ...} is tiny
 
 
 @routes.get("/")
@@ -58,14 +57,14 @@ async def health(request: web.Request) -> web.Response:
 @routes.post("/projects")
 async def update_project(request: web.Request) -> web.Response:
     require_admin(request)
-    body = parse(ProjectUpdate, await _json_body(request, MAX_NOTIFICATION))
+    body = parse(ProjectUpdate, await json_body(request, MAX_NOTIFICATION))
     return await _run_job(request, body.project, JobAction.UPDATE)
 
 
 @routes.delete("/projects")
 async def delete_project(request: web.Request) -> web.Response:
     require_admin(request)
-    body = parse(ProjectDelete, await _json_body(request, MAX_NOTIFICATION))
+    body = parse(ProjectDelete, await json_body(request, MAX_NOTIFICATION))
     return await _run_job(request, body.project, JobAction.DELETE)
 
 
@@ -88,7 +87,7 @@ async def gitlab_hook(request: web.Request) -> web.Response:
         raise Unauthorized("missing or wrong X-Gitlab-Token (the hook's secret token)")
     event = webhooks.classify(
         request.headers,
-        await _json_body(request),
+        await json_body(request),
         branch=settings.git_branch,
         repository=webhooks.repository_path(settings.repo_url),
         bot_email=settings.git_bot_email,
@@ -113,12 +112,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     state = request.query.get("state")
     if state is not None and state not in set(JobState):
         raise BadRequest(f"state must be one of {', '.join(JobState)}")
-    try:
-        limit = int(request.query.get("limit", "50"))
-    except ValueError:
-        raise BadRequest("limit must be a number") from None
-    if not 1 <= limit <= MAX_JOBS_LISTED:
-        raise BadRequest(f"limit must be between 1 and {MAX_JOBS_LISTED}")
+    limit = int_param(request, "limit", 50, 1, MAX_JOBS_LISTED)
     jobs = await request.app[STORE].list_jobs(
         project=request.query.get("project"), state=state, limit=limit
     )
@@ -137,7 +131,7 @@ async def get_job(request: web.Request) -> web.Response:
 async def _run_job(request: web.Request, project: str, action: JobAction) -> web.Response:
     """By default answer when the work is done, so a CI job fails exactly when the deploy
     fails; with ?wait=false answer 202 at once with the job to poll."""
-    wait = _flag(request, "wait", default=True)
+    wait = flag(request, "wait", default=True)
     runner = request.app[RUNNER]
     job, _ = await runner.submit(project, action)
     if not wait:
@@ -168,30 +162,3 @@ async def _job_json(request: web.Request, job: Job, with_log: bool = False) -> d
     if with_log:
         body["log"] = await request.app[STORE].job_log(job.id)
     return body
-
-
-async def _json_body(request: web.Request, max_size: int | None = None) -> Any:
-    """The body as JSON. Bounded by the app's client_max_size, or by max_size (413)."""
-    declared = request.content_length or 0
-    if max_size is not None and declared > max_size:
-        raise web.HTTPRequestEntityTooLarge(max_size=max_size, actual_size=declared)
-    raw = await request.read()
-    if max_size is not None and len(raw) > max_size:
-        raise web.HTTPRequestEntityTooLarge(max_size=max_size, actual_size=len(raw))
-    if not raw.strip():
-        raise BadRequest("the request body is empty; send a JSON object")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the request body is not valid JSON") from None
-
-
-def _flag(request: web.Request, name: str, default: bool) -> bool:
-    value = request.query.get(name)
-    if value is None:
-        return default
-    if value.lower() in ("1", "true", "yes"):
-        return True
-    if value.lower() in ("0", "false", "no"):
-        return False
-    raise BadRequest(f"query parameter {name!r} must be true or false")

@@ -3,10 +3,13 @@
 from aiohttp import web
 
 from gateway.adapters.docker import DockerEngine
+from gateway.adapters.gitlab import GitLabClient
 from gateway.ratelimit import RateLimiter
 from gateway.redact import Redactor
 from gateway.services.runner import JobRunner
+from gateway.services.servers import ServerManager
 from gateway.services.store import Store
+from gateway.sessions import Signer
 from gateway.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -15,3 +18,6 @@ DOCKER = web.AppKey("docker", DockerEngine)
 STORE = web.AppKey("store", Store)
 RUNNER = web.AppKey("runner", JobRunner)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+GITLAB = web.AppKey("gitlab", GitLabClient)
+SERVERS = web.AppKey("servers", ServerManager)
+SIGNER = web.AppKey("signer", Signer)

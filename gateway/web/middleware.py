@@ -68,6 +68,7 @@ LIMITED = {
     ("DELETE", "/projects"),
     ("POST", "/hooks/gitlab"),
     ("POST", "/reconcile"),
+    ("POST", "/servers"),
 }
 
 

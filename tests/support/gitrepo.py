@@ -64,9 +64,9 @@ def notebook(*code_cells: str) -> bytes:
 
 
 class GitRemote:
-    def __init__(self, root: Path) -> None:
-        self.bare = root / "remote.git"
-        self.work = root / "author"
+    def __init__(self, root: Path, name: str = "remote.git") -> None:
+        self.bare = root / name
+        self.work = root / f"{name}-author"
         git("init", "--quiet", "--bare", f"--initial-branch={BRANCH}", str(self.bare))
         git("clone", "--quiet", str(self.bare), str(self.work))
         git("checkout", "--quiet", "-B", BRANCH, cwd=self.work)
@@ -110,6 +110,10 @@ class GitRemote:
             return git("--git-dir", str(self.bare), "show", f"{BRANCH}:{path}")
         except RuntimeError:
             return None
+
+    def show(self, rev: str, fmt: str) -> str:
+        """`git show -s --format=fmt rev` on the remote."""
+        return git("--git-dir", str(self.bare), "show", "-s", f"--format={fmt}", rev)
 
     def log(self, *args: str) -> list[str]:
         fmt = "--format=%H%x09%an%x09%ae%x09%s"

@@ -39,11 +39,16 @@ class LocalhostResolver(AbstractResolver):
         await self._default.close()
 
 
-def session() -> aiohttp.ClientSession:
+def session(*, browser: bool = False) -> aiohttp.ClientSession:
+    """A client that finds *.localhost. A browser keeps cookies (a notebook host's login);
+    otherwise execute() passes Jupyter's _xsrf cookie itself."""
+    jar: aiohttp.abc.AbstractCookieJar = (
+        aiohttp.CookieJar() if browser else aiohttp.DummyCookieJar()
+    )
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=LocalhostResolver()),
-        # execute() sends the _xsrf cookie itself; a jar would make Jupyter stop setting it.
-        cookie_jar=aiohttp.DummyCookieJar(),
+        cookie_jar=jar,
+        headers={"Accept": "text/html,application/json;q=0.9"} if browser else None,
         timeout=aiohttp.ClientTimeout(total=60),
     )
 
@@ -56,7 +61,9 @@ async def execute(
     # Jupyter protects POSTs with an _xsrf cookie, set on its pages.
     async with http.get(f"{base}/lab") as page:
         assert page.status == 200, f"GET /lab answered {page.status}"
-        xsrf = page.cookies["_xsrf"].value
+        cookie = page.cookies.get("_xsrf") or http.cookie_jar.filter_cookies(page.url).get("_xsrf")
+        assert cookie is not None, "Jupyter set no _xsrf cookie"
+        xsrf = cookie.value
     headers = {"X-XSRFToken": xsrf, "Cookie": f"_xsrf={xsrf}"}
     kernel = {"name": "python3"}
     async with http.post(f"{base}/api/kernels", json=kernel, headers=headers) as response:

@@ -38,7 +38,7 @@ def test_structure() -> None:
         "FROM", "USER", "COPY", "RUN", "COPY", "COPY", "COPY", "WORKDIR", "EXPOSE", "CMD",
     ]  # fmt: skip
     assert all("--chown=1000:100" in line for line in lines if line.startswith("COPY"))
-    assert lines[-1] == f'CMD ["python3", "{START_SCRIPT}", "intro.ipynb"]'
+    assert lines[-1] == f'CMD ["python3", "{START_SCRIPT}", "intro.ipynb", "/lab"]'
     assert f"WORKDIR {WORKDIR}" in lines
 
 
@@ -56,5 +56,17 @@ def test_file_names_never_change_the_structure(path: str) -> None:
     assert len(plain) == len(hostile)
     assert plain[:-1] == hostile[:-1]
     command = hostile[-1].removeprefix("CMD ")
-    assert json.loads(command) == ["python3", START_SCRIPT, path]
+    assert json.loads(command) == ["python3", START_SCRIPT, path, "/lab"]
     assert "\n" not in command and "\r" not in command
+
+
+def test_a_server_image_holds_the_repository_without_a_notebook_layer() -> None:
+    lines = instructions(
+        render_dockerfile(
+            base_image="b", user="1000:100", notebook_path="", requirements=True,
+            shared=True, notebook=False,
+        )
+    )  # fmt: skip
+    assert any('"shared/"' in line for line in lines)
+    assert not any('"notebook/"' in line for line in lines)
+    assert lines[-1] == f'CMD ["python3", "{START_SCRIPT}", "", "/lab"]'

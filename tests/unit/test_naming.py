@@ -66,3 +66,22 @@ def test_public_url_omits_default_ports() -> None:
     assert naming.public_url("a--b", "example.org", "https", 443) == "https://a--b.example.org/"
     assert naming.public_url("a--b", "localhost", "http", 8080) == "http://a--b.localhost:8080/"
     assert naming.public_url("a--b", "example.org", "http", None) == "http://a--b.example.org/"
+
+
+@given(names, names, names, names, st.text(alphabet="0123456789abcdef", min_size=40, max_size=40))
+def test_server_names_are_dns_labels_apart_from_published_hosts(
+    user: str, namespace: str, project: str, branch: str, commit: str
+) -> None:
+    name = naming.server_name(user, namespace, project, branch, commit)
+    assert DNS_LABEL.match(name) and len(name) <= 63
+    assert "--" not in name  # published hosts always contain "--"
+
+
+def test_each_user_and_commit_gets_its_own_server() -> None:
+    commit = "a" * 40
+    mine = naming.server_name("alice", "group", "analysis", "main", commit)
+    assert mine.startswith("alice-analysis-aaaaaaaa-")
+    assert mine != naming.server_name("bob", "group", "analysis", "main", commit)
+    assert mine != naming.server_name("alice", "group", "analysis", "main", "b" * 40)
+    assert mine != naming.server_name("alice", "other", "analysis", "main", commit)
+    assert mine == naming.server_name("alice", "group", "analysis", "main", commit)

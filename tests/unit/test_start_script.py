@@ -38,3 +38,19 @@ def test_notebook_seven_then_bare_server(script: ModuleType) -> None:
     server = script.command("a.ipynb", installed=lambda m: False, server_major=lambda: 1)
     assert server[:2] == ["jupyter", "server"]
     assert "--ServerApp.token=" in server and "--IdentityProvider.token=" not in server
+
+
+def test_the_ui_choice_and_no_notebook(script: ModuleType) -> None:
+    both = {"jupyterlab", "notebook"}
+    lab = script.command("", "/lab", installed=lambda m: m in both, server_major=lambda: 2)
+    assert lab[:2] == ["jupyter", "lab"] and "--LabApp.default_url=/lab" in lab
+    classic = script.command(
+        "a.ipynb", "/tree", installed=lambda m: m in both, server_major=lambda: 2
+    )
+    assert classic[:2] == ["jupyter", "notebook"]
+    assert "--JupyterNotebookApp.default_url=/notebooks/a.ipynb" in classic
+    # Without Notebook 7, /tree falls back to JupyterLab rather than failing.
+    lab_only = script.command(
+        "", "/tree", installed=lambda m: m == "jupyterlab", server_major=lambda: 2
+    )
+    assert lab_only[:2] == ["jupyter", "lab"]

@@ -1,0 +1,547 @@
+"""Users' own servers (renku-notebooks' servers API): a Jupyter server for one GitLab project at
+one commit, for one user, reachable through the proxy by that user (and admins) alone.
+
+A request is recorded before anything else happens, then launched in the background: fetch the
+project with the user's own token (never stored), build or reuse its image, start the container,
+and wait until it answers through the proxy. The record says how far it got; the container says
+how it is doing now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import logging
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gateway import discovery, naming
+from gateway.adapters.docker import ContainerState, DockerEngine, ResourceLimits, ServerContainer
+from gateway.adapters.git import NotebookRepo
+from gateway.adapters.gitlab import DEVELOPER, GitLabClient
+from gateway.desired import forward_auth_url, server_image
+from gateway.dockerfile import start_command
+from gateway.errors import (
+    BadRequest,
+    Forbidden,
+    GatewayError,
+    NotebookFailed,
+    NotFound,
+    Unavailable,
+)
+from gateway.models import Identity, ProgressEvent, RunningNotebook
+from gateway.schemas import ServerOptionsRequest, ServerRequest
+from gateway.services.deployer import Deployer
+from gateway.services.store import ServerRecord, ServerState, Store, now
+from gateway.sessions import SESSION_COOKIE, Signer
+from gateway.settings import Settings, parse_bytes
+from gateway.traefik import guard_labels, router_labels
+
+log = logging.getLogger(__name__)
+
+LAUNCH_LOG = 500  # lines of launch output kept per server, for GET /logs before a container exists
+ADMIN_ID = 0
+# What a failure means, in the words of someone who only wanted a notebook.
+FAILURES = {
+    "invalid_notebook": "the notebook is not a valid Jupyter notebook",
+    "build_failed": "the image build failed",
+    "push_failed": "the image could not be pushed to the registry",
+    "start_failed": "Jupyter stopped while starting",
+    "not_ready": "the server never became ready",
+    "out_of_memory": "the server ran out of memory",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a notebook host serves, for the proxy's forward-auth."""
+
+    kind: Literal["published", "user"]
+    owner_id: int | None = None
+
+
+class ServerManager:
+    def __init__(
+        self,
+        settings: Settings,
+        docker: DockerEngine,
+        deployer: Deployer,
+        gitlab: GitLabClient | None,
+        store: Store,
+        signer: Signer,
+    ) -> None:
+        self.settings = settings
+        self.docker = docker
+        self.deployer = deployer
+        self.gitlab = gitlab
+        self.store = store
+        self.signer = signer
+        self.limits = discovery.ContextLimits(
+            settings.max_file_size, settings.max_context_size, settings.max_context_files
+        )
+        self._launches: dict[str, asyncio.Task[None]] = {}
+        self._launch_logs: dict[str, deque[str]] = {}
+        self._clone_locks: dict[str, asyncio.Lock] = {}
+
+    # -- the API --------------------------------------------------------------------------
+
+    def options(self) -> dict[str, Any]:
+        """What a user may choose, in renku's shape."""
+        s = self.settings
+        return {
+            "defaultUrl": _option(
+                1, "Default Environment", s.server_default_urls[0], s.server_default_urls
+            ),
+            "cpu_request": _option(2, "Number of CPUs", s.server_cpu_default, s.server_cpu_options),
+            "mem_request": _option(
+                3, "Amount of Memory", s.server_memory_default, s.server_memory_options
+            ),
+        }
+
+    async def start(self, who: Identity, request: ServerRequest) -> tuple[dict[str, Any], bool]:
+        """Start a server, or return the one this user already has (created is False)."""
+        options = self._choose(request.serverOptions)
+        if request.image and not any(
+            fnmatch.fnmatchcase(request.image, pattern) for pattern in self.settings.allowed_images
+        ):
+            raise BadRequest(
+                f"image {request.image!r} is not allowed",
+                detail={"allowed": list(self.settings.allowed_images)},
+            )
+        gitlab = self._require_gitlab()
+        token = who.token or self._gateway_token()
+        path = f"{request.namespace}/{request.project}"
+        project = await gitlab.project(token, path)
+        if project is None:
+            raise Forbidden(f"no access to the GitLab project {path} (or it does not exist)")
+        if not who.admin and project.access_level < DEVELOPER:
+            raise Forbidden(f"starting a server needs developer access to {path}")
+        if not await gitlab.has_commit(token, project.id, request.commit_sha):
+            raise NotFound(f"there is no commit {request.commit_sha} in {path}")
+        branch = request.branch or project.default_branch
+        name = naming.server_name(
+            who.username, request.namespace, request.project, branch, request.commit_sha
+        )
+        existing = await self.store.get_server(name)
+        if existing is not None and existing.state is not ServerState.FAILED:
+            return await self._view(existing), False
+        if (
+            existing is None
+            and len(await self.store.servers(who.user_id)) >= self.settings.max_servers_per_user
+        ):
+            raise Forbidden(
+                f"you already have {self.settings.max_servers_per_user} servers; stop one first",
+                detail={"limit": self.settings.max_servers_per_user},
+            )
+        if existing is not None:  # a failed attempt: start afresh
+            await self._remove_containers(name, forced=True)
+        record = ServerRecord(
+            name=name,
+            user_id=who.user_id,
+            username=who.username,
+            namespace=request.namespace,
+            project=request.project,
+            branch=branch,
+            commit_sha=request.commit_sha,
+            notebook=request.notebook or "",
+            image=request.image or "",
+            options=options,
+            state=ServerState.STARTING,
+            message="queued",
+            url=naming.public_url(
+                name,
+                self.settings.base_domain,
+                self.settings.public_scheme,
+                self.settings.public_port,
+            ),
+            created_at=now(),
+            updated_at=now(),
+        )
+        await self.store.add_server(record)
+        clone_url = f"{self.settings.gitlab_url}/{path}.git"
+        self._launches[name] = asyncio.create_task(self._launch(record, token, clone_url))
+        return await self._view(record), True
+
+    async def list(self, who: Identity, filters: dict[str, str]) -> dict[str, dict[str, Any]]:
+        records = await self.store.servers(None if who.admin else who.user_id)
+        containers = {c.server: c for c in await self.docker.list_servers()}
+        views = [await self._view(r, containers) for r in records]
+        if who.admin:
+            views += [self._view_published(n) for n in await self.docker.list_notebooks()]
+        return {
+            view["name"]: view
+            for view in views
+            if all(view["annotations"].get(key) == value for key, value in filters.items())
+        }
+
+    async def get(self, who: Identity, name: str) -> dict[str, Any]:
+        record = await self._visible(who, name)
+        if record is not None:
+            return await self._view(record)
+        if who.admin and (published := await self._published(name)):
+            return self._view_published(published)
+        raise NotFound(f"there is no server {name!r}")
+
+    async def stop(self, who: Identity, name: str, forced: bool) -> None:
+        """Stopping happens in the background; the server shows `stopping` until it is gone."""
+        record = await self._visible(who, name)
+        if record is None:
+            published = await self._published(name) if who.admin else None
+            if published is None:
+                raise NotFound(f"there is no server {name!r}")
+            await self.docker.remove_container(published.id)  # back at the next reconcile
+            return
+        if record.state is ServerState.STOPPING and not forced:
+            return
+        await self.store.set_server_state(name, ServerState.STOPPING, "stopping")
+        launch = self._launches.pop(name, None)
+        if launch is not None:
+            launch.cancel()
+        task = asyncio.create_task(self._stop(name, forced))
+        self._launches[f"stop:{name}"] = task
+        task.add_done_callback(lambda _: self._launches.pop(f"stop:{name}", None))
+
+    async def logs(self, who: Identity, name: str, max_lines: int) -> str:
+        record = await self._visible(who, name)
+        if record is None:
+            published = await self._published(name) if who.admin else None
+            if published is None:
+                raise NotFound(f"there is no server {name!r}")
+            return "\n".join(await self.docker.logs_tail(published.id, max_lines))
+        container = next((c for c in await self.docker.list_servers() if c.server == name), None)
+        if container is not None:
+            return "\n".join(await self.docker.logs_tail(container.id, max_lines))
+        return "\n".join(list(self._launch_logs.get(name, ()))[-max_lines:])
+
+    async def target(self, host: str) -> Target | None:
+        """Who may reach this host: a published notebook (no owner) or a user's server."""
+        label, dot, domain = host.lower().partition(".")
+        if not dot or domain != self.settings.base_domain:
+            return None
+        if "--" in label:
+            return Target("published")
+        record = await self.store.get_server(label)
+        return Target("user", record.user_id) if record else None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """After a restart: launches that were cut off cannot resume (the user's token is gone
+        with the request), stops that were cut off finish now."""
+        containers = {c.server: c for c in await self.docker.list_servers()}
+        for record in await self.store.servers():
+            container = containers.get(record.name)
+            if record.state is ServerState.STOPPING:
+                await self._stop(record.name, forced=True)
+            elif record.state is ServerState.STARTING:
+                if container is not None and container.state == "running":
+                    await self.store.set_server_state(record.name, ServerState.RUNNING)
+                else:
+                    await self._remove_containers(record.name, forced=True)
+                    await self.store.set_server_state(
+                        record.name, ServerState.FAILED,
+                        "the gateway restarted while this server was starting; start it again",
+                    )  # fmt: skip
+
+    async def reconcile(self) -> None:
+        """Containers of servers nobody asked for go; records of servers whose container
+        vanished say so."""
+        records = {r.name: r for r in await self.store.servers()}
+        containers = await self.docker.list_servers()
+        for container in containers:
+            if container.server not in records:
+                log.info("removing the container of unknown server %s", container.server)
+                await self.docker.remove_container(container.id)
+        present = {c.server for c in containers}
+        for record in records.values():
+            if record.state is ServerState.RUNNING and record.name not in present:
+                await self.store.set_server_state(
+                    record.name,
+                    ServerState.FAILED,
+                    "the server's container is gone; start it again",
+                )
+
+    async def close(self) -> None:
+        tasks = list(self._launches.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- launching ------------------------------------------------------------------------
+
+    async def _launch(self, record: ServerRecord, token: str, clone_url: str) -> None:
+        name = record.name
+        lines = self._launch_logs.setdefault(name, deque(maxlen=LAUNCH_LOG))
+
+        def emit(event: ProgressEvent) -> None:
+            lines.append(event.message)
+
+        async def step(message: str) -> None:
+            lines.append(message)
+            await self.store.set_server_state(name, ServerState.STARTING, message)
+
+        try:
+            await step("fetching the repository")
+            clone_dir = self.settings.state_dir / "servers" / _digest(clone_url)
+            repo = NotebookRepo(
+                clone_url, clone_dir / "repo.git", branch=record.branch, token=token,
+                timeout=self.settings.git_timeout,
+            )  # fmt: skip
+            async with self._clone_locks.setdefault(str(clone_dir), asyncio.Lock()):
+                await repo.fetch()
+            if not await repo.has_commit(record.commit_sha):
+                raise GatewayError(
+                    f"commit {record.commit_sha[:12]} is not on branch {record.branch!r}"
+                )
+            entries = await repo.repository_entries(record.commit_sha)
+            snapshot = discovery.snapshot("", record.commit_sha, entries, self.limits)
+            if record.notebook and record.notebook not in {n.path for n in snapshot.notebooks}:
+                raise GatewayError(f"there is no notebook {record.notebook!r} at this commit")
+            base = record.image or self.settings.base_image
+            base_identity = await self.docker.image_id(base) or await self.docker.pull(base)
+            spec = server_image(
+                snapshot, self.settings, base, base_identity, record.namespace, record.project
+            )
+            await step("building the image")
+            await self.deployer.check_registry(emit)
+            mtime = await repo.commit_time(record.commit_sha)
+            await self.deployer.ensure_image(spec, repo, mtime, emit)
+            await step("starting Jupyter")
+            memory = parse_bytes(str(record.options["mem_request"]))
+            host = f"{name}.{self.settings.base_domain}"
+            container_id = await self.docker.run_notebook(
+                name=naming.fit(f"{self.settings.instance}-{name}"),
+                image=spec.image,
+                labels=self._labels(record, spec.labels),
+                hostname=name,
+                network=self.settings.docker_network,
+                user=self.settings.notebook_user,
+                limits=ResourceLimits(
+                    memory, float(record.options["cpu_request"]), self.settings.pids_limit
+                ),
+                command=start_command(record.notebook, str(record.options["defaultUrl"])),
+            )
+            failure = await self.deployer.wait_until_answering(
+                container_id, host, self._probe_cookie(host), memory
+            )
+            if failure is not None:
+                raise failure
+            lines.append(f"answering at {record.url}")
+            await self.store.set_server_state(name, ServerState.RUNNING)
+        except asyncio.CancelledError:
+            raise
+        except NotebookFailed as failure:
+            lines.extend(failure.log)
+            await self._fail(name, _in_words(failure, record))
+        except GatewayError as exc:
+            await self._fail(name, exc.message)
+        except Exception:
+            log.exception("starting server %s failed", name)
+            await self._fail(name, "an internal error stopped the start; see the gateway's log")
+        finally:
+            self._launches.pop(name, None)
+
+    async def _fail(self, name: str, message: str) -> None:
+        self._launch_logs.setdefault(name, deque(maxlen=LAUNCH_LOG)).append(message)
+        if await self.store.get_server(name) is not None:
+            await self.store.set_server_state(name, ServerState.FAILED, message)
+
+    async def _stop(self, name: str, forced: bool) -> None:
+        await self._remove_containers(name, forced)
+        await self.store.delete_server(name)
+        self._launch_logs.pop(name, None)
+
+    async def _remove_containers(self, name: str, forced: bool) -> None:
+        for container in await self.docker.list_servers():
+            if container.server == name:
+                await self.docker.remove_container(container.id, graceful=not forced)
+
+    def _labels(self, record: ServerRecord, image_labels: dict[str, str]) -> dict[str, str]:
+        container = naming.fit(f"{self.settings.instance}-{record.name}")
+        middlewares, guard = guard_labels(self.settings.instance, forward_auth_url(self.settings))
+        routing = router_labels(
+            container,
+            f"{record.name}.{self.settings.base_domain}",
+            self.settings.traefik_entrypoint,
+            self.settings.docker_network,
+            middlewares,
+        )
+        return {
+            **image_labels,
+            naming.LABEL_SERVER: record.name,
+            naming.LABEL_USER_ID: str(record.user_id),
+            naming.LABEL_USERNAME: record.username,
+            naming.LABEL_BRANCH: record.branch,
+            naming.LABEL_NOTEBOOK: record.notebook,
+            naming.LABEL_URL: record.url,
+            **guard,
+            **routing,
+        }
+
+    def _probe_cookie(self, host: str) -> dict[str, str]:
+        """The gateway's own pass through the proxy: an admin session for this host alone."""
+        ttl = self.settings.ready_timeout + 60
+        return {SESSION_COOKIE: self.signer.sign("session", {"admin": True, "h": host}, ttl)}
+
+    # -- views ----------------------------------------------------------------------------
+
+    async def _visible(self, who: Identity, name: str) -> ServerRecord | None:
+        """Someone else's server answers exactly as a missing one does."""
+        record = await self.store.get_server(name)
+        if record is None or not (who.admin or record.user_id == who.user_id):
+            return None
+        return record
+
+    async def _published(self, name: str) -> RunningNotebook | None:
+        return next((n for n in await self.docker.list_notebooks() if n.name == name), None)
+
+    async def _view(
+        self, record: ServerRecord, containers: dict[str, ServerContainer] | None = None
+    ) -> dict[str, Any]:
+        if containers is None:
+            containers = {c.server: c for c in await self.docker.list_servers()}
+        container = containers.get(record.name)
+        state = None
+        if container is not None and container.state != "running":
+            state = await self.docker.container_state(container.id)
+        memory = parse_bytes(
+            str(record.options.get("mem_request", self.settings.server_memory_default))
+        )
+        status, message = server_status(
+            record.state, record.message, container is not None, state, memory // 2**20
+        )
+        return {
+            "name": record.name,
+            "url": record.url,
+            "image": container.image if container else "",
+            "started": record.created_at,
+            "status": {"state": status, "message": message},
+            "annotations": {
+                "namespace": record.namespace,
+                "project": record.project,
+                "branch": record.branch,
+                "commit_sha": record.commit_sha,
+                "notebook": record.notebook,
+                "user": record.username,
+            },
+            "resources": {
+                "cpu_request": float(
+                    record.options.get("cpu_request", self.settings.server_cpu_default)
+                ),
+                "mem_request": str(
+                    record.options.get("mem_request", self.settings.server_memory_default)
+                ),
+            },
+        }
+
+    def _view_published(self, notebook: RunningNotebook) -> dict[str, Any]:
+        return {
+            "name": notebook.name,
+            "url": notebook.url,
+            "image": notebook.image,
+            "started": "",
+            "status": {
+                "state": "running" if notebook.running else "failed",
+                "message": "" if notebook.running else f"the container is {notebook.status}",
+            },
+            "annotations": {
+                "namespace": "",
+                "project": notebook.project,
+                "branch": self.settings.git_branch,
+                "commit_sha": notebook.commit,
+                "notebook": notebook.path,
+                "user": "",
+            },
+            "resources": {
+                "cpu_request": self.settings.cpu_limit,
+                "mem_request": f"{self.settings.memory_limit // 2**20}M",
+            },
+        }
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _choose(self, chosen: ServerOptionsRequest) -> dict[str, Any]:
+        s = self.settings
+        picked = {
+            "defaultUrl": chosen.defaultUrl or s.server_default_urls[0],
+            "cpu_request": s.server_cpu_default
+            if chosen.cpu_request is None
+            else chosen.cpu_request,
+            "mem_request": chosen.mem_request or s.server_memory_default,
+        }
+        allowed: dict[str, Iterable[Any]] = {
+            "defaultUrl": s.server_default_urls,
+            "cpu_request": s.server_cpu_options,
+            "mem_request": s.server_memory_options,
+        }
+        problems = [
+            f"serverOptions.{key}: {value!r} is not one of {list(allowed[key])}"
+            for key, value in picked.items()
+            if value not in allowed[key]
+        ]
+        if problems:
+            raise BadRequest("; ".join(problems), detail={"problems": problems})
+        return picked
+
+    def _require_gitlab(self) -> GitLabClient:
+        if self.gitlab is None:
+            raise Unavailable("the servers API needs a GitLab instance; set GITLAB_URL")
+        return self.gitlab
+
+    def _gateway_token(self) -> str:
+        if self.settings.gitlab_access_token is None:
+            raise Forbidden("the admin token cannot act on GitLab without GITLAB_ACCESS_TOKEN")
+        return self.settings.gitlab_access_token.get_secret_value()
+
+
+def server_status(
+    recorded: ServerState,
+    message: str,
+    has_container: bool,
+    container: ContainerState | None,
+    memory_mib: int,
+) -> tuple[str, str]:
+    """The state a user sees, from how far the launch got and how the container is doing.
+    `container` is only inspected when it is not running."""
+    if recorded in (ServerState.STOPPING, ServerState.FAILED, ServerState.STARTING):
+        return str(recorded), message
+    if not has_container:
+        return "failed", "the server's container is gone; start it again"
+    if container is None:
+        return "running", ""
+    if container.oom_killed:
+        return (
+            "failed",
+            f"the server ran out of memory (limit {memory_mib} MiB); restart it or ask for more",
+        )
+    if container.status == "restarting" or (container.running and container.restart_count):
+        return "starting", "restarting after a crash"
+    if not container.running:
+        return "failed", f"the server stopped unexpectedly (exit code {container.exit_code})"
+    return "running", ""
+
+
+def _in_words(failure: NotebookFailed, record: ServerRecord) -> str:
+    words = FAILURES.get(failure.reason, "the server could not start")
+    if failure.reason == "out_of_memory":
+        return f"{words} (limit {record.options['mem_request']}); ask for more memory"
+    if failure.reason == "not_ready":
+        return f"{words}: {failure.message}"
+    return f"{words}: {failure.message}"
+
+
+def _option(order: int, name: str, default: Any, options: Iterable[Any]) -> dict[str, Any]:
+    return {
+        "order": order,
+        "displayName": name,
+        "type": "enum",
+        "default": default,
+        "options": list(options),
+    }
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

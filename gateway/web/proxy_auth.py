@@ -1,0 +1,196 @@
+"""The guard in front of notebook hosts: Traefik asks /auth/forward about every request to a
+guarded host, and the answer lets it through, refuses it, or sends the browser to log in.
+
+Logging in happens on the gateway (POST /auth/login, where the token is checked once and not
+kept), which hands the browser a one-time ticket for the notebook host; the host's answer to
+that ticket sets a session cookie valid for that host alone.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+import jinja2
+from aiohttp import web
+
+from gateway.adapters.gitlab import REPORTER
+from gateway.errors import RateLimited, Unauthorized
+from gateway.models import Identity
+from gateway.services.servers import Target
+from gateway.sessions import SESSION_COOKIE
+from gateway.web.auth import credential, is_admin_token
+from gateway.web.keys import GITLAB, RATE_LIMITER, SERVERS, SETTINGS, SIGNER
+from gateway.web.middleware import error_response
+from gateway.webhooks import repository_path
+
+routes = web.RouteTableDef()
+
+LOGIN_PATH = "/_gateway/login"  # on the notebook host; never reaches the notebook
+
+
+@routes.route("*", "/auth/forward")
+async def forward_auth(request: web.Request) -> web.StreamResponse:
+    host = request.headers.get("X-Forwarded-Host", "").split(":")[0].lower()
+    uri = request.headers.get("X-Forwarded-Uri", "/")
+    scheme = request.headers.get("X-Forwarded-Proto", request.app[SETTINGS].public_scheme)
+    target = await request.app[SERVERS].target(host)
+    if target is None:
+        return _refuse(request, 403, "forbidden", "this host is not served here")
+    path, _, query = uri.partition("?")
+    if path == LOGIN_PATH:
+        return _redeem(request, host, scheme, parse_qs(query).get("ticket", [""])[0])
+    settings = request.app[SETTINGS]
+    if target.kind == "published" and not settings.protect_published:
+        return web.Response(status=200)
+    try:
+        who = await _identify(request, host)
+    except Unauthorized as exc:
+        return _refuse(request, 401, "unauthorized", exc.message)
+    if who is not None and (who.admin or await _may_open(request, who, target)):
+        return web.Response(status=200)
+    if who is not None:
+        return _refuse(request, 403, "forbidden", "this notebook server belongs to someone else")
+    wants_page = "text/html" in request.headers.get("Accept", "")
+    if wants_page and request.headers.get("X-Forwarded-Method", "GET") == "GET":
+        # X-Forwarded-Host keeps the port the browser used, if it used one.
+        back = f"{scheme}://{request.headers.get('X-Forwarded-Host', host)}{uri}"
+        raise web.HTTPFound(f"{settings.gateway_url}/auth/login?{urlencode({'next': back})}")
+    return _refuse(
+        request,
+        401,
+        "unauthorized",
+        "log in first: send your GitLab token or open the URL in a browser",
+    )
+
+
+@routes.get("/auth/login")
+async def login_page(request: web.Request) -> web.Response:
+    return _page(request, _checked_next(request, request.query.get("next", "")))
+
+
+@routes.post("/auth/login")
+async def login(request: web.Request) -> web.StreamResponse:
+    limiter = request.app.get(RATE_LIMITER)
+    if limiter is not None and (wait := limiter.wait_time(f"login:{request.remote}")) > 0:
+        raise RateLimited(wait)
+    form = await request.post()
+    target_url = _checked_next(request, str(form.get("next", "")))
+    token = str(form.get("token", "")).strip()
+    if not token:
+        return _page(request, target_url, "Paste a GitLab access token.", 400)
+    try:
+        who = await _identity_for(request, token)
+    except Unauthorized:
+        return _page(request, target_url, "GitLab does not accept this token.", 401)
+    parts = urlsplit(target_url)
+    host = (parts.hostname or "").lower()
+    target = await request.app[SERVERS].target(host)
+    if target is None:
+        return _page(request, target_url, "There is no notebook server at this address.", 404)
+    if not (who.admin or await _may_open(request, who, target)):
+        return _page(request, target_url, "This notebook server belongs to someone else.", 403)
+    ticket = request.app[SIGNER].ticket(
+        {
+            "u": who.user_id,
+            "admin": who.admin,
+            "h": host,
+            "next": parts.path + (f"?{parts.query}" if parts.query else ""),
+        }
+    )
+    raise web.HTTPSeeOther(f"{parts.scheme}://{parts.netloc}{LOGIN_PATH}?ticket={quote(ticket)}")
+
+
+def _redeem(request: web.Request, host: str, scheme: str, ticket: str) -> web.StreamResponse:
+    """The notebook host's side of the login: trade the ticket for a cookie of its own."""
+    settings = request.app[SETTINGS]
+    signer = request.app[SIGNER]
+    payload = signer.redeem(ticket)
+    if payload is None or payload.get("h") != host:
+        return _refuse(
+            request, 403, "forbidden", "this login link has expired or was used; log in again"
+        )
+    session = signer.sign(
+        "session", {"u": payload["u"], "admin": payload["admin"], "h": host}, settings.session_ttl
+    )
+    # Absolute: Traefik would resolve a relative Location against the gateway's address.
+    netloc = request.headers.get("X-Forwarded-Host", host)
+    response = web.Response(
+        status=302, headers={"Location": f"{scheme}://{netloc}{payload.get('next') or '/'}"}
+    )
+    response.set_cookie(
+        SESSION_COOKIE, session, max_age=int(settings.session_ttl), path="/", httponly=True,
+        secure=scheme == "https", samesite="Lax",
+    )  # fmt: skip
+    return response
+
+
+async def _identify(request: web.Request, host: str) -> Identity | None:
+    """From this host's session cookie, or from a token sent by an API client."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        payload = request.app[SIGNER].verify("session", cookie)
+        if payload is not None and payload.get("h") == host:
+            if payload.get("admin"):
+                return Identity.administrator()
+            return Identity(admin=False, user_id=int(payload["u"]), username="")
+    token = credential(request)
+    return await _identity_for(request, token) if token else None
+
+
+async def _identity_for(request: web.Request, token: str) -> Identity:
+    if is_admin_token(request, token):
+        return Identity.administrator()
+    gitlab = request.app.get(GITLAB)
+    if gitlab is None:
+        raise Unauthorized("no GitLab is configured to check user tokens")
+    user = await gitlab.user(token)
+    return Identity(admin=False, user_id=user.id, username=user.username, token=token)
+
+
+async def _may_open(request: web.Request, who: Identity, target: Target) -> bool:
+    if target.kind == "user":
+        return target.owner_id == who.user_id
+    # A protected published notebook: anyone who may read the notebooks repository. A session
+    # cookie is only issued after that check, so it carries the answer.
+    if not who.token:
+        return True
+    gitlab = request.app.get(GITLAB)
+    path = repository_path(request.app[SETTINGS].repo_url)
+    if gitlab is None or path is None:
+        return False
+    project = await gitlab.project(who.token, path)
+    return project is not None and project.access_level >= REPORTER
+
+
+def _checked_next(request: web.Request, next_url: str) -> str:
+    """Only notebook hosts of this gateway: never an open redirect."""
+    settings = request.app[SETTINGS]
+    parts = urlsplit(next_url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host.endswith(f".{settings.base_domain}"):
+        raise web.HTTPBadRequest(text="the address to return to is not a notebook of this gateway")
+    return next_url
+
+
+def _refuse(request: web.Request, status: int, code: str, message: str) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="notebook-gateway"'} if status == 401 else None
+    return error_response(request, status, code, message, None, headers)
+
+
+def _page(request: web.Request, next_url: str, error: str = "", status: int = 200) -> web.Response:
+    html = (
+        _templates()
+        .get_template("login.html.j2")
+        .render(next=next_url, error=error, action="/auth/login")
+    )
+    return web.Response(text=html, status=status, content_type="text/html")
+
+
+@cache
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("gateway", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )

@@ -1,0 +1,257 @@
+"""The servers API end to end: users authenticated against a GitLab (through python-gitlab),
+their servers built and run on the real engine, and guarded at the real Traefik."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.sessions import SESSION_COOKIE, Signer
+from tests.conftest import (
+    Gateway,
+    MakeGateway,
+    Stack,
+    docker,
+    job_summary,
+    owned_containers,
+    owned_images,
+)
+from tests.support import jupyter
+from tests.support.gitlab_server import DEVELOPER, REPORTER, GitLab
+from tests.support.gitrepo import GitRemote, notebook
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+
+@pytest.fixture
+async def gitlab(tmp_path: Path) -> AsyncIterator[tuple[GitLab, str]]:
+    lab = GitLab(tmp_path / "gitlab")
+    server = TestServer(lab.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield lab, f"http://127.0.0.1:{server.port}"
+    finally:
+        await server.close()
+
+
+def as_user(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def call(
+    gateway: Gateway, method: str, path: str, token: str, **kwargs: Any
+) -> tuple[int, Any]:
+    response = await gateway.client.request(method, path, headers=as_user(token), **kwargs)
+    body = await response.json() if response.status != 204 else None
+    return response.status, body
+
+
+async def wait_until(gateway: Gateway, name: str, token: str, state: str) -> dict[str, Any]:
+    async with asyncio.timeout(300):
+        while True:
+            status, server = await call(gateway, "GET", f"/servers/{name}", token)
+            assert status == 200, server
+            if server["status"]["state"] == state:
+                return dict(server)
+            assert server["status"]["state"] in ("starting", "running"), server
+            await asyncio.sleep(1)
+
+
+async def log_in(http: aiohttp.ClientSession, url: str, token: str) -> aiohttp.ClientResponse:
+    """What a browser does: open the URL, land on the login page, send the token, come back."""
+    async with http.get(url) as page:
+        assert page.status == 200 and "/auth/login" in str(page.url), (page.status, page.url)
+        form = {"token": token, "next": page.url.query["next"]}
+        login = str(page.url).split("?")[0]
+    response = await http.post(login, data=form)
+    await response.read()
+    return response
+
+
+async def test_users_start_open_and_stop_their_own_servers(
+    make_gateway: MakeGateway, remote: GitRemote, gitlab: tuple[GitLab, str], stack: Stack
+) -> None:
+    lab, gitlab_url = gitlab
+    alice = lab.user("alice", "glpat-alice-000000000000000")
+    bob = lab.user("bob", "glpat-bob-1111111111111111")
+    carol = lab.user("carol", "glpat-carol-22222222222222")
+    project = lab.project("group/analysis", {alice: DEVELOPER, bob: DEVELOPER, carol: REPORTER})
+    sha = project.remote.commit(
+        {
+            "notebooks/fit.ipynb": notebook("print('fit', 6 * 7)"),
+            "data/points.csv": b"x,y\n1,2\n",
+            "README.md": b"# analysis\n",
+        }
+    )
+    remote.commit({"published/p.ipynb": notebook("print('p')")})
+    gateway = await make_gateway(GITLAB_URL=gitlab_url)
+    status, body = await gateway.notify("published")
+    assert status == 200, job_summary(body)
+    request = {
+        "namespace": "group",
+        "project": "analysis",
+        "commit_sha": sha,
+        "notebook": "notebooks/fit.ipynb",
+    }
+
+    # Server options, in renku's shape, and values outside them refused.
+    status, options = await call(gateway, "GET", "/server_options", alice.token)
+    assert status == 200 and options["cpu_request"]["options"] == [0.5, 1.0, 2.0]
+    assert set(options) == {"defaultUrl", "cpu_request", "mem_request"}
+    assert {"displayName", "type", "default", "options", "order"} <= set(options["mem_request"])
+    status, body = await call(
+        gateway,
+        "POST",
+        "/servers",
+        alice.token,
+        json={**request, "serverOptions": {"cpu_request": 64}},
+    )
+    assert status == 400 and "cpu_request" in body["error"]["message"]
+
+    # Without developer access: refused, nothing built.
+    images = owned_images(gateway.instance)
+    status, body = await call(gateway, "POST", "/servers", carol.token, json=request)
+    assert status == 403 and body["error"]["code"] == "forbidden", body
+    assert owned_images(gateway.instance) == images
+
+    # Alice starts a server; asking again gives the same one.
+    status, server = await call(gateway, "POST", "/servers", alice.token, json=request)
+    assert status == 201, server
+    name = server["name"]
+    assert server["annotations"] == {
+        "namespace": "group", "project": "analysis", "branch": "main", "commit_sha": sha,
+        "notebook": "notebooks/fit.ipynb", "user": "alice",
+    }  # fmt: skip
+    assert server["resources"] == {"cpu_request": 1.0, "mem_request": "1G"}
+    assert (
+        len(name) <= 63
+        and server["url"]
+        == f"http://{name}.{gateway.settings.base_domain}:{stack.traefik.web_port}/"
+    )
+    status, again = await call(gateway, "POST", "/servers", alice.token, json=request)
+    assert status == 200 and again["name"] == name
+    server = await wait_until(gateway, name, alice.token, "running")
+    assert server["image"]
+
+    # Alice logs in through the browser flow and runs the notebook's code through Traefik.
+    async with jupyter.session(browser=True) as http:
+        landed = await log_in(http, server["url"], alice.token)
+        assert landed.status == 200 and landed.url.path == "/lab/tree/notebooks/fit.ipynb", (
+            landed.url
+        )
+        cookie = http.cookie_jar.filter_cookies(landed.url)[SESSION_COOKIE]
+        assert cookie.value and alice.token not in cookie.value
+        assert await jupyter.execute(http, server["url"], "print('fit', 6 * 7)") == "fit 42\n"
+
+    # Bob cannot see, stop, read or open it.
+    status, listed = await call(gateway, "GET", "/servers", bob.token)
+    assert status == 200 and name not in listed["servers"]
+    for method, path in (
+        ("GET", f"/servers/{name}"),
+        ("DELETE", f"/servers/{name}"),
+        ("GET", f"/logs/{name}"),
+    ):
+        status, body = await call(gateway, method, path, bob.token)
+        assert status == 404, (method, path, body)
+    async with jupyter.session() as http:
+        async with http.get(server["url"] + "api", headers=as_user(bob.token)) as answer:
+            assert answer.status == 403
+        async with http.get(server["url"] + "api") as answer:
+            assert answer.status == 401  # no credentials at all
+        forged = Signer(gateway.settings.auth_token.get_secret_value()).sign(
+            "session", {"u": alice.id, "admin": False, "h": "another.host"}, 600
+        )
+        async with http.get(
+            server["url"] + "api", headers={"Cookie": f"{SESSION_COOKIE}={forged}"}
+        ) as answer:
+            assert answer.status == 401  # a cookie of another host is no cookie here
+        async with http.get(server["url"] + "api", headers=as_user(alice.token)) as answer:
+            assert answer.status == 200  # API clients may send their token
+    async with jupyter.session(browser=True) as http:
+        refused = await log_in(http, server["url"], bob.token)
+        assert refused.status == 403 and "belongs to someone else" in await refused.text()
+
+    # The admin sees every server, the published notebook included, and may open them.
+    admin = gateway.settings.auth_token.get_secret_value()
+    status, listed = await call(gateway, "GET", "/servers", admin)
+    assert name in listed["servers"]
+    assert any(s["annotations"]["notebook"] == "p.ipynb" for s in listed["servers"].values())
+    status, filtered = await call(gateway, "GET", "/servers?project=analysis", admin)
+    assert list(filtered["servers"]) == [name]
+    async with (
+        jupyter.session() as http,
+        http.get(server["url"] + "api", headers=as_user(admin)) as answer,
+    ):
+        assert answer.status == 200
+
+    # Logs come back.
+    status, logs = await call(gateway, "GET", f"/logs/{name}?max_lines=40", alice.token)
+    assert status == 200 and "Jupyter Server" in logs["jupyter-server"]
+    assert len(logs["jupyter-server"].splitlines()) <= 40
+
+    # Alice's token is in none of what the gateway made.
+    (container,) = [
+        c
+        for c in owned_containers(gateway.instance)
+        if name in docker("inspect", "--format", "{{.Name}}", c)
+    ]
+    inspected = docker("inspect", container)
+    assert alice.token not in inspected
+    layers = subprocess.run(
+        ["docker", "save", json.loads(inspected)[0]["Config"]["Image"]],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert alice.token.encode() not in layers
+    state = gateway.settings.state_dir
+    assert all(alice.token.encode() not in p.read_bytes() for p in state.rglob("*") if p.is_file())
+
+    # Alice stops it; it is gone.
+    status, _ = await call(gateway, "DELETE", f"/servers/{name}", alice.token)
+    assert status == 204
+    async with asyncio.timeout(60):
+        while True:
+            status, _ = await call(gateway, "GET", f"/servers/{name}", alice.token)
+            if status == 404:
+                break
+            await asyncio.sleep(0.5)
+    assert container not in owned_containers(gateway.instance)
+
+
+async def test_failures_are_told_in_words(
+    make_gateway: MakeGateway, gitlab: tuple[GitLab, str]
+) -> None:
+    lab, gitlab_url = gitlab
+    dana = lab.user("dana", "glpat-dana-333333333333333")
+    project = lab.project("group/broken", {dana: DEVELOPER})
+    sha = project.remote.commit(
+        {"a.ipynb": notebook("1"), "requirements.txt": b"no-such-package-ngw-test==1\n"}
+    )
+    gateway = await make_gateway(GITLAB_URL=gitlab_url)
+    base = {"namespace": "group", "project": "broken", "commit_sha": sha}
+    status, body = await call(
+        gateway, "POST", "/servers", dana.token, json={**base, "notebook": "missing.ipynb"}
+    )
+    assert status == 201
+    failed = await wait_until(gateway, body["name"], dana.token, "failed")
+    assert failed["status"]["message"] == "there is no notebook 'missing.ipynb' at this commit"
+
+    status, body = await call(gateway, "DELETE", f"/servers/{body['name']}", dana.token)
+    status, body = await call(gateway, "POST", "/servers", dana.token, json=base)
+    failed = await wait_until(gateway, body["name"], dana.token, "failed")
+    assert failed["status"]["message"].startswith("the image build failed")
+    status, logs = await call(gateway, "GET", f"/logs/{body['name']}", dana.token)
+    assert "no-such-package-ngw-test" in logs["jupyter-server"]  # the build's output
+
+    status, body = await call(
+        gateway, "POST", "/servers", dana.token, json={**base, "commit_sha": "f" * 40}
+    )
+    assert status == 404 and "no commit" in body["error"]["message"]
