@@ -1,16 +1,23 @@
-"""Asks Traefik whether a notebook answers at its host name: the only proof that it is reachable."""
+"""Asks Traefik whether a notebook answers at its host name: the only proof that it is reachable.
+
+Guarded hosts let it through with an admin session cookie minted for that host alone (it grants
+nothing anywhere else), which it sends to unguarded hosts too, harmlessly."""
 
 from __future__ import annotations
 
 import aiohttp
 
+from gateway.sessions import SESSION_COOKIE, Signer
+
 PROBE_TIMEOUT = aiohttp.ClientTimeout(total=5)
+PASS_TTL = 60.0
 
 
 class TraefikProbe:
-    def __init__(self, session: aiohttp.ClientSession, traefik_url: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, traefik_url: str, signer: Signer) -> None:
         self.session = session
         self.traefik_url = traefik_url.rstrip("/")
+        self.signer = signer
 
     async def reachable(self) -> bool:
         """True when Traefik itself answers (any HTTP status), whatever it routes."""
@@ -22,14 +29,13 @@ class TraefikProbe:
         except (aiohttp.ClientError, TimeoutError):
             return False
 
-    async def answers(self, host: str, cookies: dict[str, str] | None = None) -> bool:
-        """True when Jupyter's /api answers through Traefik for this Host (with `cookies` to
-        pass a guarded server's forward-auth)."""
-        cookie = "; ".join(f"{k}={v}" for k, v in (cookies or {}).items())
+    async def answers(self, host: str) -> bool:
+        """True when Jupyter's /api answers through Traefik for this Host."""
+        session = self.signer.sign("session", {"admin": True, "h": host}, PASS_TTL)
         try:
             async with self.session.get(
                 f"{self.traefik_url}/api",
-                headers={"Host": host, **({"Cookie": cookie} if cookie else {})},
+                headers={"Host": host, "Cookie": f"{SESSION_COOKIE}={session}"},
                 timeout=PROBE_TIMEOUT,
                 allow_redirects=False,
             ) as response:

@@ -279,7 +279,6 @@ class Deployer:
         self,
         container_id: str,
         host: str,
-        cookies: dict[str, str] | None = None,
         memory_limit: int | None = None,
     ) -> NotebookFailed | None:
         """Running means answering through Traefik. A container that exits, runs out of
@@ -305,7 +304,7 @@ class Deployer:
                 failure = NotebookFailed(
                     "start_failed", f"Jupyter exited{code} while starting{reason}"
                 )
-            elif state.running and await self.probe.answers(host, cookies):
+            elif state.running and await self.probe.answers(host):
                 return None
             elif loop.time() > deadline:
                 failure = NotebookFailed(

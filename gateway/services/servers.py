@@ -36,7 +36,6 @@ from gateway.models import Identity, ProgressEvent, RunningNotebook
 from gateway.schemas import ServerOptionsRequest, ServerRequest
 from gateway.services.deployer import Deployer
 from gateway.services.store import ServerRecord, ServerState, Store, now
-from gateway.sessions import SESSION_COOKIE, Signer
 from gateway.settings import Settings, parse_bytes
 from gateway.traefik import guard_labels, router_labels
 
@@ -71,14 +70,12 @@ class ServerManager:
         deployer: Deployer,
         gitlab: GitLabClient | None,
         store: Store,
-        signer: Signer,
     ) -> None:
         self.settings = settings
         self.docker = docker
         self.deployer = deployer
         self.gitlab = gitlab
         self.store = store
-        self.signer = signer
         self.limits = discovery.ContextLimits(
             settings.max_file_size, settings.max_context_size, settings.max_context_files
         )
@@ -126,6 +123,12 @@ class ServerManager:
             who.username, request.namespace, request.project, branch, request.commit_sha
         )
         existing = await self.store.get_server(name)
+        if existing is not None and existing.state is ServerState.STOPPING:
+            # Asked to start again while it stops: let it finish, then start afresh.
+            stopping = self._launches.get(f"stop:{name}")
+            if stopping is not None:
+                await asyncio.shield(stopping)
+            existing = await self.store.get_server(name)
         if existing is not None and existing.state is not ServerState.FAILED:
             return await self._view(existing), False
         if (
@@ -324,9 +327,7 @@ class ServerManager:
                 ),
                 command=start_command(record.notebook, str(record.options["defaultUrl"])),
             )
-            failure = await self.deployer.wait_until_answering(
-                container_id, host, self._probe_cookie(host), memory
-            )
+            failure = await self.deployer.wait_until_answering(container_id, host, memory)
             if failure is not None:
                 raise failure
             lines.append(f"answering at {record.url}")
@@ -380,11 +381,6 @@ class ServerManager:
             **guard,
             **routing,
         }
-
-    def _probe_cookie(self, host: str) -> dict[str, str]:
-        """The gateway's own pass through the proxy: an admin session for this host alone."""
-        ttl = self.settings.ready_timeout + 60
-        return {SESSION_COOKIE: self.signer.sign("session", {"admin": True, "h": host}, ttl)}
 
     # -- views ----------------------------------------------------------------------------
 

@@ -105,15 +105,13 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
         timeout=settings.git_timeout,
     )
     async with aiohttp.ClientSession() as session:
-        probe = TraefikProbe(session, settings.traefik_url)
+        probe = TraefikProbe(session, settings.traefik_url, app[SIGNER])
         deployer = Deployer(settings, app[DOCKER], repo, probe, _registry(settings, session))
         pipeline = Pipeline(settings, app[DOCKER], repo, deployer, app[STORE])
         retention = timedelta(days=settings.job_retention_days)
         runner = JobRunner(app[STORE], pipeline, app[REDACT], retention)
         app[RUNNER] = runner
-        servers = ServerManager(
-            settings, app[DOCKER], deployer, app.get(GITLAB), app[STORE], app[SIGNER]
-        )
+        servers = ServerManager(settings, app[DOCKER], deployer, app.get(GITLAB), app[STORE])
         app[SERVERS] = servers
         await runner.resume()
         await servers.recover()

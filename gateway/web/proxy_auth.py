@@ -50,7 +50,7 @@ async def forward_auth(request: web.Request) -> web.StreamResponse:
     if who is not None and (who.admin or await _may_open(request, who, target)):
         return web.Response(status=200)
     if who is not None:
-        return _refuse(request, 403, "forbidden", "this notebook server belongs to someone else")
+        return _refuse(request, 403, "forbidden", _not_yours(target))
     wants_page = "text/html" in request.headers.get("Accept", "")
     if wants_page and request.headers.get("X-Forwarded-Method", "GET") == "GET":
         # X-Forwarded-Host keeps the port the browser used, if it used one.
@@ -89,7 +89,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if target is None:
         return _page(request, target_url, "There is no notebook server at this address.", 404)
     if not (who.admin or await _may_open(request, who, target)):
-        return _page(request, target_url, "This notebook server belongs to someone else.", 403)
+        return _page(request, target_url, _not_yours(target).capitalize() + ".", 403)
     ticket = request.app[SIGNER].ticket(
         {
             "u": who.user_id,
@@ -161,6 +161,12 @@ async def _may_open(request: web.Request, who: Identity, target: Target) -> bool
         return False
     project = await gitlab.project(who.token, path)
     return project is not None and project.access_level >= REPORTER
+
+
+def _not_yours(target: Target) -> str:
+    if target.kind == "published":
+        return "opening this notebook needs read access to the notebooks repository"
+    return "this notebook server belongs to someone else"
 
 
 def _checked_next(request: web.Request, next_url: str) -> str:

@@ -25,7 +25,7 @@ from tests.conftest import (
     owned_images,
 )
 from tests.support import jupyter
-from tests.support.gitlab_server import DEVELOPER, REPORTER, GitLab
+from tests.support.gitlab_server import DEVELOPER, MAINTAINER, REPORTER, GitLab
 from tests.support.gitrepo import GitRemote, notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
@@ -244,8 +244,11 @@ async def test_failures_are_told_in_words(
     failed = await wait_until(gateway, body["name"], dana.token, "failed")
     assert failed["status"]["message"] == "there is no notebook 'missing.ipynb' at this commit"
 
-    status, body = await call(gateway, "DELETE", f"/servers/{body['name']}", dana.token)
+    # Started again at once while it still stops: it stops, then starts afresh.
+    status, _ = await call(gateway, "DELETE", f"/servers/{body['name']}", dana.token)
+    assert status == 204
     status, body = await call(gateway, "POST", "/servers", dana.token, json=base)
+    assert status == 201, body
     failed = await wait_until(gateway, body["name"], dana.token, "failed")
     assert failed["status"]["message"].startswith("the image build failed")
     status, logs = await call(gateway, "GET", f"/logs/{body['name']}", dana.token)
@@ -255,3 +258,42 @@ async def test_failures_are_told_in_words(
         gateway, "POST", "/servers", dana.token, json={**base, "commit_sha": "f" * 40}
     )
     assert status == 404 and "no commit" in body["error"]["message"]
+
+
+async def test_published_notebooks_can_be_protected_the_same_way(
+    make_gateway: MakeGateway, gitlab: tuple[GitLab, str]
+) -> None:
+    lab, gitlab_url = gitlab
+    bot = lab.user("ci-bot", "glpat-bot-4444444444444444")
+    erin = lab.user("erin", "glpat-erin-555555555555555")
+    frank = lab.user("frank", "glpat-frank-66666666666666")
+    notebooks = lab.project("team/notebooks", {bot: MAINTAINER, erin: REPORTER})
+    notebooks.remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    gateway = await make_gateway(
+        GITLAB_URL=gitlab_url,
+        GITLAB_REPO_URL=f"{gitlab_url}/team/notebooks.git",
+        GITLAB_ACCESS_TOKEN=bot.token,
+        PROTECT_PUBLISHED="true",
+    )
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)  # the gateway's own readiness probe passes the guard
+    url = body["notebooks"][0]["url"]
+    assert "| a.ipynb |" in (notebooks.remote.read("URL.md") or "")  # pushed with the bot's token
+
+    async with jupyter.session() as http:
+        async with http.get(url + "api") as answer:
+            assert answer.status == 401
+        async with http.get(url + "api", headers=as_user(frank.token)) as answer:
+            assert answer.status == 403
+        async with http.get(url + "api", headers=as_user(erin.token)) as answer:
+            assert answer.status == 200
+    async with jupyter.session(browser=True) as http:
+        landed = await log_in(http, url, erin.token)
+        assert landed.status == 200 and landed.url.path == "/lab/tree/a.ipynb"
+        assert await jupyter.execute(http, url, "print('a')") == "a\n"
+    async with jupyter.session(browser=True) as http:
+        refused = await log_in(http, url, frank.token)
+        assert (
+            refused.status == 403
+            and "read access to the notebooks repository" in await refused.text()
+        )
