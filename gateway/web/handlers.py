@@ -14,7 +14,7 @@ from gateway.services.runner import REPOSITORY
 from gateway.services.store import Job, JobAction, JobOrigin, JobState
 from gateway.web.auth import require_admin
 from gateway.web.http import MAX_NOTIFICATION, flag, int_param, json_body
-from gateway.web.keys import DOCKER, RUNNER, SETTINGS, STORE
+from gateway.web.keys import DOCKER, RUNNER, SERVERS, SETTINGS, STORE
 
 routes = web.RouteTableDef()
 
@@ -73,6 +73,7 @@ async def reconcile(request: web.Request) -> web.Response:
     """Bring every project back to what the repository says, now rather than at the next
     periodic pass."""
     require_admin(request)
+    await request.app[SERVERS].reconcile()
     return await _run_job(request, REPOSITORY, JobAction.RECONCILE)
 
 

@@ -15,7 +15,7 @@ import jinja2
 from aiohttp import web
 
 from gateway.adapters.gitlab import REPORTER
-from gateway.errors import RateLimited, Unauthorized
+from gateway.errors import BadRequest, RateLimited, Unauthorized
 from gateway.models import Identity
 from gateway.services.servers import Target
 from gateway.sessions import SESSION_COOKIE
@@ -175,7 +175,7 @@ def _checked_next(request: web.Request, next_url: str) -> str:
     parts = urlsplit(next_url)
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("http", "https") or not host.endswith(f".{settings.base_domain}"):
-        raise web.HTTPBadRequest(text="the address to return to is not a notebook of this gateway")
+        raise BadRequest("the address to return to is not a notebook of this gateway")
     return next_url
 
 

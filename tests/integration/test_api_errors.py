@@ -40,6 +40,9 @@ CASES = [
     ("GET", "/jobs/does-not-exist", b"", {}, 401, "unauthorized", "missing"),
     ("PUT", "/projects", b"{}", AUTHORIZED, 405, "method_not_allowed", "Not Allowed"),
     ("GET", "/nowhere", b"", {}, 404, "not_found", "Not Found"),
+    ("GET", "/auth/login?next=https://evil.example.com/", b"", {}, 400, "bad_request", "not a notebook of this gateway"),
+    ("POST", "/servers", b'{"namespace": "g"}', {}, 401, "unauthorized", "missing credentials"),
+    ("GET", "/servers", b"", {"Authorization": "Bearer not-a-token"}, 401, "unauthorized", "invalid token"),
     ("POST", "/projects", b'{"project": "' + b"x" * 100_000 + b'", "action": "update"}', AUTHORIZED, 413, "request_too_large", "limit"),
 ]  # fmt: skip
 

@@ -37,6 +37,9 @@ def test_compose_gateway_is_built_here_and_reaches_docker_and_traefik() -> None:
         "address"
     ]
     assert gateway["environment"]["TRAEFIK_URL"] == f"http://traefik:{web.rsplit(':', 1)[1]}"
+    # Traefik (on the same network) reaches the gateway for forward-auth.
+    assert gateway["environment"]["GATEWAY_INTERNAL_URL"] == "http://gateway:3000"
+    assert "3000:3000" in gateway["ports"]
     traefik = compose()["services"]["traefik"]
     assert "./traefik/traefik.toml:/etc/traefik/traefik.toml:ro" in traefik["volumes"]
 
