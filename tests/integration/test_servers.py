@@ -65,6 +65,15 @@ async def wait_until(gateway: Gateway, name: str, token: str, state: str) -> dic
             await asyncio.sleep(1)
 
 
+async def gone(gateway: Gateway, name: str, token: str) -> None:
+    async with asyncio.timeout(60):
+        while True:
+            status, _ = await call(gateway, "GET", f"/servers/{name}", token)
+            if status == 404:
+                return
+            await asyncio.sleep(0.5)
+
+
 async def log_in(http: aiohttp.ClientSession, url: str, token: str) -> aiohttp.ClientResponse:
     """What a browser does: open the URL, land on the login page, send the token, come back."""
     async with http.get(url) as page:
@@ -192,6 +201,37 @@ async def test_users_start_open_and_stop_their_own_servers(
     ):
         assert answer.status == 200
 
+    # Bob at the same commit gets a server of his own on the same image: nothing is rebuilt.
+    images = owned_images(gateway.instance)
+    status, bobs = await call(gateway, "POST", "/servers", bob.token, json=request)
+    assert status == 201 and bobs["name"] != name
+    bobs = await wait_until(gateway, bobs["name"], bob.token, "running")
+    assert bobs["image"] == server["image"] and owned_images(gateway.instance) == images
+    # ... and stops it the hard way.
+    status, _ = await call(gateway, "DELETE", f"/servers/{bobs['name']}?forced=true", bob.token)
+    assert status == 204
+    await gone(gateway, bobs["name"], bob.token)
+
+    # Users may also say "token", as renku's clients do; GitLab is asked once, then cached.
+    asked = sum(r == "GET /api/v4/user" for r in lab.requests)
+    response = await gateway.client.get(
+        "/servers", headers={"Authorization": f"token {alice.token}"}
+    )
+    assert response.status == 200 and name in (await response.json())["servers"]
+    assert sum(r == "GET /api/v4/user" for r in lab.requests) == asked
+
+    # The admin may stop a published notebook (a reconcile pass brings it back).
+    published = next(
+        n for n, s in listed["servers"].items() if s["annotations"]["notebook"] == "p.ipynb"
+    )
+    status, _ = await call(gateway, "DELETE", f"/servers/{published}", admin)
+    assert status == 204
+    assert not [
+        c
+        for c in owned_containers(gateway.instance)
+        if published in docker("inspect", "--format", "{{.Name}}", c)
+    ]
+
     # Logs come back.
     status, logs = await call(gateway, "GET", f"/logs/{name}?max_lines=40", alice.token)
     assert status == 200 and "Jupyter Server" in logs["jupyter-server"]
@@ -217,12 +257,7 @@ async def test_users_start_open_and_stop_their_own_servers(
     # Alice stops it; it is gone.
     status, _ = await call(gateway, "DELETE", f"/servers/{name}", alice.token)
     assert status == 204
-    async with asyncio.timeout(60):
-        while True:
-            status, _ = await call(gateway, "GET", f"/servers/{name}", alice.token)
-            if status == 404:
-                break
-            await asyncio.sleep(0.5)
+    await gone(gateway, name, alice.token)
     assert container not in owned_containers(gateway.instance)
 
 
