@@ -7,6 +7,7 @@ which is a hash of everything that goes into the image.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 from gateway import naming
 from gateway.dockerfile import render_dockerfile, start_script
@@ -98,19 +99,8 @@ def server_image(
         shared=bool(snapshot.shared or snapshot.notebooks),
         notebook=False,
     ).encode()
-    script = start_script()
-    files = [
-        ContextFile("Dockerfile", len(dockerfile), data=dockerfile),
-        ContextFile(".gateway/start-notebook.py", len(script), data=script),
-    ]
-    if snapshot.requirements is not None:
-        req = snapshot.requirements
-        files.append(ContextFile(".gateway/requirements.txt", req.size, blob=req.blob))
-    files += [
-        ContextFile(f"shared/{f.path}", f.size, blob=f.blob, executable=f.executable)
-        for f in sorted((*snapshot.shared, *snapshot.notebooks), key=lambda f: f.path)
-    ]
-    context = tuple(files)
+    everything = sorted((*snapshot.shared, *snapshot.notebooks), key=lambda f: f.path)
+    context = tuple(_context(dockerfile, snapshot.requirements, everything))
     digest = content_hash(context, base_identity)
     repository = naming.dns_label(f"{namespace}/{project}")
     prefix = naming.image_prefix(settings.registry_host)
@@ -130,18 +120,7 @@ def build_context(
     snapshot: ProjectSnapshot, notebook: RepoFile, dockerfile: bytes
 ) -> tuple[ContextFile, ...]:
     """Only what the image needs: the project's shared files, this notebook, and our own files."""
-    script = start_script()
-    files = [
-        ContextFile("Dockerfile", len(dockerfile), data=dockerfile),
-        ContextFile(".gateway/start-notebook.py", len(script), data=script),
-    ]
-    if snapshot.requirements is not None:
-        req = snapshot.requirements
-        files.append(ContextFile(".gateway/requirements.txt", req.size, blob=req.blob))
-    files += [
-        ContextFile(f"shared/{f.path}", f.size, blob=f.blob, executable=f.executable)
-        for f in snapshot.shared
-    ]
+    files = _context(dockerfile, snapshot.requirements, snapshot.shared)
     files.append(
         ContextFile(
             f"notebook/{notebook.path}",
@@ -151,6 +130,27 @@ def build_context(
         )
     )
     return tuple(files)
+
+
+def _context(
+    dockerfile: bytes, requirements: RepoFile | None, shared: Iterable[RepoFile]
+) -> list[ContextFile]:
+    """Our own files (the Dockerfile, the start script, a copy of the requirements to install
+    first) and `shared` under shared/."""
+    script = start_script()
+    files = [
+        ContextFile("Dockerfile", len(dockerfile), data=dockerfile),
+        ContextFile(".gateway/start-notebook.py", len(script), data=script),
+    ]
+    if requirements is not None:
+        files.append(
+            ContextFile(".gateway/requirements.txt", requirements.size, blob=requirements.blob)
+        )
+    files += [
+        ContextFile(f"shared/{f.path}", f.size, blob=f.blob, executable=f.executable)
+        for f in shared
+    ]
+    return files
 
 
 def content_hash(context: tuple[ContextFile, ...], base_identity: str) -> str:

@@ -43,6 +43,12 @@ async def authenticate(request: web.Request) -> Identity:
     token = credential(request)
     if token is None:
         raise Unauthorized("missing credentials; send 'Authorization: Bearer <your GitLab token>'")
+    return await identity_for(request, token)
+
+
+async def identity_for(request: web.Request, token: str) -> Identity:
+    """The admin if this is AUTH_TOKEN, else the GitLab user it belongs to (Unauthorized if
+    GitLab does not know it)."""
     if is_admin_token(request, token):
         return Identity.administrator()
     gitlab = request.app.get(GITLAB)

@@ -19,7 +19,7 @@ from gateway.errors import BadRequest, RateLimited, Unauthorized
 from gateway.models import Identity
 from gateway.services.servers import Target
 from gateway.sessions import SESSION_COOKIE
-from gateway.web.auth import credential, is_admin_token
+from gateway.web.auth import credential, identity_for
 from gateway.web.keys import GITLAB, RATE_LIMITER, SERVERS, SETTINGS, SIGNER
 from gateway.web.middleware import error_response
 from gateway.webhooks import repository_path
@@ -80,7 +80,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not token:
         return _page(request, target_url, "Paste a GitLab access token.", 400)
     try:
-        who = await _identity_for(request, token)
+        who = await identity_for(request, token)
     except Unauthorized:
         return _page(request, target_url, "GitLab does not accept this token.", 401)
     parts = urlsplit(target_url)
@@ -135,17 +135,7 @@ async def _identify(request: web.Request, host: str) -> Identity | None:
                 return Identity.administrator()
             return Identity(admin=False, user_id=int(payload["u"]), username="")
     token = credential(request)
-    return await _identity_for(request, token) if token else None
-
-
-async def _identity_for(request: web.Request, token: str) -> Identity:
-    if is_admin_token(request, token):
-        return Identity.administrator()
-    gitlab = request.app.get(GITLAB)
-    if gitlab is None:
-        raise Unauthorized("no GitLab is configured to check user tokens")
-    user = await gitlab.user(token)
-    return Identity(admin=False, user_id=user.id, username=user.username, token=token)
+    return await identity_for(request, token) if token else None
 
 
 async def _may_open(request: web.Request, who: Identity, target: Target) -> bool:
