@@ -29,8 +29,8 @@ stack:
 	scripts/stack.sh all
 
 lint: install
-	$(BIN)/ruff check gateway tests
-	$(BIN)/ruff format --check gateway tests
+	$(BIN)/ruff check gateway tests scripts
+	$(BIN)/ruff format --check gateway tests scripts
 	$(BIN)/mypy
 
 unit: install

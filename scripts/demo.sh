@@ -10,6 +10,7 @@ BIN=$ROOT/.venv/bin
 HTTP_PORT=${DEMO_HTTP_PORT:-8080}
 GATEWAY_PORT=${DEMO_GATEWAY_PORT:-3000}
 REGISTRY_PORT=${DEMO_REGISTRY_PORT:-5000}
+GITLAB_PORT=${DEMO_GITLAB_PORT:-8929}
 NETWORK=notebook-gateway-demo
 INSTANCE=demo
 BASE_IMAGE=${BASE_IMAGE:-notebook-gateway/base:latest}
@@ -44,7 +45,7 @@ wait_http() {  # name, url, seconds
 }
 
 down() {
-  for name in gateway traefik registry; do stop_bg "$name"; done
+  for name in gateway traefik registry gitlab; do stop_bg "$name"; done
   local ids
   ids=$(docker ps -aq --filter "label=notebook-gateway.instance=$INSTANCE" 2>/dev/null || true)
   [ -z "$ids" ] || docker rm -f -v $ids >/dev/null
@@ -97,6 +98,11 @@ YAML
   log "example repository from examples/notebooks"
   seed_repository
 
+  log "a stand-in GitLab on 127.0.0.1:$GITLAB_PORT (user 'demo', project demo/examples)"
+  rm -rf "$DEMO_DIR/gitlab" "$DEMO_DIR/gitlab-user"
+  start_bg gitlab "$BIN/python" "$ROOT/scripts/demo_gitlab.py" "$DEMO_DIR/gitlab" "$GITLAB_PORT" "$DEMO_DIR/gitlab-user"
+  wait_http gitlab "http://127.0.0.1:$GITLAB_PORT/api/v4/user" 30
+
   cat >"$DEMO_DIR/gateway.env" <<ENV
 AUTH_TOKEN=$token
 GATEWAY_URL=http://localhost:$GATEWAY_PORT
@@ -114,6 +120,8 @@ TRAEFIK_URL=http://127.0.0.1:$HTTP_PORT
 DOCKER_NETWORK=$NETWORK
 GATEWAY_INSTANCE=$INSTANCE
 STATE_DIR=$DEMO_DIR/state
+GITLAB_URL=http://127.0.0.1:$GITLAB_PORT
+GATEWAY_INTERNAL_URL=http://127.0.0.1:$GATEWAY_PORT
 ENV
   chmod 600 "$DEMO_DIR/gateway.env"
   log "gateway on http://localhost:$GATEWAY_PORT"
@@ -144,7 +152,34 @@ PY
   echo
   git --git-dir "$DEMO_DIR/notebooks.git" show main:URL.md | sed 's/^/    /'
   echo
+  start_server
   echo "The API token is in $DEMO_DIR/gateway.env. Stop everything with: make demo-stop"
+}
+
+start_server() {
+  # The servers API: the stand-in GitLab's user starts a server of their own.
+  local user_token commit name url
+  user_token=$(sed -n 1p "$DEMO_DIR/gitlab-user")
+  commit=$(sed -n 2p "$DEMO_DIR/gitlab-user")
+  log "POST /servers as GitLab user 'demo' (demo/examples at ${commit:0:8}, opening climate/intro.ipynb)"
+  curl -fsS -o "$DEMO_DIR/server.json" -X POST "http://127.0.0.1:$GATEWAY_PORT/servers" \
+    -H "Authorization: Bearer $user_token" -H "Content-Type: application/json" \
+    -d "{\"namespace\": \"demo\", \"project\": \"examples\", \"commit_sha\": \"$commit\", \"notebook\": \"climate/intro.ipynb\"}"
+  name=$("$BIN/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' "$DEMO_DIR/server.json")
+  for _ in $(seq 1 180); do
+    curl -fsS -o "$DEMO_DIR/server.json" "http://127.0.0.1:$GATEWAY_PORT/servers/$name" -H "Authorization: Bearer $user_token"
+    state=$("$BIN/python" -c 'import json,sys; s=json.load(open(sys.argv[1]))["status"]; print(s["state"], s["message"])' "$DEMO_DIR/server.json")
+    case "$state" in running*) break ;; failed*) log "the server failed: $state"; return 1 ;; esac
+    sleep 1
+  done
+  url=$("$BIN/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$DEMO_DIR/server.json")
+  echo
+  echo "A server of GitLab user 'demo' (servers API), guarded at Traefik:"
+  echo "  $url"
+  echo "  Open it in a browser and log in with the token in $DEMO_DIR/gitlab-user (first line),"
+  echo "  or: curl -s ${url}api -H \"Authorization: Bearer \$(head -1 $DEMO_DIR/gitlab-user)\""
+  echo "  Without it: curl -s -o /dev/null -w '%{http_code}\\n' ${url}api   # 401"
+  echo
 }
 
 case "${1:-up}" in
