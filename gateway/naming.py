@@ -50,7 +50,7 @@ def slugify(text: str) -> str:
 
 def dns_label(text: str, max_length: int = MAX_LABEL) -> str:
     """A DNS label for `text`: itself if already clean and short enough, else slug + hash."""
-    if len(text) <= max_length and _CLEAN.match(text):
+    if len(text) <= max_length and _CLEAN.fullmatch(text):
         return text
     digest = short_hash(text)
     stem = slugify(text)[: max_length - HASH_LENGTH - 1].strip("-")

@@ -72,21 +72,21 @@ class ServerRequest(BaseModel):
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
-        if not _GITLAB_PATH.match(value) or ".." in value.split("/"):
+        if not _GITLAB_PATH.fullmatch(value) or ".." in value.split("/"):
             raise ValueError(f"{value!r} is not a GitLab group path")
         return value
 
     @field_validator("project")
     @classmethod
     def _project(cls, value: str) -> str:
-        if "/" in value or not _GITLAB_PATH.match(value) or value in (".", ".."):
+        if "/" in value or not _GITLAB_PATH.fullmatch(value) or value in (".", ".."):
             raise ValueError(f"{value!r} is not a GitLab project path")
         return value
 
     @field_validator("branch")
     @classmethod
     def _branch(cls, value: str | None) -> str | None:
-        if value is not None and (not _BRANCH.match(value) or value.endswith((".lock", "/"))):
+        if value is not None and (not _BRANCH.fullmatch(value) or value.endswith((".lock", "/"))):
             raise ValueError(f"{value!r} is not a branch name")
         return value
 
@@ -105,7 +105,7 @@ class ServerRequest(BaseModel):
     @field_validator("image")
     @classmethod
     def _image(cls, value: str | None) -> str | None:
-        if value and not _IMAGE.match(value):
+        if value and not _IMAGE.fullmatch(value):
             raise ValueError(f"{value!r} is not an image reference")
         return value or None
 

@@ -43,7 +43,7 @@ def parse_bytes(value: str | int) -> int:
     """'512m', '1g', '1.5GiB' or a plain number of bytes."""
     if isinstance(value, int):
         return value
-    match = _MEMORY.match(value.strip())
+    match = _MEMORY.fullmatch(value.strip())
     if not match:
         raise ValueError(f"{value!r} is not a size such as 512m or 2g")
     number, unit = match.groups()
@@ -195,7 +195,7 @@ class Settings(BaseModel):
     @field_validator("base_image")
     @classmethod
     def _image(cls, value: str) -> str:
-        if not _IMAGE_REF.match(value):
+        if not _IMAGE_REF.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not an image reference such as quay.io/jupyter/base-notebook"
             )
@@ -207,7 +207,7 @@ class Settings(BaseModel):
         value = value.strip().rstrip("/")
         for prefix in ("https://", "http://"):
             value = value.removeprefix(prefix)
-        if value and not _REGISTRY.match(value):
+        if value and not _REGISTRY.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a registry such as registry.example.com[:port][/path]"
             )
@@ -216,21 +216,21 @@ class Settings(BaseModel):
     @field_validator("notebook_user")
     @classmethod
     def _user(cls, value: str) -> str:
-        if not _USER.match(value) or value.split(":")[0] == "0":
+        if not _USER.fullmatch(value) or value.split(":")[0] == "0":
             raise ValueError(f"{value!r} must be a non-root numeric uid:gid such as 1000:100")
         return value
 
     @field_validator("docker_network")
     @classmethod
     def _network(cls, value: str) -> str:
-        if not _NETWORK.match(value):
+        if not _NETWORK.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid Docker network name")
         return value
 
     @field_validator("instance")
     @classmethod
     def _instance(cls, value: str) -> str:
-        if not _INSTANCE.match(value):
+        if not _INSTANCE.fullmatch(value):
             raise ValueError("must be 1-12 lowercase letters or digits, starting with a letter")
         return value
 
@@ -238,14 +238,16 @@ class Settings(BaseModel):
     @classmethod
     def _domain(cls, value: str) -> str:
         value = value.strip().lower().rstrip(".")
-        if value and not _DNS_NAME.match(value):
+        if value and not _DNS_NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a DNS name such as notebooks.example.org")
         return value
 
     @field_validator("git_branch")
     @classmethod
     def _branch(cls, value: str) -> str:
-        if value and (value.startswith("-") or ".." in value or not re.match(r"^[\w./-]+$", value)):
+        if value and (
+            value.startswith("-") or ".." in value or not re.fullmatch(r"[\w./-]+", value)
+        ):
             raise ValueError(f"{value!r} is not a branch name")
         return value
 
@@ -338,7 +340,7 @@ def _origin(repo_url: str) -> str:
 
 
 def _is_ip(host: str) -> bool:
-    return bool(re.match(r"^[0-9.]+$", host)) or ":" in host
+    return bool(re.fullmatch(r"[0-9.]+", host)) or ":" in host
 
 
 def _describe(exc: ValidationError) -> list[str]:

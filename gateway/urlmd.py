@@ -23,7 +23,7 @@ def escape_markdown(text: str) -> str:
 
 def commit_web_url(repo_url: str) -> str | None:
     """The web page prefix for commits of a GitLab repository, when the URL tells it."""
-    match = re.match(r"^(?:ssh://)?[\w.-]+@([\w.-]+)[:/](.+?)(?:\.git)?/?$", repo_url)
+    match = re.fullmatch(r"(?:ssh://)?[\w.-]+@([\w.-]+)[:/](.+?)(?:\.git)?/?", repo_url)
     if match and not repo_url.startswith(("http://", "https://")):
         return f"https://{match.group(1)}/{match.group(2)}/-/commit/"
     parts = urlsplit(repo_url)

@@ -87,7 +87,7 @@ def classify(
 
 def repository_path(repo_url: str) -> str | None:
     """group/project for GitLab remotes (https://, ssh://, git@host:), None for local ones."""
-    scp = re.match(r"^[\w.-]+@[\w.-]+:(?!//)(.+)$", repo_url)
+    scp = re.fullmatch(r"[\w.-]+@[\w.-]+:(?!//)(.+)", repo_url)
     if scp:
         path = scp.group(1)
     elif urlsplit(repo_url).scheme in ("http", "https", "ssh", "git"):
@@ -98,7 +98,7 @@ def repository_path(repo_url: str) -> str | None:
 
 
 def _is_sha(value: object) -> bool:
-    return isinstance(value, str) and bool(_SHA.match(value))
+    return isinstance(value, str) and bool(_SHA.fullmatch(value))
 
 
 def _author_email(commit: dict[str, Any]) -> str:

@@ -34,12 +34,12 @@ def test_other_names_get_a_slug_and_a_hash() -> None:
 @given(names, paths)
 def test_every_name_is_a_valid_dns_label(project: str, path: str) -> None:
     result = names_of(project, path)
-    assert DNS_LABEL.match(result.host_label) and len(result.host_label) <= 63
-    assert DNS_LABEL.match(result.container) and len(result.container) <= 63
+    assert DNS_LABEL.fullmatch(result.host_label) and len(result.host_label) <= 63
+    assert DNS_LABEL.fullmatch(result.container) and len(result.container) <= 63
     notebook_part, project_part = result.host_label.split("--")
     assert "--" not in notebook_part and "--" not in project_part
-    assert IMAGE_COMPONENT.match(result.project_label)
-    assert IMAGE_COMPONENT.match(result.notebook_label)
+    assert IMAGE_COMPONENT.fullmatch(result.project_label)
+    assert IMAGE_COMPONENT.fullmatch(result.notebook_label)
 
 
 @given(st.lists(st.tuples(names, paths), min_size=2, max_size=30, unique=True))
@@ -54,6 +54,12 @@ def test_different_notebooks_never_share_a_name(pairs: list[tuple[str, str]]) ->
 def test_labels_are_deterministic(name: str) -> None:
     assert naming.dns_label(name) == naming.dns_label(name)
     assert naming.dns_label(naming.dns_label(name)) == naming.dns_label(name)
+
+
+def test_a_trailing_newline_never_survives_into_a_label() -> None:
+    # A "$"-anchored check once let "intro\n" through as a clean label.
+    assert naming.dns_label("intro\n") != "intro\n"
+    assert DNS_LABEL.fullmatch(names_of("p\n", "x\n.ipynb").host_label)
 
 
 def test_fit_keeps_short_names_and_shortens_long_ones_uniquely() -> None:
@@ -73,7 +79,7 @@ def test_server_names_are_dns_labels_apart_from_published_hosts(
     user: str, namespace: str, project: str, branch: str, commit: str
 ) -> None:
     name = naming.server_name(user, namespace, project, branch, commit)
-    assert DNS_LABEL.match(name) and len(name) <= 63
+    assert DNS_LABEL.fullmatch(name) and len(name) <= 63
     assert "--" not in name  # published hosts always contain "--"
 
 

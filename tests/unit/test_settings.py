@@ -48,6 +48,20 @@ def test_every_problem_is_reported_at_once() -> None:
     assert "pw" not in message.replace("password", "")
 
 
+def test_values_with_a_trailing_newline_are_refused() -> None:
+    # .env files and `export X="$(cmd)"` can leave a newline behind; it must not reach a label.
+    env = {
+        **REQUIRED,
+        "BASE_IMAGE": "base:1\n",
+        "NOTEBOOK_USER": "1000:100\n",
+        "GATEWAY_INSTANCE": "nbgw\n",
+    }
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    for name in ("BASE_IMAGE", "NOTEBOOK_USER", "GATEWAY_INSTANCE"):
+        assert name in str(raised.value), name
+
+
 def test_hostname_counts_only_when_it_is_a_url() -> None:
     # Shells and containers set HOSTNAME to a bare name; that is not the gateway's URL.
     assert (
