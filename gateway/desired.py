@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Iterable
 
 from gateway import naming
-from gateway.dockerfile import render_dockerfile, start_script
+from gateway.dockerfile import render_dockerfile, render_env_dockerfile, start_script
 from gateway.models import ContextFile, DesiredNotebook, ImageSpec, ProjectSnapshot, RepoFile
 from gateway.settings import Settings
 from gateway.traefik import guard_labels, router_labels
@@ -18,27 +18,63 @@ from gateway.traefik import guard_labels, router_labels
 TAG_LENGTH = 20
 
 
+def environment(
+    settings: Settings,
+    repository: str,
+    base_image: str,
+    base_identity: str,
+    requirements: RepoFile | None,
+    project: str,
+) -> ImageSpec:
+    """The environment image (base image, requirements, start script) that a project's images
+    are built FROM: a requirements change rebuilds it once; a notebook change leaves it be."""
+    dockerfile = render_env_dockerfile(
+        base_image=base_image, user=settings.notebook_user, requirements=requirements is not None
+    ).encode()
+    context = tuple(_environment_context(dockerfile, requirements))
+    digest = content_hash(context, base_identity)
+    labels = {
+        naming.LABEL_INSTANCE: settings.instance,
+        naming.LABEL_KIND: naming.KIND_ENVIRONMENT,
+        naming.LABEL_PROJECT: project,
+        naming.LABEL_CONTENT_HASH: digest,
+    }
+    # "--" never occurs in a label, so no notebook's repository can be this one.
+    image = f"{repository}--env:{digest}"
+    return ImageSpec(image, context, labels, f"{project} environment", push=False)
+
+
 def desired_notebooks(
     snapshot: ProjectSnapshot, settings: Settings, base_identity: str
 ) -> list[DesiredNotebook]:
-    return [_desired(snapshot, nb, settings, base_identity) for nb in snapshot.notebooks]
+    prefix = naming.image_prefix(settings.registry_host)
+    project_label = naming.dns_label(snapshot.name, naming.PROJECT_LABEL_MAX)
+    env = environment(
+        settings,
+        f"{prefix}/{settings.instance}/{project_label}",
+        settings.base_image,
+        base_identity,
+        snapshot.requirements,
+        snapshot.name,
+    )
+    return [_desired(snapshot, nb, settings, env) for nb in snapshot.notebooks]
 
 
 def _desired(
-    snapshot: ProjectSnapshot, notebook: RepoFile, settings: Settings, base_identity: str
+    snapshot: ProjectSnapshot, notebook: RepoFile, settings: Settings, env: ImageSpec
 ) -> DesiredNotebook:
     names = naming.notebook_names(
         settings.instance, naming.image_prefix(settings.registry_host), snapshot.name, notebook.path
     )
     dockerfile = render_dockerfile(
-        base_image=settings.base_image,
+        env_image=env.image,
         user=settings.notebook_user,
         notebook_path=notebook.path,
-        requirements=snapshot.requirements is not None,
         shared=bool(snapshot.shared),
     ).encode()
     context = build_context(snapshot, notebook, dockerfile)
-    digest = content_hash(context, base_identity)
+    # The environment's tag stands for the base image and the requirements.
+    digest = content_hash(context, env.image)
     url = naming.public_url(
         names.host_label, settings.base_domain, settings.public_scheme, settings.public_port
     )
@@ -62,6 +98,7 @@ def _desired(
         url=url,
         context=context,
         labels=labels,
+        environment=env,
     )
 
 
@@ -89,21 +126,31 @@ def server_image(
     namespace: str,
     project: str,
 ) -> ImageSpec:
-    """A user server's image: the whole repository at a commit, on `base_image`. It does not
-    depend on who starts it or which notebook they open, so users at one commit share it."""
+    """A user server's image: the whole repository at a commit, on the environment its
+    requirements.txt makes of `base_image`. It does not depend on who starts it or which
+    notebook they open, so users at one commit share it."""
+    prefix = naming.image_prefix(settings.registry_host)
+    repository = (
+        f"{prefix}/{settings.instance}/servers/{naming.dns_label(f'{namespace}/{project}')}"
+    )
+    env = environment(
+        settings,
+        repository,
+        base_image,
+        base_identity,
+        snapshot.requirements,
+        f"{namespace}/{project}",
+    )
+    everything = sorted((*snapshot.shared, *snapshot.notebooks), key=lambda f: f.path)
     dockerfile = render_dockerfile(
-        base_image=base_image,
+        env_image=env.image,
         user=settings.notebook_user,
         notebook_path="",
-        requirements=snapshot.requirements is not None,
-        shared=bool(snapshot.shared or snapshot.notebooks),
+        shared=bool(everything),
         notebook=False,
     ).encode()
-    everything = sorted((*snapshot.shared, *snapshot.notebooks), key=lambda f: f.path)
-    context = tuple(_context(dockerfile, snapshot.requirements, everything))
-    digest = content_hash(context, base_identity)
-    repository = naming.dns_label(f"{namespace}/{project}")
-    prefix = naming.image_prefix(settings.registry_host)
+    context = tuple(_files_context(dockerfile, everything))
+    digest = content_hash(context, env.image)
     labels = {
         naming.LABEL_INSTANCE: settings.instance,
         naming.LABEL_KIND: naming.KIND_USER,
@@ -112,15 +159,17 @@ def server_image(
         naming.LABEL_COMMIT: snapshot.commit,
         naming.LABEL_CONTENT_HASH: digest,
     }
-    image = f"{prefix}/{settings.instance}/servers/{repository}:{digest}"
-    return ImageSpec(image, context, labels, f"{namespace}/{project}")
+    return ImageSpec(
+        f"{repository}:{digest}", context, labels, f"{namespace}/{project}", parent=env
+    )
 
 
 def build_context(
     snapshot: ProjectSnapshot, notebook: RepoFile, dockerfile: bytes
 ) -> tuple[ContextFile, ...]:
-    """Only what the image needs: the project's shared files, this notebook, and our own files."""
-    files = _context(dockerfile, snapshot.requirements, snapshot.shared)
+    """Only what the image needs on top of its environment: the project's shared files and this
+    notebook."""
+    files = _files_context(dockerfile, snapshot.shared)
     files.append(
         ContextFile(
             f"notebook/{notebook.path}",
@@ -132,11 +181,8 @@ def build_context(
     return tuple(files)
 
 
-def _context(
-    dockerfile: bytes, requirements: RepoFile | None, shared: Iterable[RepoFile]
-) -> list[ContextFile]:
-    """Our own files (the Dockerfile, the start script, a copy of the requirements to install
-    first) and `shared` under shared/."""
+def _environment_context(dockerfile: bytes, requirements: RepoFile | None) -> list[ContextFile]:
+    """The Dockerfile, our start script, and the requirements to install."""
     script = start_script()
     files = [
         ContextFile("Dockerfile", len(dockerfile), data=dockerfile),
@@ -146,11 +192,15 @@ def _context(
         files.append(
             ContextFile(".gateway/requirements.txt", requirements.size, blob=requirements.blob)
         )
-    files += [
+    return files
+
+
+def _files_context(dockerfile: bytes, shared: Iterable[RepoFile]) -> list[ContextFile]:
+    """The Dockerfile and `shared` under shared/."""
+    return [ContextFile("Dockerfile", len(dockerfile), data=dockerfile)] + [
         ContextFile(f"shared/{f.path}", f.size, blob=f.blob, executable=f.executable)
         for f in shared
     ]
-    return files
 
 
 def content_hash(context: tuple[ContextFile, ...], base_identity: str) -> str:

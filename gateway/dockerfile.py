@@ -32,27 +32,33 @@ def start_command(notebook_path: str, ui: str = "/lab") -> list[str]:
     return ["python3", START_SCRIPT, notebook_path, ui]
 
 
-def render_dockerfile(
-    *,
-    base_image: str,
-    user: str,
-    notebook_path: str,
-    requirements: bool,
-    shared: bool,
-    notebook: bool = True,
-) -> str:
-    """base_image and user are validated settings; notebook_path is arbitrary and therefore
-    only ever rendered as a JSON string. Without `notebook`, the image holds no notebook/ layer
-    (a user server's whole repository is in shared/)."""
-    template = _environment().get_template("Dockerfile.j2")
+def render_env_dockerfile(*, base_image: str, user: str, requirements: bool) -> str:
+    """The environment: base image, requirements, our start script. base_image and user are
+    validated settings (or an allowed image)."""
+    template = _environment().get_template("env.Dockerfile.j2")
     return template.render(
         base_image=base_image,
         user=user,
         requirements=requirements,
-        shared=shared,
-        notebook=notebook,
         start_script=START_SCRIPT,
         workdir=WORKDIR,
         port=PORT,
+        command=start_command(""),
+    )
+
+
+def render_dockerfile(
+    *, env_image: str, user: str, notebook_path: str, shared: bool, notebook: bool = True
+) -> str:
+    """Files on top of an environment image: the shared files, and one notebook (which the
+    image then opens). notebook_path is arbitrary and therefore only ever rendered as a JSON
+    string. Without `notebook`, a user server's whole repository is in shared/."""
+    template = _environment().get_template("Dockerfile.j2")
+    return template.render(
+        env_image=env_image,
+        user=user,
+        shared=shared,
+        notebook=notebook,
+        workdir=WORKDIR,
         command=start_command(notebook_path),
     )

@@ -63,6 +63,8 @@ class ImageSpec:
     labels: dict[str, str]
     subject: str  # what progress events are about
     notebook_blob: str | None = None  # checked to be a notebook before any build
+    parent: ImageSpec | None = None  # the environment image it is built FROM, ensured first
+    push: bool = True  # environments travel inside the images built on them
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,14 @@ class DesiredNotebook:
     url: str
     context: tuple[ContextFile, ...]
     labels: dict[str, str] = field(default_factory=dict)
+    environment: ImageSpec | None = None
 
     @property
     def spec(self) -> ImageSpec:
         notebook = next(f for f in self.context if f.arcname == f"notebook/{self.path}")
-        return ImageSpec(self.image, self.context, self.labels, self.path, notebook.blob)
+        return ImageSpec(
+            self.image, self.context, self.labels, self.path, notebook.blob, self.environment
+        )
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ LABEL_CONTENT_HASH = "notebook-gateway.content-hash"
 LABEL_URL = "notebook-gateway.url"
 KIND_PUBLISHED = "published"
 KIND_USER = "user"
+KIND_ENVIRONMENT = "environment"
 # User servers also carry who started them and for what.
 LABEL_SERVER = "notebook-gateway.server"
 LABEL_USER_ID = "notebook-gateway.user-id"

@@ -45,8 +45,11 @@ def owned_containers(instance: str) -> list[str]:
     return out.split()
 
 
-def owned_images(instance: str) -> list[str]:
-    out = docker("images", "-q", "--filter", f"label={naming.LABEL_INSTANCE}={instance}")
+def owned_images(instance: str, kind: str | None = None) -> list[str]:
+    filters = ["--filter", f"label={naming.LABEL_INSTANCE}={instance}"]
+    if kind:
+        filters += ["--filter", f"label={naming.LABEL_KIND}={kind}"]
+    out = docker("images", "-q", *filters)
     return sorted(set(out.split()))
 
 

@@ -127,11 +127,11 @@ class DockerEngine:
         return str(info["Id"])
 
     @engine_call("pulling the base image")
-    async def pull(self, ref: str) -> str:
+    async def pull(self, ref: str, auth: RegistryAuth | None = None) -> str:
         try:
-            await self.client.images.pull(ref)
+            await self.client.images.pull(ref, auth=auth.header() if auth else None)
         except aiodocker.DockerError as exc:
-            raise DockerError(f"base image {ref} is not available: {exc.message}") from None
+            raise DockerError(f"image {ref} is not available: {exc.message}") from None
         image = await self.image_id(ref)
         if image is None:
             raise DockerError(f"base image {ref} is not available after pulling it")
@@ -248,10 +248,24 @@ class DockerEngine:
         container are left alone."""
         filters = {"label": [*self._owned(), f"{naming.LABEL_PROJECT}={project}"]}
         images = await self.client.images.list(filters=filters)
+        mine = [i for i in images if (i.get("Labels") or {}).get(naming.LABEL_NOTEBOOK) == path]
+        return await self._remove_images(mine, keep)
+
+    @engine_call("removing images")
+    async def remove_environment_images(self, project: str, keep: str | None = None) -> list[str]:
+        """Remove the project's environment images but `keep`. Images built on one keep its
+        layers: only the name goes."""
+        labels = [
+            f"{naming.LABEL_INSTANCE}={self.instance}",
+            f"{naming.LABEL_KIND}={naming.KIND_ENVIRONMENT}",
+            f"{naming.LABEL_PROJECT}={project}",
+        ]
+        images = await self.client.images.list(filters={"label": labels})
+        return await self._remove_images(images, keep)
+
+    async def _remove_images(self, images: list[dict[str, Any]], keep: str | None) -> list[str]:
         removed = []
         for image in images:
-            if (image.get("Labels") or {}).get(naming.LABEL_NOTEBOOK) != path:
-                continue
             for ref in image.get("RepoTags") or [image["Id"]]:
                 if ref == keep:
                     continue

@@ -58,6 +58,17 @@ class RegistryClient:
         # Like the Docker engine: loopback registries speak plain HTTP, others HTTPS.
         self.base = f"{'http' if _is_loopback(host) else 'https'}://{server}/v2"
 
+    async def has(self, image: str) -> bool:
+        """Whether the registry holds image (host/repository:tag); False when it cannot tell."""
+        name, _, tag = image.removeprefix(f"{self.server}/").rpartition(":")
+        try:
+            found = await self._request(
+                "HEAD", f"{name}/manifests/{tag}", name, {"Accept": MANIFEST_TYPES}
+            )
+        except RegistryError:
+            return False
+        return bool(found["status"] == 200)
+
     async def prune(self, repository: str, keep: str | None = None) -> list[str]:
         """Delete every tag of `repository` (a name without the registry host) but `keep`.
         Returns the deleted tags."""

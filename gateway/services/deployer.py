@@ -17,7 +17,7 @@ from gateway.adapters.registry import RegistryClient, is_transient
 from gateway.context_tar import write_context_tar
 from gateway.desired import container_labels
 from gateway.discovery import notebook_problem
-from gateway.errors import NotebookFailed, ProxyError, RegistryError
+from gateway.errors import GatewayError, NotebookFailed, ProxyError, RegistryError
 from gateway.models import (
     DesiredNotebook,
     Emit,
@@ -51,6 +51,10 @@ class Deployer:
         self.repo = repo
         self.probe = probe
         self.registry = registry
+        self._build_slots = asyncio.Semaphore(settings.build_concurrency)
+        self._push_slots = asyncio.Semaphore(settings.push_concurrency)
+        self._start_slots = asyncio.Semaphore(settings.start_concurrency)
+        self._in_flight: dict[str, asyncio.Future[NotebookAction]] = {}
         self.limits = ResourceLimits(settings.memory_limit, settings.cpu_limit, settings.pids_limit)
 
     async def apply(self, plan: Plan, mtime: int, emit: Emit) -> list[NotebookOutcome]:
@@ -95,23 +99,43 @@ class Deployer:
         return kept, silent
 
     async def _deploy(self, deploys: list[Deploy], mtime: int, emit: Emit) -> list[NotebookOutcome]:
-        """Images are built one at a time (builds saturate the machine); waiting for the
-        notebooks to answer is concurrent."""
-        failed: list[NotebookOutcome] = []
-        starting: list[asyncio.Task[NotebookOutcome]] = []
-        for item in sorted(deploys, key=lambda d: d.desired.path):
-            try:
-                action = await self.ensure_image(item.desired.spec, self.repo, mtime, emit)
+        """Every notebook at once, within the build, push and start limits. A job-level
+        failure (the engine gone) cancels the rest."""
+        ordered = sorted(deploys, key=lambda d: d.desired.path)
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._deploy_one(item, mtime, emit)) for item in ordered]
+        except* GatewayError as failures:
+            raise failures.exceptions[0] from None
+        return [task.result() for task in tasks]
+
+    async def _deploy_one(self, item: Deploy, mtime: int, emit: Emit) -> NotebookOutcome:
+        spec = item.desired.spec
+        try:
+            action = await self.ensure_image(spec, self.repo, mtime, emit)
+        except NotebookFailed as failure:
+            return self._failed(item, failure, emit)  # the previous version keeps serving
+        # The push runs alongside the start: the notebook need not wait for the registry.
+        pushing = asyncio.create_task(self.push_image(spec, emit))
+        try:
+            async with self._start_slots:
                 for old in item.replaces:
                     await self._remove_container(old, emit)
                 container_id = await self._start(item.desired, emit)
-            except NotebookFailed as failure:
-                failed.append(self._failed(item, failure, emit))
-                continue
-            starting.append(
-                asyncio.create_task(self._await_ready(item.desired, container_id, action, emit))
-            )
-        return failed + list(await asyncio.gather(*starting))
+        except NotebookFailed as failure:
+            pushing.cancel()
+            return self._failed(item, failure, emit)
+        except BaseException:
+            pushing.cancel()
+            raise
+        outcome = await self._await_ready(item.desired, container_id, action, emit)
+        try:
+            await pushing
+        except NotebookFailed as failure:
+            emit(ProgressEvent(Phase.FAILED, failure.message, item.desired.path))
+            outcome.state, outcome.reason = NotebookState.FAILED, failure.reason
+            outcome.message = f"running, but not in the registry: {failure.message}"
+        return outcome
 
     async def _remove(
         self, gone: list[RunningNotebook], still_wanted: set[str], emit: Emit
@@ -145,6 +169,12 @@ class Deployer:
                     container.path,
                 )
             )
+
+    async def remove_environments(self, project: str, keep: str | None, emit: Emit) -> None:
+        """The project's environment images but the one its notebooks are built on now."""
+        removed = await self.docker.remove_environment_images(project, keep)
+        if removed:
+            emit(ProgressEvent(Phase.REMOVING, f"removed {len(removed)} old environment image(s)"))
 
     async def check_registry(self, emit: Emit) -> None:
         """Fail fast, before any build, when the registry refuses the credentials; wait out a
@@ -203,45 +233,76 @@ class Deployer:
     async def ensure_image(
         self, spec: ImageSpec, repo: NotebookRepo, mtime: int, emit: Emit
     ) -> NotebookAction:
-        """Build the image if it is missing (from `repo`'s blobs), then push it if there is a
-        registry. BUILT when it was built, RESTARTED when it existed."""
+        """Make sure the image is on the engine: already there, pulled from the registry, or
+        built from `repo`'s blobs on its environment (ensured the same way first). BUILT when
+        it had to be built. Requests for an image already being obtained share that one."""
+        if await self.docker.image_id(spec.image) is not None:
+            return NotebookAction.RESTARTED
+        flight = self._in_flight.get(spec.image)
+        if flight is None:
+            flight = asyncio.ensure_future(self._obtain(spec, repo, mtime, emit))
+            self._in_flight[spec.image] = flight
+            flight.add_done_callback(lambda _: self._in_flight.pop(spec.image, None))
+        else:
+            emit(ProgressEvent(Phase.BUILDING, f"waiting for {spec.image}", spec.subject))
+        return await asyncio.shield(flight)
 
-        def step(phase: Phase, text: str) -> None:
-            emit(ProgressEvent(phase, text, spec.subject))
+    async def _obtain(
+        self, spec: ImageSpec, repo: NotebookRepo, mtime: int, emit: Emit
+    ) -> NotebookAction:
+        def output(text: str) -> None:
+            emit(ProgressEvent(Phase.BUILDING, text, spec.subject, output=True))
 
-        def output(phase: Phase) -> Callable[[str], None]:
-            return lambda text: emit(ProgressEvent(phase, text, spec.subject, output=True))
-
-        action = NotebookAction.RESTARTED
-        if await self.docker.image_id(spec.image) is None:
-            if spec.notebook_blob is not None:
-                problem = await asyncio.to_thread(_notebook_problem, repo, spec.notebook_blob)
-                if problem:
-                    raise NotebookFailed("invalid_notebook", f"{spec.subject}: {problem}")
-            step(Phase.BUILDING, f"building {spec.image}")
+        if self.registry is not None and spec.push and await self.registry.has(spec.image):
+            emit(
+                ProgressEvent(
+                    Phase.BUILDING, f"pulling {spec.image} from the registry", spec.subject
+                )
+            )
+            await self.docker.pull(spec.image, self.registry.auth)
+            return NotebookAction.RESTARTED
+        if spec.notebook_blob is not None:
+            problem = await asyncio.to_thread(_notebook_problem, repo, spec.notebook_blob)
+            if problem:
+                raise NotebookFailed("invalid_notebook", f"{spec.subject}: {problem}")
+        if spec.parent is not None:
+            await self.ensure_image(spec.parent, repo, mtime, emit)
+        async with self._build_slots:
+            emit(ProgressEvent(Phase.BUILDING, f"building {spec.image}", spec.subject))
             context = await asyncio.to_thread(_write_context, repo, spec, mtime)
             try:
                 await self.docker.build(
-                    spec.image,
-                    context,
-                    spec.labels,
-                    self.settings.build_timeout,
-                    output(Phase.BUILDING),
+                    spec.image, context, spec.labels, self.settings.build_timeout, output
                 )
             finally:
                 context.close()
-            action = NotebookAction.BUILT
-        if self.registry is not None:
-            step(Phase.PUSHING, f"pushing {spec.image}")
-            auth = self.registry.auth
+        return NotebookAction.BUILT
+
+    async def push_image(self, spec: ImageSpec, emit: Emit) -> None:
+        """Push to the registry, unless there is none or it has the image already."""
+        registry = self.registry
+        if registry is None or not spec.push:
+            return
+        if await registry.has(spec.image):
+            emit(
+                ProgressEvent(
+                    Phase.PUSHING, f"{spec.image} is in the registry already", spec.subject
+                )
+            )
+            return
+
+        def output(text: str) -> None:
+            emit(ProgressEvent(Phase.PUSHING, text, spec.subject, output=True))
+
+        async with self._push_slots:
+            emit(ProgressEvent(Phase.PUSHING, f"pushing {spec.image}", spec.subject))
             await self._with_registry_retries(
                 lambda: self.docker.push(
-                    spec.image, auth, self.settings.push_timeout, output(Phase.PUSHING)
+                    spec.image, registry.auth, self.settings.push_timeout, output
                 ),
                 emit,
                 spec.subject,
             )
-        return action
 
     async def _start(self, desired: DesiredNotebook, emit: Emit) -> str:
         emit(ProgressEvent(Phase.STARTING, f"starting container {desired.container}", desired.path))

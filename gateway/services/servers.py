@@ -312,6 +312,7 @@ class ServerManager:
             await self.deployer.check_registry(emit)
             mtime = await repo.commit_time(record.commit_sha)
             await self.deployer.ensure_image(spec, repo, mtime, emit)
+            pushing = asyncio.create_task(self.deployer.push_image(spec, emit))
             await step("starting Jupyter")
             memory = parse_bytes(str(record.options["mem_request"]))
             host = f"{name}.{self.settings.base_domain}"
@@ -329,7 +330,12 @@ class ServerManager:
             )
             failure = await self.deployer.wait_until_answering(container_id, host, memory)
             if failure is not None:
+                pushing.cancel()
                 raise failure
+            try:
+                await pushing
+            except NotebookFailed as push_failure:  # it runs; only the registry lacks the image
+                lines.append(f"warning: {push_failure.message}")
             lines.append(f"answering at {record.url}")
             await self.store.set_server_state(name, ServerState.RUNNING)
         except asyncio.CancelledError:

@@ -24,12 +24,21 @@ def containers_by_notebook(instance: str) -> dict[str, str]:
     return found
 
 
-def images_by_notebook(instance: str) -> dict[str, set[str]]:
+def images_by_label(instance: str, kind: str, label: str) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for image in owned_images(instance):
         labels = json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", image))
-        found.setdefault(labels["notebook-gateway.notebook"], set()).add(image)
+        if labels["notebook-gateway.kind"] == kind:
+            found.setdefault(labels[label], set()).add(image)
     return found
+
+
+def images_by_notebook(instance: str) -> dict[str, set[str]]:
+    return images_by_label(instance, "published", "notebook-gateway.notebook")
+
+
+def environments_by_project(instance: str) -> dict[str, set[str]]:
+    return images_by_label(instance, "environment", "notebook-gateway.project")
 
 
 def actions(body: dict[str, Any]) -> dict[str, str]:
@@ -55,6 +64,9 @@ async def test_update_idempotence_and_deletion(
     containers = containers_by_notebook(gateway.instance)
     images = images_by_notebook(gateway.instance)
     assert set(containers) == {"a.ipynb", "b.ipynb", "c.ipynb"}
+    # One environment per project; the notebooks of a project share it.
+    environments = environments_by_project(gateway.instance)
+    assert {p: len(ids) for p, ids in environments.items()} == {"climate": 1, "other": 1}
     commits = len(remote.log())
 
     # The same notification again: no build, no restart, no commit.
@@ -80,6 +92,24 @@ async def test_update_idempotence_and_deletion(
     # The registry keeps only the image that runs.
     new_a = next(nb["image"] for nb in body["notebooks"] if nb["name"] == "a.ipynb")
     assert stack.registry.tags(new_a) == [new_a.rsplit(":", 1)[1]]
+    assert environments_by_project(gateway.instance) == environments
+
+    # New requirements: the environment is built once for both notebooks, the old one goes.
+    remote.commit({"climate/requirements.txt": b"# nothing to install\n"})
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    assert actions(body) == {"a.ipynb": "built", "b.ipynb": "built"}
+    job = await gateway.wait_for_job(body["id"])
+    builds = [
+        line["message"]
+        for line in job["log"]
+        if line["phase"] == "building" and line["message"].startswith("building ")
+    ]
+    assert sum("--env:" in message for message in builds) == 1, builds
+    changed = environments_by_project(gateway.instance)
+    assert len(changed["climate"]) == 1 and changed["climate"] != environments["climate"]
+    assert changed["other"] == environments["other"]
+    new_a = next(nb["image"] for nb in body["notebooks"] if nb["name"] == "a.ipynb")
 
     # A deleted notebook loses its container, its image and its line in URL.md.
     remote.commit({"climate/b.ipynb": None}, "Remove b")
@@ -97,6 +127,7 @@ async def test_update_idempotence_and_deletion(
     assert status == 200, job_summary(body)
     assert set(containers_by_notebook(gateway.instance)) == {"c.ipynb"}
     assert set(images_by_notebook(gateway.instance)) == {"c.ipynb"}
+    assert set(environments_by_project(gateway.instance)) == {"other"}
     assert stack.registry.tags(new_a) == []
     assert stack.registry.tags(pushed["c.ipynb"]) != []
     url_md = remote.read("URL.md") or ""

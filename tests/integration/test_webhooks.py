@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gateway import naming
 from tests.conftest import Gateway, MakeGateway, job_summary, owned_images
 from tests.support.gitlab_events import ZERO, commit, headers, push_event
 from tests.support.gitrepo import GitRemote, git, notebook
@@ -132,7 +133,7 @@ async def test_duplicate_deliveries_run_once(make_gateway: MakeGateway, remote: 
 
     jobs = await children_of(gateway, answers[0][1]["job"]["id"])
     assert list(jobs) == ["climate"] and jobs["climate"]["state"] == "succeeded"
-    assert len(owned_images(gateway.instance)) == 1  # one build
+    assert len(owned_images(gateway.instance, naming.KIND_PUBLISHED)) == 1  # one build
     assert len(remote.log()) == commits_before + 1  # one URL.md commit
 
 

@@ -35,10 +35,9 @@ def test_context_holds_only_what_the_image_needs() -> None:
         notebook = tar.extractfile(files["notebook/Análise.ipynb"])
         assert notebook is not None and notebook.read() == BLOBS["b-nb"]
         members = tar.getmembers()
+    # The environment (requirements, start script) is its own image; this one only adds files.
     assert set(files) == {
         "Dockerfile",
-        ".gateway/start-notebook.py",
-        ".gateway/requirements.txt",
         "shared/data/x.csv",
         "shared/requirements.txt",
         "shared/run.sh",
@@ -79,3 +78,31 @@ def test_desired_notebook_names_labels_and_url() -> None:
     # Another commit with the same content is the same image.
     moved = ProjectSnapshot(**{**SNAPSHOT.__dict__, "commit": "d" * 40})
     assert desired_notebooks(moved, SETTINGS, "sha256:base")[0].image == nb.image
+
+
+def test_the_environment_is_shared_and_depends_only_on_base_and_requirements() -> None:
+    (nb,) = desired_notebooks(SNAPSHOT, SETTINGS, "sha256:base")
+    env = nb.environment
+    assert env is not None and nb.spec.parent == env and not env.push
+    assert env.image.startswith("notebook-gateway/nbgw/climate--env:")
+    names = {f.arcname for f in env.context}
+    assert names == {"Dockerfile", ".gateway/start-notebook.py", ".gateway/requirements.txt"}
+    assert env.labels["notebook-gateway.kind"] == "environment"
+    # A changed notebook: same environment, another image.
+    edited = RepoFile("Análise.ipynb", "b-other", 3)
+    changed = desired_notebooks(
+        ProjectSnapshot(**{**SNAPSHOT.__dict__, "notebooks": (edited,)}), SETTINGS, "sha256:base"
+    )[0]
+    assert changed.environment == env and changed.image != nb.image
+    # Changed requirements, or another base image: another environment, and every image with it.
+    for snapshot, base in (
+        (
+            ProjectSnapshot(
+                **{**SNAPSHOT.__dict__, "requirements": RepoFile("requirements.txt", "b-new", 4)}
+            ),
+            "sha256:base",
+        ),
+        (SNAPSHOT, "sha256:newer-base"),
+    ):
+        other = desired_notebooks(snapshot, SETTINGS, base)[0]
+        assert other.environment != env and other.image != nb.image
