@@ -28,6 +28,9 @@ LABEL_NOTEBOOK = "notebook-gateway.notebook"
 LABEL_COMMIT = "notebook-gateway.commit"
 LABEL_CONTENT_HASH = "notebook-gateway.content-hash"
 LABEL_URL = "notebook-gateway.url"
+# Set on the containers the gateway runs, never on images: the classic builder's intermediate
+# containers inherit image labels and must not pass for the gateway's own.
+LABEL_CONTAINER = "notebook-gateway.container"
 KIND_PUBLISHED = "published"
 KIND_USER = "user"
 KIND_ENVIRONMENT = "environment"

@@ -63,6 +63,8 @@ class Settings(BaseModel):
     webhook_secret: SecretStr | None = Field(None, alias="WEBHOOK_SECRET")
     rate_limit: int = Field(120, alias="RATE_LIMIT", ge=0)  # requests/minute/client; 0: off
     reconcile_interval: float = Field(300.0, alias="RECONCILE_INTERVAL", ge=0)  # 0: off
+    # The in-memory container index follows Docker events; this is its safety-net resync.
+    container_resync_interval: float = Field(60.0, alias="CONTAINER_RESYNC_INTERVAL", gt=0)
 
     # The notebooks repository
     repo_url: str = Field(alias="GITLAB_REPO_URL")

@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway import naming
+from gateway.adapters.containers import ContainerIndex
 from gateway.settings import Settings
 from gateway.web.app import create_app
 from tests.support.gitrepo import GitRemote
@@ -43,6 +44,58 @@ def docker(*args: str, check: bool = True) -> str:
 def owned_containers(instance: str) -> list[str]:
     out = docker("ps", "-aq", "--filter", f"label={naming.LABEL_INSTANCE}={instance}")
     return out.split()
+
+
+ContainerView = dict[str, tuple[str, str]]  # id -> (name, state)
+
+
+def docker_ps(instance: str) -> ContainerView:
+    """The containers a gateway instance runs, as `docker ps` sees them."""
+    out = docker(
+        "ps", "-a", "--no-trunc",
+        "--filter", f"label={naming.LABEL_INSTANCE}={instance}",
+        "--filter", f"label={naming.LABEL_CONTAINER}",
+        "--format", "{{.ID}} {{.Names}} {{.State}}",
+    )  # fmt: skip
+    return {i: (n, s) for i, n, s in (line.split() for line in out.splitlines())}
+
+
+def indexed(index: ContainerIndex) -> ContainerView:
+    return {c.id: (c.name, c.state.status) for c in index.containers()}
+
+
+async def agrees(index: ContainerIndex, instance: str) -> ContainerView:
+    """Wait (briefly) until the index has caught up with the engine's events."""
+    async with asyncio.timeout(15):
+        while True:
+            truth = docker_ps(instance)
+            if index.live and indexed(index) == truth:
+                return truth
+            await asyncio.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    type: str  # container, image, network, ...
+    action: str  # create, start, destroy, tag, push, ...
+    name: str
+    labels: dict[str, str]
+
+
+def engine_events(instance: str, since: float, until: float) -> list[EngineEvent]:
+    """What the Docker engine itself reports about one gateway instance's containers and
+    images between two moments: the ground truth of what an operation did."""
+    out = docker(
+        "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--format", "{{json .}}"
+    )
+    found = []
+    for line in out.splitlines():
+        event = json.loads(line)
+        attributes = dict(event.get("Actor", {}).get("Attributes") or {})
+        name = attributes.get("name", "")
+        if attributes.get(naming.LABEL_INSTANCE) == instance or f"/{instance}/" in name:
+            found.append(EngineEvent(event["Type"], event["Action"], name, attributes))
+    return found
 
 
 def owned_images(instance: str, kind: str | None = None) -> list[str]:

@@ -18,6 +18,14 @@ import aiodocker
 import aiohttp
 
 from gateway import naming
+from gateway.adapters.containers import (
+    Container,
+    ContainerIndex,
+    ContainerState,
+    from_inspect,
+    from_summary,
+    owned_labels,
+)
 from gateway.adapters.registry import RegistryAuth
 from gateway.errors import DockerError, NotebookFailed, RegistryError
 from gateway.models import RunningNotebook
@@ -70,20 +78,16 @@ class ServerContainer:
     state: str  # the engine's: created, running, restarting, exited, dead, ...
 
 
-@dataclass(frozen=True)
-class ContainerState:
-    status: str  # created, running, restarting, exited, dead, ...
-    running: bool
-    exit_code: int
-    oom_killed: bool
-    restart_count: int
-    error: str
+__all__ = ["ContainerState", "DockerEngine", "ResourceLimits", "ServerContainer"]
 
 
 class DockerEngine:
-    def __init__(self, client: aiodocker.Docker, instance: str) -> None:
+    def __init__(
+        self, client: aiodocker.Docker, instance: str, index: ContainerIndex | None = None
+    ) -> None:
         self.client = client
         self.instance = instance
+        self.index = index
 
     # -- engine and network --------------------------------------------------------------
 
@@ -280,26 +284,31 @@ class DockerEngine:
     # -- containers ----------------------------------------------------------------------
 
     @engine_call("listing containers")
+    async def containers(self) -> list[Container]:
+        """Every container of this gateway: from the index while it follows the engine."""
+        if self.index is not None and self.index.live:
+            return self.index.containers()
+        filters = json.dumps({"label": owned_labels(self.instance)})
+        try:
+            listed = await self.client.containers.list(all=True, filters=filters)
+        except aiodocker.DockerError as exc:
+            raise DockerError(f"cannot list containers: {exc.message}") from None
+        return [from_summary(c._container) for c in listed]
+
     async def list_servers(self) -> list[ServerContainer]:
-        labels = [
-            f"{naming.LABEL_INSTANCE}={self.instance}",
-            f"{naming.LABEL_KIND}={naming.KIND_USER}",
-        ]
-        containers = await self.client.containers.list(
-            all=True, filters=json.dumps({"label": labels})
-        )
         found = []
-        for container in containers:
-            raw: dict[str, Any] = container._container
-            labels_of = raw.get("Labels") or {}
-            user_id = labels_of.get(naming.LABEL_USER_ID, "")
+        for container in await self.containers():
+            labels = container.labels
+            if labels.get(naming.LABEL_KIND) != naming.KIND_USER:
+                continue
+            user_id = labels.get(naming.LABEL_USER_ID, "")
             found.append(
                 ServerContainer(
-                    id=raw["Id"],
-                    server=labels_of.get(naming.LABEL_SERVER, ""),
-                    image=raw.get("Image", ""),
+                    id=container.id,
+                    server=labels.get(naming.LABEL_SERVER, ""),
+                    image=container.image,
                     user_id=int(user_id) if user_id.isdigit() else -1,
-                    state=raw.get("State", ""),
+                    state=container.state.status,
                 )
             )
         return found
@@ -310,33 +319,26 @@ class DockerEngine:
             f"{naming.LABEL_KIND}={naming.KIND_PUBLISHED}",
         ]
 
-    @engine_call("listing containers")
     async def list_notebooks(self, project: str | None = None) -> list[RunningNotebook]:
-        labels = self._owned()
-        if project is not None:
-            labels.append(f"{naming.LABEL_PROJECT}={project}")
-        try:
-            containers = await self.client.containers.list(
-                all=True, filters=json.dumps({"label": labels})
-            )
-        except aiodocker.DockerError as exc:
-            raise DockerError(f"cannot list containers: {exc.message}") from None
         found = []
-        for container in containers:
-            raw: dict[str, Any] = container._container
-            labels_of = raw.get("Labels") or {}
+        for container in await self.containers():
+            labels = container.labels
+            if labels.get(naming.LABEL_KIND) != naming.KIND_PUBLISHED:
+                continue
+            if project is not None and labels.get(naming.LABEL_PROJECT) != project:
+                continue
             found.append(
                 RunningNotebook(
-                    id=raw["Id"],
-                    name=(raw.get("Names") or ["/"])[0].lstrip("/"),
-                    project=labels_of.get(naming.LABEL_PROJECT, ""),
-                    path=labels_of.get(naming.LABEL_NOTEBOOK, ""),
-                    commit=labels_of.get(naming.LABEL_COMMIT, ""),
-                    content_hash=labels_of.get(naming.LABEL_CONTENT_HASH, ""),
-                    image=raw.get("Image", ""),
-                    url=labels_of.get(naming.LABEL_URL, ""),
-                    running=raw.get("State") == "running",
-                    status=raw.get("Status", ""),
+                    id=container.id,
+                    name=container.name,
+                    project=labels.get(naming.LABEL_PROJECT, ""),
+                    path=labels.get(naming.LABEL_NOTEBOOK, ""),
+                    commit=labels.get(naming.LABEL_COMMIT, ""),
+                    content_hash=labels.get(naming.LABEL_CONTENT_HASH, ""),
+                    image=container.image,
+                    url=labels.get(naming.LABEL_URL, ""),
+                    running=container.state.status == "running",
+                    status=container.state.describe(),
                 )
             )
         return found
@@ -358,7 +360,7 @@ class DockerEngine:
             **({"Cmd": command} if command else {}),
             "Hostname": hostname[:63],
             "User": user,
-            "Labels": dict(labels),
+            "Labels": {**labels, naming.LABEL_CONTAINER: name},
             "ExposedPorts": {"8888/tcp": {}},
             "HostConfig": {
                 "NetworkMode": network,
@@ -385,27 +387,31 @@ class DockerEngine:
             raise NotebookFailed(
                 "start_failed", f"cannot start container {name}: {exc.message}"
             ) from None
+        await self._reread(container.id)
         return str(container.id)
 
     @engine_call("inspecting a container")
     async def container_state(self, container_id: str) -> ContainerState | None:
+        if self.index is not None and self.index.live:
+            known = self.index.get(container_id)
+            if known is not None:
+                return known.state
+        found = await self._reread(container_id)
+        return found.state if found else None
+
+    async def _reread(self, container_id: str) -> Container | None:
+        """Inspect one container, and let the index know what the gateway itself changed
+        before the engine's event arrives."""
         try:
-            info = await self.client.containers.container(container_id).show()
+            if self.index is not None:
+                return await self.index.refresh(container_id)
+            return from_inspect(await self.client.containers.container(container_id).show())
         except aiodocker.DockerError as exc:
             if exc.status == 404:
                 return None
             raise DockerError(
                 f"cannot inspect container {container_id[:12]}: {exc.message}"
             ) from None
-        state = info["State"]
-        return ContainerState(
-            status=state.get("Status", ""),
-            running=bool(state.get("Running")) and not state.get("Restarting"),
-            exit_code=int(state.get("ExitCode") or 0),
-            oom_killed=bool(state.get("OOMKilled")),
-            restart_count=int(info.get("RestartCount") or 0),
-            error=state.get("Error") or "",
-        )
 
     async def logs_tail(self, container_id: str, lines: int = 30) -> list[str]:
         try:
@@ -425,6 +431,7 @@ class DockerEngine:
                 raise DockerError(
                     f"cannot stop container {container_id[:12]}: {exc.message}"
                 ) from None
+        await self._reread(container_id)
 
     @engine_call("removing a container")
     async def remove_container(self, container_id: str, graceful: bool = True) -> bool:
@@ -433,18 +440,17 @@ class DockerEngine:
         a server that will not stop cleanly. False when the engine cannot remove it now: see
         _set_aside."""
         container = self.client.containers.container(container_id)
-        try:
-            if graceful:
+        if graceful:
+            # 304 (not running), 404 and the errors of dead containers: the delete decides.
+            with contextlib.suppress(aiodocker.DockerError):
                 await container.stop(t=10)
-        except aiodocker.DockerError as exc:
-            if exc.status == 404:
-                return True  # 304 (not running) and errors of dead containers: remove anyway
         try:
             await container.delete(force=True, v=True)
         except aiodocker.DockerError as exc:
-            if exc.status == 404:
-                return True
-            return await self._set_aside(container_id, exc.message)
+            if exc.status != 404:
+                return await self._set_aside(container_id, exc.message)
+        if self.index is not None:
+            self.index.forget(container_id)
         return True
 
     async def _set_aside(self, container_id: str, reason: str) -> bool:
@@ -465,6 +471,7 @@ class DockerEngine:
         if name and "-dead-" not in name:
             with contextlib.suppress(aiodocker.DockerError):
                 await container.rename(naming.fit(f"{name}-dead-{container_id[:12]}"))
+                await self._reread(container_id)
         log.warning("container %s is dead and cannot be removed yet: %s", container_id[:12], reason)
         return False
 

@@ -11,6 +11,7 @@ import aiodocker
 import aiohttp
 from aiohttp import web
 
+from gateway.adapters.containers import ContainerIndex
 from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.gitlab import GitLabClient
@@ -66,12 +67,15 @@ def create_app(settings: Settings) -> web.Application:
 async def _docker(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     client = aiodocker.Docker()
+    index = ContainerIndex(client, settings.instance, settings.container_resync_interval)
     try:
-        docker = DockerEngine(client, settings.instance)
+        docker = DockerEngine(client, settings.instance, index)
         await docker.ensure_network(settings.docker_network)
+        await index.start()
         app[DOCKER] = docker
         yield
     finally:
+        await index.close()
         await client.close()
 
 

@@ -14,10 +14,13 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from gateway.adapters.docker import DockerEngine
+from gateway.web.keys import DOCKER
 from tests.conftest import (
     Gateway,
     MakeGateway,
     Stack,
+    agrees,
     docker,
     gateway_env,
     job_summary,
@@ -161,6 +164,12 @@ async def test_docker_engine_restarted_during_a_deploy_converges(
                 except (AssertionError, aiohttp.ClientError):
                     pass
             await asyncio.sleep(2)
+
+    # The container index follows the new engine again and agrees with it.
+    engine: DockerEngine = gateway.client.app[DOCKER]
+    assert engine.index is not None
+    view = await agrees(engine.index, gateway.instance)
+    assert [state for _, state in view.values()] == ["running"]
 
 
 async def test_registry_down_fails_after_bounded_retries_then_recovers(

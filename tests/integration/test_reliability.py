@@ -72,6 +72,8 @@ async def test_reconcile_restarts_removes_adopts_and_leaves_the_rest_alone(
         f"notebook-gateway.instance={gateway.instance}",
         "--label",
         "notebook-gateway.kind=published",
+        "--label",
+        "notebook-gateway.container=planted",
     ]
     ghost = docker(
         "run", "-d", "--network", stack.network, *owned,

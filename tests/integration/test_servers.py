@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.conftest import (
     MakeGateway,
     Stack,
     docker,
+    engine_events,
     job_summary,
     owned_containers,
     owned_images,
@@ -259,6 +261,36 @@ async def test_users_start_open_and_stop_their_own_servers(
     assert status == 204
     await gone(gateway, name, alice.token)
     assert container not in owned_containers(gateway.instance)
+
+
+async def test_identical_builds_asked_for_at_once_run_once(
+    make_gateway: MakeGateway, gitlab: tuple[GitLab, str]
+) -> None:
+    lab, gitlab_url = gitlab
+    erin = lab.user("erin", "glpat-erin-444444444444444")
+    finn = lab.user("finn", "glpat-finn-555555555555555")
+    project = lab.project("group/shared", {erin: DEVELOPER, finn: DEVELOPER})
+    sha = project.remote.commit(
+        {"a.ipynb": notebook("print('a')"), "requirements.txt": b"# nothing\n"}
+    )
+    gateway = await make_gateway(GITLAB_URL=gitlab_url)
+    request = {"namespace": "group", "project": "shared", "commit_sha": sha}
+    since = time.time()
+    answers = await asyncio.gather(
+        *(call(gateway, "POST", "/servers", user.token, json=request) for user in (erin, finn))
+    )
+    assert [status for status, _ in answers] == [201, 201], answers
+    servers = [
+        await wait_until(gateway, body["name"], user.token, "running")
+        for (_, body), user in zip(answers, (erin, finn), strict=True)
+    ]
+    assert servers[0]["image"] == servers[1]["image"]
+    # One environment and one image built, though both servers asked for them.
+    built = [
+        e.name for e in engine_events(gateway.instance, since, time.time() + 1) if e.action == "tag"
+    ]
+    assert len(built) == 2 and servers[0]["image"] in built, built
+    assert any("--env:" in name for name in built), built
 
 
 async def test_failures_are_told_in_words(

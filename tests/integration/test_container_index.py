@@ -1,0 +1,139 @@
+"""The in-memory container index against the real engine: it follows what happens behind the
+gateway's back (kills, restarts, renames, removals) and agrees with `docker ps`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiodocker
+import pytest
+
+from gateway import naming
+from gateway.adapters.containers import ContainerIndex
+from gateway.adapters.docker import DockerEngine
+from gateway.web.keys import DOCKER
+from tests.conftest import (
+    MakeGateway,
+    Stack,
+    agrees,
+    docker,
+    docker_ps,
+    indexed,
+    job_summary,
+    new_instance,
+    remove_instance,
+)
+from tests.support.gitrepo import GitRemote, notebook
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+
+
+@pytest.fixture
+async def instance(stack: Stack) -> AsyncIterator[str]:
+    name = new_instance(stack)
+    try:
+        yield name
+    finally:
+        remove_instance(name)
+
+
+def run(stack: Stack, instance: str, *extra: str) -> str:
+    return docker(
+        "run", "-d", "--label", f"{naming.LABEL_INSTANCE}={instance}", *extra,
+        stack.base_image, "sleep", "600",
+    )  # fmt: skip
+
+
+async def test_the_index_follows_changes_behind_the_gateways_back(
+    stack: Stack, instance: str
+) -> None:
+    mine = ("--label", f"{naming.LABEL_CONTAINER}=x")
+    async with aiodocker.Docker() as client:
+        index = ContainerIndex(client, instance, resync_interval=3600)  # events alone
+        first = run(stack, instance, *mine, "--restart", "unless-stopped")
+        await index.start()
+        try:
+            assert index.live
+            assert list(await agrees(index, instance)) == [first]
+
+            second = run(stack, instance, *mine)
+            # A build's intermediate container (image labels, no container label) and another
+            # gateway's container are not ours.
+            run(stack, instance)
+            run(stack, f"{instance}x", *mine)
+            assert set(await agrees(index, instance)) == {first, second}
+
+            docker("kill", first)
+            docker("stop", "-t", "0", second)
+            view = await agrees(index, instance)
+            assert view[second][1] == "exited"
+            docker("restart", "-t", "0", first)
+            docker("start", second)
+            assert {state for _, state in (await agrees(index, instance)).values()} == {"running"}
+            docker("rename", second, f"{instance}-renamed")
+            assert (await agrees(index, instance))[second][0] == f"{instance}-renamed"
+            state = index.get(second)
+            assert state is not None and state.state.running
+
+            docker("rm", "-f", first)
+            assert list(await agrees(index, instance)) == [second]
+            assert index.get(first) is None
+        finally:
+            await index.close()
+            remove_instance(f"{instance}x")
+
+
+async def test_a_resync_finds_what_no_event_reported(stack: Stack, instance: str) -> None:
+    mine = ("--label", f"{naming.LABEL_CONTAINER}=x")
+    async with aiodocker.Docker() as client:
+        index = ContainerIndex(client, instance, resync_interval=3600)  # never started
+        engine = DockerEngine(client, instance, index)
+        kept = run(stack, instance, *mine)
+        dropped = run(stack, instance, *mine)
+        await index.resync()
+        assert set(indexed(index)) == {kept, dropped}
+        docker("rm", "-f", dropped)
+        docker("stop", "-t", "0", kept)
+        await index.resync()
+        assert indexed(index) == docker_ps(instance) == {kept: (indexed(index)[kept][0], "exited")}
+        # Not following the engine, the index is not trusted: readers ask the engine.
+        assert not index.live
+        assert [c.id for c in await engine.containers()] == [kept]
+
+
+async def test_the_servers_api_reflects_what_happens_behind_the_gateways_back(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    gateway = await make_gateway()
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    engine: DockerEngine = gateway.client.app[DOCKER]
+    assert engine.index is not None and engine.index.live
+    (container,) = docker_ps(gateway.instance)
+    name = docker("inspect", "--format", "{{.Name}}", container).lstrip("/")
+    admin = gateway.auth()
+
+    async def state() -> tuple[int, str]:
+        response = await gateway.client.get(f"/servers/{name}", headers=admin)
+        body = await response.json()
+        return response.status, body["status"]["state"] if response.status == 200 else ""
+
+    async def becomes(expected: tuple[int, str]) -> None:
+        async with asyncio.timeout(15):
+            while True:
+                if await state() == expected:
+                    return
+                await asyncio.sleep(0.1)
+
+    assert await state() == (200, "running")
+    docker("stop", "-t", "0", container)
+    await becomes((200, "failed"))
+    assert await agrees(engine.index, gateway.instance)
+    docker("start", container)
+    await becomes((200, "running"))
+    docker("rm", "-f", container)
+    await becomes((404, ""))
+    assert await agrees(engine.index, gateway.instance) == {}
+    assert engine.index.live
