@@ -196,8 +196,10 @@ def now(ago: timedelta = timedelta(0)) -> str:
 class Store:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
-        # Check-then-insert of deduplicated jobs must not interleave between requests.
-        self._create_lock = asyncio.Lock()
+        # One connection serves every coroutine: a write's statements and its commit must not
+        # interleave with another's (check-then-insert of deduplicated jobs, log sequence
+        # numbers, and SQLite itself, which rejects statements interleaved with a commit).
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -205,6 +207,9 @@ class Store:
         db = await aiosqlite.connect(path)
         db.row_factory = aiosqlite.Row
         await db.execute("PRAGMA journal_mode = WAL")
+        # Safe from corruption with WAL; a power cut may lose the last commits (a job's log
+        # lines), never what the engine and git already hold.
+        await db.execute("PRAGMA synchronous = NORMAL")
         await db.execute("PRAGMA foreign_keys = ON")
         await db.execute("PRAGMA busy_timeout = 5000")
         (version,) = await (await db.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
@@ -231,15 +236,15 @@ class Store:
     ) -> tuple[Job, bool]:
         """Record a job. With keys, an existing job for the same keys that has not failed is
         returned instead (created is False): repeated deliveries run once."""
-        async with self._create_lock:
+        async with self._write_lock:
             if dedupe_key or idempotency_key:
-                cursor = await self.db.execute(
+                rows = await self._rows(
                     "SELECT * FROM jobs WHERE (dedupe_key = ? OR idempotency_key = ?)"
                     " AND state != ? ORDER BY created_at DESC LIMIT 1",
                     (dedupe_key, idempotency_key, str(JobState.FAILED)),
                 )
-                if row := await cursor.fetchone():
-                    return _job(row), False
+                if rows:
+                    return _job(rows[0]), False
             job = Job(
                 uuid.uuid4().hex, project, action, JobState.QUEUED, now(),
                 origin=origin, params=params or {}, parent=parent,
@@ -266,44 +271,39 @@ class Store:
             clauses.append("state = ?")
             values.append(state)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        cursor = await self.db.execute(
+        rows = await self._rows(
             f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?", (*values, limit)
         )
-        return [_job(row) for row in await cursor.fetchall()]
+        return [_job(row) for row in rows]
 
     async def coalesce(self, job_id: str, covered_by: str) -> None:
-        await self.db.execute(
+        await self._write(
             "UPDATE jobs SET state = ?, covered_by = ?, finished_at = ? WHERE id = ?",
             (str(JobState.COALESCED), covered_by, now(), job_id),
         )
-        await self.db.commit()
 
     async def covers_others(self, job_id: str) -> bool:
-        cursor = await self.db.execute("SELECT 1 FROM jobs WHERE covered_by = ? LIMIT 1", (job_id,))
-        return await cursor.fetchone() is not None
+        return bool(await self._rows("SELECT 1 FROM jobs WHERE covered_by = ? LIMIT 1", (job_id,)))
 
     async def delete_job(self, job_id: str) -> None:
-        await self.db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-        await self.db.commit()
+        await self._write("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     async def get_job(self, job_id: str) -> Job | None:
-        cursor = await self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        row = await cursor.fetchone()
-        return _job(row) if row else None
+        rows = await self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _job(rows[0]) if rows else None
 
     async def unfinished_jobs(self) -> list[Job]:
-        cursor = await self.db.execute(
+        rows = await self._rows(
             "SELECT * FROM jobs WHERE state IN (?, ?) ORDER BY created_at, rowid",
             (str(JobState.QUEUED), str(JobState.RUNNING)),
         )
-        return [_job(row) for row in await cursor.fetchall()]
+        return [_job(row) for row in rows]
 
     async def mark_running(self, job_id: str) -> None:
-        await self.db.execute(
+        await self._write(
             "UPDATE jobs SET state = ?, started_at = ? WHERE id = ?",
             (str(JobState.RUNNING), now(), job_id),
         )
-        await self.db.commit()
 
     async def finish_job(
         self,
@@ -314,7 +314,7 @@ class Store:
         error: dict[str, Any] | None,
         result: dict[str, Any] | None = None,
     ) -> None:
-        await self.db.execute(
+        await self._write(
             "UPDATE jobs SET state = ?, finished_at = ?, commit_sha = ?, notebooks = ?, error = ?,"
             " result = ? WHERE id = ?",
             (
@@ -327,53 +327,50 @@ class Store:
                 job_id,
             ),
         )
-        await self.db.commit()
 
     async def prune_jobs(self, finished_before: str) -> int:
         """Forget finished jobs (and their logs) older than the given time."""
-        cursor = await self.db.execute(
+        return await self._write(
             "DELETE FROM jobs WHERE state IN (?, ?, ?) AND finished_at < ?",
             (*map(str, FINISHED), finished_before),
         )
-        await self.db.commit()
-        return cursor.rowcount
 
     async def append_log(self, job_id: str, lines: list[LogLine]) -> None:
         if not lines:
             return
-        cursor = await self.db.execute(
-            "SELECT COALESCE(MAX(seq), 0) FROM job_log WHERE job_id = ?", (job_id,)
-        )
-        (last,) = await cursor.fetchone()  # type: ignore[misc]
-        await self.db.executemany(
-            "INSERT INTO job_log (job_id, seq, at, phase, notebook, message)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    job_id,
-                    last + i,
-                    line.at,
-                    str(line.event.phase),
-                    line.event.notebook,
-                    line.event.message,
-                )
-                for i, line in enumerate(lines, start=1)
-            ],
-        )
-        await self.db.commit()
+        async with self._write_lock:
+            (last,) = await self.db.execute_fetchall(
+                "SELECT COALESCE(MAX(seq), 0) FROM job_log WHERE job_id = ?", (job_id,)
+            )
+            await self.db.executemany(
+                "INSERT INTO job_log (job_id, seq, at, phase, notebook, message)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        job_id,
+                        last[0] + i,
+                        line.at,
+                        str(line.event.phase),
+                        line.event.notebook,
+                        line.event.message,
+                    )
+                    for i, line in enumerate(lines, start=1)
+                ],
+            )
+            await self.db.commit()
 
     async def job_log(self, job_id: str, limit: int = 5000) -> list[dict[str, Any]]:
-        cursor = await self.db.execute(
+        rows = await self._rows(
             "SELECT at, phase, notebook, message FROM"
             " (SELECT * FROM job_log WHERE job_id = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
             (job_id, limit),
         )
-        return [dict(row) for row in await cursor.fetchall()]
+        return [dict(row) for row in rows]
 
     # -- users' servers ------------------------------------------------------------------------
 
     async def add_server(self, server: ServerRecord) -> None:
-        await self.db.execute(
+        await self._write(
             "INSERT OR REPLACE INTO servers (name, user_id, username, namespace, project, branch,"
             " commit_sha, notebook, image, options, state, message, url, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -384,32 +381,28 @@ class Store:
                 server.created_at, server.updated_at,
             ),
         )  # fmt: skip
-        await self.db.commit()
 
     async def set_server_state(self, name: str, state: ServerState, message: str = "") -> None:
-        await self.db.execute(
+        await self._write(
             "UPDATE servers SET state = ?, message = ?, updated_at = ? WHERE name = ?",
             (str(state), message, now(), name),
         )
-        await self.db.commit()
 
     async def get_server(self, name: str) -> ServerRecord | None:
-        cursor = await self.db.execute("SELECT * FROM servers WHERE name = ?", (name,))
-        row = await cursor.fetchone()
-        return _server(row) if row else None
+        rows = await self._rows("SELECT * FROM servers WHERE name = ?", (name,))
+        return _server(rows[0]) if rows else None
 
     async def servers(self, user_id: int | None = None) -> list[ServerRecord]:
         if user_id is None:
-            cursor = await self.db.execute("SELECT * FROM servers ORDER BY created_at")
+            rows = await self._rows("SELECT * FROM servers ORDER BY created_at")
         else:
-            cursor = await self.db.execute(
+            rows = await self._rows(
                 "SELECT * FROM servers WHERE user_id = ? ORDER BY created_at", (user_id,)
             )
-        return [_server(row) for row in await cursor.fetchall()]
+        return [_server(row) for row in rows]
 
     async def delete_server(self, name: str) -> None:
-        await self.db.execute("DELETE FROM servers WHERE name = ?", (name,))
-        await self.db.commit()
+        await self._write("DELETE FROM servers WHERE name = ?", (name,))
 
     # -- published notebooks ----------------------------------------------------------------
 
@@ -421,29 +414,42 @@ class Store:
             for o in outcomes
             if o.state is not NotebookState.REMOVED
         )
-        cursor = await self.db.execute(
-            "SELECT path, record FROM notebooks WHERE project = ? ORDER BY path", (project,)
-        )
-        if [(row["path"], row["record"]) for row in await cursor.fetchall()] == rows:
-            return False
-        await self.db.execute("DELETE FROM notebooks WHERE project = ?", (project,))
-        await self.db.executemany(
-            "INSERT INTO notebooks (project, path, record, updated_at) VALUES (?, ?, ?, ?)",
-            [(project, path, record, now()) for path, record in rows],
-        )
-        await self.db.commit()
-        return True
+        async with self._write_lock:
+            stored = await self.db.execute_fetchall(
+                "SELECT path, record FROM notebooks WHERE project = ? ORDER BY path", (project,)
+            )
+            if [(row["path"], row["record"]) for row in stored] == rows:
+                return False
+            await self.db.execute("DELETE FROM notebooks WHERE project = ?", (project,))
+            await self.db.executemany(
+                "INSERT INTO notebooks (project, path, record, updated_at) VALUES (?, ?, ?, ?)",
+                [(project, path, record, now()) for path, record in rows],
+            )
+            await self.db.commit()
+            return True
 
     async def published(self, project: str | None = None) -> list[NotebookOutcome]:
         if project is None:
-            cursor = await self.db.execute("SELECT record FROM notebooks ORDER BY project, path")
+            rows = await self._rows("SELECT record FROM notebooks ORDER BY project, path")
         else:
-            cursor = await self.db.execute(
+            rows = await self._rows(
                 "SELECT record FROM notebooks WHERE project = ? ORDER BY path", (project,)
             )
-        return [
-            NotebookOutcome.from_json(json.loads(row["record"])) for row in await cursor.fetchall()
-        ]
+        return [NotebookOutcome.from_json(json.loads(row["record"])) for row in rows]
+
+    # -- statements --------------------------------------------------------------------------
+
+    async def _rows(self, sql: str, values: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
+        # Executed and fetched in one step on the connection's thread: no other coroutine's
+        # statement or commit can come between.
+        return list(await self.db.execute_fetchall(sql, values))
+
+    async def _write(self, sql: str, values: tuple[Any, ...]) -> int:
+        """Run one changing statement and commit it; returns the number of rows it changed."""
+        async with self._write_lock:
+            cursor = await self.db.execute(sql, values)
+            await self.db.commit()
+            return cursor.rowcount
 
 
 def _job(row: aiosqlite.Row) -> Job:

@@ -1,3 +1,4 @@
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -57,3 +58,38 @@ async def test_old_finished_jobs_are_pruned_with_their_logs(tmp_path: Path) -> N
     assert await store.get_job(old.id) is None and await store.job_log(old.id) == []
     assert await store.get_job(running.id) is not None  # unfinished jobs are never pruned
     await store.close()
+
+
+async def test_jobs_running_side_by_side_share_one_store(tmp_path: Path) -> None:
+    # Every job writes through the one connection; interleaved statements and commits once
+    # broke SQLite ("bad parameter or other API misuse") and could repeat log sequence numbers.
+    store = await Store.open(tmp_path / "gateway.db")
+
+    async def run(project: str, round_: int) -> str:
+        job, _ = await store.create_job(project, JobAction.UPDATE, dedupe_key=f"{project}{round_}")
+        await store.mark_running(job.id)
+        for step in range(4):
+            line = LogLine(now(), ProgressEvent(Phase.BUILDING, f"{step}", "a.ipynb"))
+            await store.append_log(job.id, [line, line])
+        outcomes = [
+            NotebookOutcome(project, f"{n}.ipynb", NotebookState.RUNNING, NotebookAction.BUILT,
+                            commit=str(round_))
+            for n in range(8)
+        ]  # fmt: skip
+        await store.replace_project(project, outcomes)
+        await store.published()
+        await store.finish_job(job.id, JobState.SUCCEEDED, "c" * 40, outcomes, None)
+        await store.prune_jobs(now(timedelta(hours=1)))
+        return job.id
+
+    try:
+        for round_ in range(40):
+            ids = await asyncio.gather(*(run(f"p{n}", round_) for n in range(5)))
+            for job_id in ids:
+                assert [line["message"] for line in await store.job_log(job_id)] == [
+                    message for step in range(4) for message in (f"{step}", f"{step}")
+                ]
+        assert {n.commit for n in await store.published()} == {"39"}
+        assert await store.unfinished_jobs() == []
+    finally:
+        await store.close()
