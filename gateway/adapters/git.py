@@ -12,9 +12,11 @@ import asyncio
 import io
 import re
 import stat
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import git
@@ -27,6 +29,8 @@ from gateway.discovery import TreeEntry
 from gateway.errors import GitError, PublishError
 
 PUBLISH_ATTEMPTS = 5
+MEMO_SIZE = 512  # answers about commits, which never change
+T = TypeVar("T")
 _ASKPASS = """#!/bin/sh
 # Answers git's credential prompts from the environment of the git process; holds no secret.
 case "$1" in
@@ -55,17 +59,32 @@ class NotebookRepo:
         self._branch = branch
         self._token = token
         self._lock = asyncio.Lock()  # fetch and publish move refs: one at a time
+        self._next_fetch: asyncio.Future[str] | None = None
+        self._memo: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+        # (branch tip, path, content) of the last file publish_file found or made up to date.
+        self._published: tuple[str, str, bytes] | None = None
 
     # -- public, async ------------------------------------------------------------------------
 
     async def fetch(self) -> str:
-        """Fetch the branch and return the commit it points to."""
+        """Fetch the branch and return the commit it points to. Callers that ask while a fetch
+        waits to start share it: it starts after each of them asked, so it sees at least what
+        they were notified of."""
+        if self._next_fetch is None:
+            self._next_fetch = asyncio.ensure_future(self._fetch_next())
+        return await asyncio.shield(self._next_fetch)
+
+    async def _fetch_next(self) -> str:
         async with self._lock:
+            self._next_fetch = None  # whoever asks from now on gets a later fetch
             return await asyncio.to_thread(self._fetch)
 
     async def project_entries(self, commit: str, project: str) -> list[TreeEntry] | None:
         """Every file under the top-level folder `project`, or None if there is no such folder."""
-        return await asyncio.to_thread(self._project_entries, commit, project)
+        entries = await self._remembered(
+            ("entries", commit, project), lambda: self._project_entries(commit, project)
+        )
+        return list(entries) if entries is not None else None
 
     async def repository_entries(self, commit: str) -> list[TreeEntry]:
         """Every file of the repository at `commit` (a user server holds all of it)."""
@@ -78,7 +97,7 @@ class NotebookRepo:
             with self._repo() as repo:
                 return self._git(repo, "rev-list", "-1", commit, "--", folder) or commit
 
-        return await asyncio.to_thread(read)
+        return await self._remembered(("last_change", commit, folder), read)
 
     async def has_commit(self, sha: str) -> bool:
         def check() -> bool:
@@ -134,7 +153,17 @@ class NotebookRepo:
         or None when the file already had that content. A push rejected because someone pushed
         meanwhile is retried on top of their commit."""
         async with self._lock:
-            return await asyncio.to_thread(self._publish, path, content, message, author)
+            # Already so at the tip the last fetch saw: no need to ask the remote again.
+            tip = await asyncio.to_thread(self._tracking_tip)
+            if tip and (
+                self._published == (tip, path, content)
+                or await asyncio.to_thread(self._content_at, tip, path) == content
+            ):
+                self._published = (tip, path, content)
+                return None
+            commit = await asyncio.to_thread(self._publish, path, content, message, author)
+            self._published = (await asyncio.to_thread(self._tracking_tip), path, content)
+            return commit
 
     @contextmanager
     def blob_reader(self) -> Iterator[BlobReader]:
@@ -147,7 +176,18 @@ class NotebookRepo:
             with self._repo() as repo:
                 return int(repo.commit(commit).committed_date)
 
-        return await asyncio.to_thread(read)
+        return await self._remembered(("commit_time", commit), read)
+
+    async def _remembered(self, key: tuple[str, ...], compute: Callable[[], T]) -> T:
+        """compute() in a worker thread, once per key: what a commit holds never changes."""
+        if key in self._memo:
+            self._memo.move_to_end(key)
+            return self._memo[key]  # type: ignore[no-any-return]
+        value = await asyncio.to_thread(compute)
+        self._memo[key] = value
+        if len(self._memo) > MEMO_SIZE:
+            self._memo.popitem(last=False)
+        return value
 
     @property
     def branch(self) -> str:
@@ -221,7 +261,7 @@ class NotebookRepo:
         self._git(
             repo, "fetch", "--no-tags", "--force", "origin", f"+refs/heads/{self._branch}:{ref}"
         )
-        return self._git(repo, "rev-parse", "--verify", f"{ref}^{{commit}}")
+        return str(git.SymbolicReference.dereference_recursive(repo, ref))
 
     def _default_branch(self, repo: git.Repo) -> str:
         out = self._git(repo, "ls-remote", "--symref", "origin", "HEAD")
@@ -277,6 +317,25 @@ class NotebookRepo:
                 if meta.split()[1:2] == [b"tree"] and not name.startswith(b"."):
                     names.append(name.decode("utf-8", "surrogateescape"))
             return names
+
+    def _tracking_tip(self) -> str:
+        """The commit the last fetch saw on the branch ("" before any), read from the ref
+        files without starting git."""
+        if not self._branch or not (self.clone_dir / "HEAD").exists():
+            return ""
+        with self._repo() as repo:
+            try:
+                ref = f"refs/remotes/origin/{self._branch}"
+                return str(git.SymbolicReference.dereference_recursive(repo, ref))
+            except ValueError:
+                return ""
+
+    def _content_at(self, commit: str, path: str) -> bytes | None:
+        with self._repo() as repo:
+            try:
+                return bytes((repo.commit(commit).tree / path).data_stream.read())
+            except KeyError:
+                return None
 
     def _publish(self, path: str, content: bytes, message: str, author: git.Actor) -> str | None:
         repo = self._ensure_clone()

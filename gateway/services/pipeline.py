@@ -97,10 +97,11 @@ class Pipeline:
         progress.outcomes = await self.deployer.apply(
             plan, await self.repo.commit_time(commit), emit
         )
-        environment = desired[0].environment if desired else None
-        await self.deployer.remove_environments(
-            job.project, environment.image if environment else None, emit
-        )
+        if not plan.empty:  # only a deploy or a removal can leave an environment unused
+            environment = desired[0].environment if desired else None
+            await self.deployer.remove_environments(
+                job.project, environment.image if environment else None, emit
+            )
         progress.changed = any(o.action is not NotebookAction.UNCHANGED for o in progress.outcomes)
         try:
             if await self._publish(job, progress.outcomes, emit):

@@ -101,6 +101,51 @@ async def test_a_branch_that_never_stops_moving_gives_up_clearly(
     assert remote.read("URL.md") is None
 
 
+async def test_fetches_asked_for_together_share_one_and_see_every_earlier_push(
+    remote: GitRemote, tmp_path: Path
+) -> None:
+    remote.commit({"p/a.ipynb": notebook("1")})
+
+    class CountingRepo(NotebookRepo):
+        fetches = 0
+
+        def _fetch_into(self, repo: git.Repo) -> str:
+            CountingRepo.fetches += 1
+            return super()._fetch_into(repo)
+
+    repo = CountingRepo(remote.url, tmp_path / "repo.git", branch="main")
+    await repo.fetch()
+    CountingRepo.fetches = 0
+    head = remote.commit({"p/a.ipynb": notebook("2")})
+    assert await asyncio.gather(*(repo.fetch() for _ in range(6))) == [head] * 6
+    assert CountingRepo.fetches == 1
+
+    # A push that lands while a fetch runs is seen by whoever asks after it.
+    first = asyncio.ensure_future(repo.fetch())
+    await asyncio.sleep(0)
+    later_head = remote.commit({"p/b.ipynb": notebook("3")})
+    assert await repo.fetch() == later_head
+    assert await first in (head, later_head)
+
+
+async def test_publishing_the_same_file_again_is_free_until_the_remote_changes_it(
+    remote: GitRemote, tmp_path: Path
+) -> None:
+    remote.commit({"p/a.ipynb": notebook("1")})
+    repo = NotebookRepo(remote.url, tmp_path / "repo.git", branch="main")
+    await repo.fetch()
+    assert await repo.publish_file("URL.md", b"# urls\n", "Update URL.md", BOT) is not None
+    commits = len(remote.log())
+    assert await repo.publish_file("URL.md", b"# urls\n", "Update URL.md", BOT) is None
+
+    # Someone edits URL.md by hand; the next notification fetches, and it is put right again.
+    remote.commit({"URL.md": b"# hand-edited\n"}, "Edit by hand")
+    await repo.fetch()
+    sha = await repo.publish_file("URL.md", b"# urls\n", "Update URL.md", BOT)
+    assert sha is not None and remote.read("URL.md") == "# urls"
+    assert len(remote.log()) == commits + 2
+
+
 async def test_https_token_is_used_but_never_stored(remote: GitRemote, tmp_path: Path) -> None:
     head = remote.commit({"p/a.ipynb": notebook("1")})
     app = git_http_app(remote.bare.parent, TOKEN)
