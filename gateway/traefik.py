@@ -50,21 +50,27 @@ def static_config(
     ping_address: str = ":8082",
     docker_endpoint: str = "unix:///var/run/docker.sock",
     log_level: str = "INFO",
+    reload_throttle: str = "200ms",
 ) -> dict[str, Any]:
     """Traefik's static configuration: one web entrypoint, the Docker provider limited to
-    containers that opt in, and a ping endpoint on its own entrypoint for health checks."""
+    containers that opt in, and a ping endpoint on its own entrypoint for health checks.
+
+    Traefik waits reload_throttle after applying the routes before it looks at the next
+    change (2 s by default): a container started just after another one would wait that long
+    for its route, while a deploy starts them one after the other."""
     return {
         "entryPoints": {
             "web": {"address": web_address},
             "ping": {"address": ping_address},
         },
         "providers": {
+            "providersThrottleDuration": reload_throttle,
             "docker": {
                 "endpoint": docker_endpoint,
                 "exposedByDefault": False,
                 "network": network,
                 "watch": True,
-            }
+            },
         },
         "ping": {"entryPoint": "ping"},
         "log": {"level": log_level},

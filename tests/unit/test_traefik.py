@@ -15,6 +15,8 @@ def test_static_config_only_routes_containers_that_opt_in(tmp_path: Path) -> Non
     assert config["providers"]["docker"]["network"] == "nbnet"
     assert config["entryPoints"]["web"]["address"] == ":8080"
     assert config["ping"]["entryPoint"] == "ping"
+    # A new container's route must not wait Traefik's default 2 s behind the previous one.
+    assert config["providers"]["providersThrottleDuration"] == "200ms"
     assert [p.name for p in path.parent.iterdir()] == ["traefik.toml"]  # no temp file left
 
 
