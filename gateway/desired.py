@@ -28,17 +28,19 @@ def environment(
 ) -> ImageSpec:
     """The environment image (base image, requirements, start script) that a project's images
     are built FROM: a requirements change rebuilds it once; a notebook change leaves it be."""
-    dockerfile = render_env_dockerfile(
-        base_image=base_image, user=settings.notebook_user, requirements=requirements is not None
-    ).encode()
-    context = tuple(_environment_context(dockerfile, requirements))
-    digest = content_hash(context, base_identity)
     labels = {
         naming.LABEL_INSTANCE: settings.instance,
         naming.LABEL_KIND: naming.KIND_ENVIRONMENT,
         naming.LABEL_PROJECT: project,
-        naming.LABEL_CONTENT_HASH: digest,
     }
+    dockerfile = render_env_dockerfile(
+        base_image=base_image,
+        user=settings.notebook_user,
+        requirements=requirements is not None,
+        labels=labels,
+    ).encode()
+    context = tuple(_environment_context(dockerfile, requirements))
+    digest = content_hash(context, base_identity)
     # "--" never occurs in a label, so no notebook's repository can be this one.
     image = f"{repository}--env:{digest}"
     return ImageSpec(image, context, labels, f"{project} environment", push=False)
@@ -66,26 +68,31 @@ def _desired(
     names = naming.notebook_names(
         settings.instance, naming.image_prefix(settings.registry_host), snapshot.name, notebook.path
     )
+    url = naming.public_url(
+        names.host_label, settings.base_domain, settings.public_scheme, settings.public_port
+    )
+    # What the image is; which commit and content a container runs is on the container.
+    image_labels = {
+        naming.LABEL_INSTANCE: settings.instance,
+        naming.LABEL_KIND: naming.KIND_PUBLISHED,
+        naming.LABEL_PROJECT: snapshot.name,
+        naming.LABEL_NOTEBOOK: notebook.path,
+        naming.LABEL_URL: url,
+    }
     dockerfile = render_dockerfile(
         env_image=env.image,
         user=settings.notebook_user,
         notebook_path=notebook.path,
         shared=bool(snapshot.shared),
+        labels=image_labels,
     ).encode()
     context = build_context(snapshot, notebook, dockerfile)
     # The environment's tag stands for the base image and the requirements.
     digest = content_hash(context, env.image)
-    url = naming.public_url(
-        names.host_label, settings.base_domain, settings.public_scheme, settings.public_port
-    )
     labels = {
-        naming.LABEL_INSTANCE: settings.instance,
-        naming.LABEL_KIND: naming.KIND_PUBLISHED,
-        naming.LABEL_PROJECT: snapshot.name,
-        naming.LABEL_NOTEBOOK: notebook.path,
+        **image_labels,
         naming.LABEL_COMMIT: snapshot.commit,
         naming.LABEL_CONTENT_HASH: digest,
-        naming.LABEL_URL: url,
     }
     return DesiredNotebook(
         project=snapshot.name,
@@ -99,6 +106,7 @@ def _desired(
         context=context,
         labels=labels,
         environment=env,
+        image_labels=image_labels,
     )
 
 
@@ -142,23 +150,22 @@ def server_image(
         f"{namespace}/{project}",
     )
     everything = sorted((*snapshot.shared, *snapshot.notebooks), key=lambda f: f.path)
-    dockerfile = render_dockerfile(
-        env_image=env.image,
-        user=settings.notebook_user,
-        notebook_path="",
-        shared=bool(everything),
-        notebook=False,
-    ).encode()
-    context = tuple(_files_context(dockerfile, everything))
-    digest = content_hash(context, env.image)
     labels = {
         naming.LABEL_INSTANCE: settings.instance,
         naming.LABEL_KIND: naming.KIND_USER,
         naming.LABEL_NAMESPACE: namespace,
         naming.LABEL_PROJECT: project,
-        naming.LABEL_COMMIT: snapshot.commit,
-        naming.LABEL_CONTENT_HASH: digest,
     }
+    dockerfile = render_dockerfile(
+        env_image=env.image,
+        user=settings.notebook_user,
+        notebook_path="",
+        shared=bool(everything),
+        labels=labels,
+        notebook=False,
+    ).encode()
+    context = tuple(_files_context(dockerfile, everything))
+    digest = content_hash(context, env.image)
     return ImageSpec(
         f"{repository}:{digest}", context, labels, f"{namespace}/{project}", parent=env
     )

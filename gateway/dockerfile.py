@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 
@@ -14,12 +15,14 @@ PORT = 8888
 
 @cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.PackageLoader("gateway", "templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+    environment.filters["label_instruction"] = label_instruction
+    return environment
 
 
 @cache
@@ -32,11 +35,14 @@ def start_command(notebook_path: str, ui: str = "/lab") -> list[str]:
     return ["python3", START_SCRIPT, notebook_path, ui]
 
 
-def render_env_dockerfile(*, base_image: str, user: str, requirements: bool) -> str:
+def render_env_dockerfile(
+    *, base_image: str, user: str, requirements: bool, labels: Mapping[str, str]
+) -> str:
     """The environment: base image, requirements, our start script. base_image and user are
     validated settings (or an allowed image)."""
     template = _environment().get_template("env.Dockerfile.j2")
     return template.render(
+        labels=labels,
         base_image=base_image,
         user=user,
         requirements=requirements,
@@ -48,13 +54,20 @@ def render_env_dockerfile(*, base_image: str, user: str, requirements: bool) -> 
 
 
 def render_dockerfile(
-    *, env_image: str, user: str, notebook_path: str, shared: bool, notebook: bool = True
+    *,
+    env_image: str,
+    user: str,
+    notebook_path: str,
+    shared: bool,
+    labels: Mapping[str, str],
+    notebook: bool = True,
 ) -> str:
     """Files on top of an environment image: the shared files, and one notebook (which the
     image then opens). notebook_path is arbitrary and therefore only ever rendered as a JSON
     string. Without `notebook`, a user server's whole repository is in shared/."""
     template = _environment().get_template("Dockerfile.j2")
     return template.render(
+        labels=labels,
         env_image=env_image,
         user=user,
         shared=shared,
@@ -62,3 +75,31 @@ def render_dockerfile(
         workdir=WORKDIR,
         command=start_command(notebook_path),
     )
+
+
+def label_instruction(labels: Mapping[str, str]) -> str:
+    """One LABEL instruction for all the labels a Dockerfile can hold exactly: the classic
+    builder makes a step (a container and a commit) of every label given to it through the
+    API, and one of every instruction. Empty if there are none."""
+    pairs = [
+        f"{_quoted(key)}={_quoted(value)}"
+        for key, value in sorted(labels.items())
+        if _quotable(key) and _quotable(value)
+    ]
+    return f"LABEL {' '.join(pairs)}" if pairs else ""
+
+
+def api_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """The labels a Dockerfile cannot hold (a line break or another control character in
+    them), which the build gets through the API instead."""
+    return {k: v for k, v in labels.items() if not (_quotable(k) and _quotable(v))}
+
+
+def _quotable(text: str) -> bool:
+    return all(ch.isprintable() for ch in text)
+
+
+def _quoted(text: str) -> str:
+    """A double-quoted Dockerfile word: a backslash keeps ", $ and itself literal there."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'

@@ -60,7 +60,7 @@ class ImageSpec:
 
     image: str  # repository:tag, the tag a hash of everything that goes into it
     context: tuple[ContextFile, ...]
-    labels: dict[str, str]
+    labels: dict[str, str]  # written in its Dockerfile, so they are part of the content hash
     subject: str  # what progress events are about
     notebook_blob: str | None = None  # checked to be a notebook before any build
     parent: ImageSpec | None = None  # the environment image it is built FROM, ensured first
@@ -80,14 +80,15 @@ class DesiredNotebook:
     host_label: str
     url: str
     context: tuple[ContextFile, ...]
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # the container's
     environment: ImageSpec | None = None
+    image_labels: dict[str, str] = field(default_factory=dict)  # in its Dockerfile
 
     @property
     def spec(self) -> ImageSpec:
         notebook = next(f for f in self.context if f.arcname == f"notebook/{self.path}")
         return ImageSpec(
-            self.image, self.context, self.labels, self.path, notebook.blob, self.environment
+            self.image, self.context, self.image_labels, self.path, notebook.blob, self.environment
         )
 
 

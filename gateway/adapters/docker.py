@@ -354,7 +354,10 @@ class DockerEngine:
         user: str,
         limits: ResourceLimits,
         command: list[str] | None = None,
+        create_as: str | None = None,
     ) -> str:
+        """Create and start a notebook container. With create_as, it runs under that name
+        until rename_container gives it `name` (which another container still holds)."""
         config: dict[str, Any] = {
             "Image": image,
             **({"Cmd": command} if command else {}),
@@ -375,7 +378,7 @@ class DockerEngine:
             },
         }
         try:
-            container = await self.client.containers.create(config, name=name)
+            container = await self.client.containers.create(config, name=create_as or name)
         except aiodocker.DockerError as exc:
             raise NotebookFailed(
                 "start_failed", f"cannot create container {name}: {exc.message}"
@@ -389,6 +392,17 @@ class DockerEngine:
             ) from None
         await self._reread(container.id)
         return str(container.id)
+
+    @engine_call("renaming a container")
+    async def rename_container(self, container_id: str, name: str) -> None:
+        try:
+            await self.client.containers.container(container_id).rename(name)
+        except aiodocker.DockerError as exc:
+            raise NotebookFailed(
+                "start_failed",
+                f"cannot rename container {container_id[:12]} to {name}: {exc.message}",
+            ) from None
+        await self._reread(container_id)
 
     @engine_call("inspecting a container")
     async def container_state(self, container_id: str) -> ContainerState | None:

@@ -6,6 +6,7 @@ One broken notebook never stops the others: its failure becomes its outcome.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import IO
 
@@ -17,6 +18,7 @@ from gateway.adapters.registry import RegistryClient, is_transient
 from gateway.context_tar import write_context_tar
 from gateway.desired import container_labels
 from gateway.discovery import notebook_problem
+from gateway.dockerfile import api_labels
 from gateway.errors import GatewayError, NotebookFailed, ProxyError, RegistryError
 from gateway.models import (
     DesiredNotebook,
@@ -55,6 +57,7 @@ class Deployer:
         self._push_slots = asyncio.Semaphore(settings.push_concurrency)
         self._start_slots = asyncio.Semaphore(settings.start_concurrency)
         self._in_flight: dict[str, asyncio.Future[NotebookAction]] = {}
+        self._first_pushes: dict[str, asyncio.Event] = {}  # environment image -> its first push
         self.limits = ResourceLimits(settings.memory_limit, settings.cpu_limit, settings.pids_limit)
 
     async def apply(self, plan: Plan, mtime: int, emit: Emit) -> list[NotebookOutcome]:
@@ -114,17 +117,14 @@ class Deployer:
         try:
             action = await self.ensure_image(spec, self.repo, mtime, emit)
         except NotebookFailed as failure:
-            return self._failed(item, failure, emit)  # the previous version keeps serving
+            return await self._failed(item, failure, emit)  # the previous version serves on
         # The push runs alongside the start: the notebook need not wait for the registry.
         pushing = asyncio.create_task(self.push_image(spec, emit))
         try:
-            async with self._start_slots:
-                for old in item.replaces:
-                    await self._remove_container(old, emit)
-                container_id = await self._start(item.desired, emit)
+            container_id = await self._replace(item, emit)
         except NotebookFailed as failure:
             pushing.cancel()
-            return self._failed(item, failure, emit)
+            return await self._failed(item, failure, emit)
         except BaseException:
             pushing.cancel()
             raise
@@ -159,8 +159,10 @@ class Deployer:
             )
         return removed
 
-    async def _remove_container(self, container: RunningNotebook, emit: Emit) -> None:
-        if not await self.docker.remove_container(container.id):
+    async def _remove_container(
+        self, container: RunningNotebook, emit: Emit, graceful: bool = True
+    ) -> None:
+        if not await self.docker.remove_container(container.id, graceful):
             emit(
                 ProgressEvent(
                     Phase.REMOVING,
@@ -272,7 +274,11 @@ class Deployer:
             context = await asyncio.to_thread(_write_context, repo, spec, mtime)
             try:
                 await self.docker.build(
-                    spec.image, context, spec.labels, self.settings.build_timeout, output
+                    spec.image,
+                    context,
+                    api_labels(spec.labels),
+                    self.settings.build_timeout,
+                    output,
                 )
             finally:
                 context.close()
@@ -294,19 +300,52 @@ class Deployer:
         def output(text: str) -> None:
             emit(ProgressEvent(Phase.PUSHING, text, spec.subject, output=True))
 
-        async with self._push_slots:
-            emit(ProgressEvent(Phase.PUSHING, f"pushing {spec.image}", spec.subject))
-            await self._with_registry_retries(
-                lambda: self.docker.push(
-                    spec.image, registry.auth, self.settings.push_timeout, output
-                ),
-                emit,
-                spec.subject,
-            )
+        # The first push of an image on a new environment uploads the environment's layers,
+        # hundreds of megabytes; pushes side by side would each upload them again. The others
+        # wait for it, then only link the layers the registry has.
+        shared = spec.parent.image if spec.parent is not None else None
+        first = self._first_pushes.get(shared) if shared else None
+        if first is not None:
+            emit(ProgressEvent(Phase.PUSHING, "waiting for the shared layers", spec.subject))
+            await first.wait()
+        elif shared:
+            first = self._first_pushes[shared] = asyncio.Event()
+        try:
+            async with self._push_slots:
+                emit(ProgressEvent(Phase.PUSHING, f"pushing {spec.image}", spec.subject))
+                await self._with_registry_retries(
+                    lambda: self.docker.push(
+                        spec.image, registry.auth, self.settings.push_timeout, output
+                    ),
+                    emit,
+                    spec.subject,
+                )
+        finally:
+            if shared and first is not None and self._first_pushes.get(shared) is first:
+                del self._first_pushes[shared]  # done, or failed: the others go ahead
+                first.set()
 
-    async def _start(self, desired: DesiredNotebook, emit: Emit) -> str:
+    async def _replace(self, item: Deploy, emit: Emit) -> str:
+        """Start the new container beside the old ones, which serve until then (and on, if it
+        fails to start); then remove them and give it the notebook's name. They are killed,
+        not asked to shut down: what they hold is discarded anyway, and a slow shutdown would
+        take the processor from the new Jupyter starting up."""
+        async with self._start_slots:
+            if not item.replaces:
+                return await self._start(item.desired, emit)
+            passing = naming.fit(f"{item.desired.container}-next-{secrets.token_hex(3)}")
+            container_id = await self._start(item.desired, emit, create_as=passing)
+            for old in item.replaces:
+                await self._remove_container(old, emit, graceful=False)
+            await self.docker.rename_container(container_id, item.desired.container)
+            return container_id
+
+    async def _start(
+        self, desired: DesiredNotebook, emit: Emit, create_as: str | None = None
+    ) -> str:
         emit(ProgressEvent(Phase.STARTING, f"starting container {desired.container}", desired.path))
         return await self.docker.run_notebook(
+            create_as=create_as,
             name=desired.container,
             image=desired.image,
             labels=container_labels(desired, self.settings),
@@ -348,7 +387,7 @@ class Deployer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.ready_timeout
         memory = (memory_limit or self.settings.memory_limit) // 2**20
-        delay = 0.25
+        delay = 0.1  # Jupyter answers within a few seconds: ask often, then back off
         while True:
             state = await self.docker.container_state(container_id)
             failure: NotebookFailed | None = None
@@ -378,7 +417,7 @@ class Deployer:
                 await self.docker.stop_container(container_id)
                 return failure
             await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 2.0)
+            delay = min(delay * 1.2, 1.0)
 
     async def _answers(self, desired: DesiredNotebook, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -392,10 +431,16 @@ class Deployer:
     def _host(self, desired: DesiredNotebook) -> str:
         return f"{desired.host_label}.{self.settings.base_domain}"
 
-    def _failed(self, item: Deploy, failure: NotebookFailed, emit: Emit) -> NotebookOutcome:
-        """A build or push failure leaves the previous container (if any) serving."""
+    async def _failed(self, item: Deploy, failure: NotebookFailed, emit: Emit) -> NotebookOutcome:
+        """The outcome of a notebook whose new version could not be built or started, which
+        says whether the previous version still serves."""
         emit(ProgressEvent(Phase.FAILED, failure.message, item.desired.path))
-        serving: RunningNotebook | None = next((c for c in item.replaces if c.running), None)
+        serving: RunningNotebook | None = None
+        for old in item.replaces:
+            state = await self.docker.container_state(old.id)
+            if state is not None and state.running:
+                serving = old
+                break
         message = failure.message
         if serving is not None:
             message += f"; the previous version (commit {serving.commit[:8]}) is still served"

@@ -319,7 +319,7 @@ class ServerManager:
             container_id = await self.docker.run_notebook(
                 name=naming.fit(f"{self.settings.instance}-{name}"),
                 image=spec.image,
-                labels=self._labels(record, spec.labels),
+                labels=self._labels(record, spec.image, spec.labels),
                 hostname=name,
                 network=self.settings.docker_network,
                 user=self.settings.notebook_user,
@@ -366,7 +366,9 @@ class ServerManager:
             if container.server == name:
                 await self.docker.remove_container(container.id, graceful=not forced)
 
-    def _labels(self, record: ServerRecord, image_labels: dict[str, str]) -> dict[str, str]:
+    def _labels(
+        self, record: ServerRecord, image: str, image_labels: dict[str, str]
+    ) -> dict[str, str]:
         container = naming.fit(f"{self.settings.instance}-{record.name}")
         middlewares, guard = guard_labels(self.settings.instance, forward_auth_url(self.settings))
         routing = router_labels(
@@ -378,6 +380,8 @@ class ServerManager:
         )
         return {
             **image_labels,
+            naming.LABEL_COMMIT: record.commit_sha,
+            naming.LABEL_CONTENT_HASH: image.rpartition(":")[2],
             naming.LABEL_SERVER: record.name,
             naming.LABEL_USER_ID: str(record.user_id),
             naming.LABEL_USERNAME: record.username,

@@ -45,6 +45,24 @@ def actions(body: dict[str, Any]) -> dict[str, str]:
     return {nb["name"]: nb["action"] for nb in body["notebooks"]}
 
 
+def container_names(instance: str) -> dict[str, str]:
+    """notebook -> container name."""
+    return {
+        notebook: docker("inspect", "--format", "{{.Name}}", container).lstrip("/")
+        for notebook, container in containers_by_notebook(instance).items()
+    }
+
+
+def uploads(job: dict[str, Any]) -> dict[str, int]:
+    """How often each layer was uploaded (not linked from another repository) by the job."""
+    counts: dict[str, int] = {}
+    for line in job["log"]:
+        layer, _, status = line["message"].partition(" ")
+        if line["phase"] == "pushing" and status == "Pushed":
+            counts[layer] = counts.get(layer, 0) + 1
+    return counts
+
+
 async def test_update_idempotence_and_deletion(
     make_gateway: MakeGateway, remote: GitRemote, stack: Stack
 ) -> None:
@@ -61,7 +79,11 @@ async def test_update_idempotence_and_deletion(
         status, body = await gateway.notify(project)
         assert status == 200, job_summary(body)
         pushed.update({nb["name"]: nb["image"] for nb in body["notebooks"]})
+        # Images on one new environment upload its layers once; the others link them.
+        counts = uploads(await gateway.wait_for_job(body["id"]))
+        assert counts and max(counts.values()) == 1, counts
     containers = containers_by_notebook(gateway.instance)
+    names = container_names(gateway.instance)
     images = images_by_notebook(gateway.instance)
     assert set(containers) == {"a.ipynb", "b.ipynb", "c.ipynb"}
     # One environment per project; the notebooks of a project share it.
@@ -86,6 +108,8 @@ async def test_update_idempotence_and_deletion(
     after = containers_by_notebook(gateway.instance)
     assert after["b.ipynb"] == containers["b.ipynb"]
     assert after["a.ipynb"] != containers["a.ipynb"]
+    # The new container started beside the old one, and took its name once it was gone.
+    assert container_names(gateway.instance) == names
     new_images = images_by_notebook(gateway.instance)
     assert len(new_images["a.ipynb"]) == 1 and new_images["a.ipynb"] != images["a.ipynb"]
     assert new_images["b.ipynb"] == images["b.ipynb"]

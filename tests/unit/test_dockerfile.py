@@ -3,7 +3,14 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.dockerfile import START_SCRIPT, WORKDIR, render_dockerfile, render_env_dockerfile
+from gateway.dockerfile import (
+    START_SCRIPT,
+    WORKDIR,
+    api_labels,
+    label_instruction,
+    render_dockerfile,
+    render_env_dockerfile,
+)
 
 HOSTILE = [
     'quote" ]\nRUN rm -rf / #.ipynb',
@@ -22,7 +29,36 @@ def render(path: str, shared: bool = True) -> str:
         user="1000:100",
         notebook_path=path,
         shared=shared,
+        labels={"notebook-gateway.notebook": path, "notebook-gateway.kind": "published"},
     )
+
+
+def parse_label(instruction: str) -> dict[str, str]:
+    """Read a LABEL instruction of double-quoted "key"="value" words the way the Dockerfile
+    parser does: a backslash keeps the ", $ or backslash after it literal; an unescaped $
+    would be substituted. test_image_labels has the real engine read them."""
+    text, at, found = instruction.removeprefix("LABEL "), 0, {}
+
+    def word(at: int) -> tuple[str, int]:
+        assert text[at] == '"', text
+        at, out = at + 1, []
+        while text[at] != '"':
+            if text[at] == "\\" and text[at + 1] in '"$\\':
+                at += 1
+            else:
+                assert text[at] != "$", text
+            out.append(text[at])
+            at += 1
+        return "".join(out), at + 1
+
+    while at < len(text):
+        key, at = word(at)
+        assert text[at] == "=", text
+        found[key], at = word(at + 1)
+        if at < len(text):
+            assert text[at] == " ", text
+            at += 1
+    return found
 
 
 def instructions(dockerfile: str) -> list[str]:
@@ -32,11 +68,15 @@ def instructions(dockerfile: str) -> list[str]:
 def test_environment_structure() -> None:
     lines = instructions(
         render_env_dockerfile(
-            base_image="quay.io/jupyter/base-notebook:latest", user="1000:100", requirements=True
+            base_image="quay.io/jupyter/base-notebook:latest",
+            user="1000:100",
+            requirements=True,
+            labels={"notebook-gateway.kind": "environment"},
         )
     )
     assert [line.split()[0] for line in lines] == [
         "FROM",
+        "LABEL",
         "USER",
         "COPY",
         "RUN",
@@ -45,30 +85,40 @@ def test_environment_structure() -> None:
         "EXPOSE",
         "CMD",
     ]
-    assert lines[0] == "FROM quay.io/jupyter/base-notebook:latest" and lines[1] == "USER 1000:100"
+    assert lines[0] == "FROM quay.io/jupyter/base-notebook:latest" and lines[2] == "USER 1000:100"
     assert all("--chown=1000:100" in line for line in lines if line.startswith("COPY"))
     assert f"WORKDIR {WORKDIR}" in lines
     assert lines[-1] == f'CMD ["python3", "{START_SCRIPT}", "", "/lab"]'
-    plain = instructions(render_env_dockerfile(base_image="b", user="1000:100", requirements=False))
+    plain = instructions(
+        render_env_dockerfile(base_image="b", user="1000:100", requirements=False, labels={})
+    )
     assert not any("requirements" in line or line.startswith("RUN") for line in plain)
 
 
 def test_notebook_images_are_thin_layers_on_their_environment() -> None:
     lines = instructions(render("intro.ipynb"))
     assert lines[0] == "FROM registry.example.org/nbgw/climate--env:abc"
-    assert [line.split()[0] for line in lines] == ["FROM", "COPY", "COPY", "CMD"]
-    assert lines[-1] == f'CMD ["python3", "{START_SCRIPT}", "intro.ipynb", "/lab"]'
+    # What stays the same between versions of the notebook comes before its files.
+    assert [line.split()[0] for line in lines] == ["FROM", "LABEL", "CMD", "COPY", "COPY"]
+    assert lines[2] == f'CMD ["python3", "{START_SCRIPT}", "intro.ipynb", "/lab"]'
+    assert lines[-1] == f'COPY --chown=1000:100 ["notebook/", "{WORKDIR}/"]'
     assert [line.split()[0] for line in instructions(render("a.ipynb", shared=False))] == [
         "FROM",
-        "COPY",
+        "LABEL",
         "CMD",
+        "COPY",
     ]
 
 
 def test_a_server_image_holds_the_repository_without_a_notebook_layer() -> None:
     lines = instructions(
         render_dockerfile(
-            env_image="e", user="1000:100", notebook_path="", shared=True, notebook=False
+            env_image="e",
+            user="1000:100",
+            notebook_path="",
+            shared=True,
+            labels={},
+            notebook=False,
         )
     )
     assert lines == ["FROM e", f'COPY --chown=1000:100 ["shared/", "{WORKDIR}/"]']
@@ -76,10 +126,24 @@ def test_a_server_image_holds_the_repository_without_a_notebook_layer() -> None:
 
 @given(st.one_of(st.sampled_from(HOSTILE), st.text(min_size=1)))
 def test_file_names_never_change_the_structure(path: str) -> None:
-    """Only the CMD's JSON string differs, and it decodes back to the exact name."""
+    """Only the CMD's JSON string and the quoted label differ, and both decode back to the
+    exact name; a name the LABEL cannot hold is left to the build API."""
     plain, hostile = instructions(render("plain.ipynb")), instructions(render(path))
     assert len(plain) == len(hostile)
-    assert plain[:-1] == hostile[:-1]
-    command = hostile[-1].removeprefix("CMD ")
+    assert [line.split()[0] for line in plain] == [line.split()[0] for line in hostile]
+    assert plain[3:] == hostile[3:]
+    command = hostile[2].removeprefix("CMD ")
     assert json.loads(command) == ["python3", START_SCRIPT, path, "/lab"]
     assert "\n" not in command and "\r" not in command
+    labels = {"notebook-gateway.notebook": path, "notebook-gateway.kind": "published"}
+    held = {k: v for k, v in labels.items() if k not in api_labels(labels)}
+    assert parse_label(hostile[1]) == held
+
+
+@given(st.dictionaries(st.text(min_size=1), st.text()))
+def test_labels_are_held_by_the_dockerfile_or_given_to_the_api(labels: dict[str, str]) -> None:
+    instruction, rest = label_instruction(labels), api_labels(labels)
+    assert len(instruction.splitlines()) <= 1
+    held = {k: v for k, v in labels.items() if k not in rest}
+    assert parse_label(instruction) == held if held else instruction == ""
+    assert all(any(not ch.isprintable() for ch in k + v) for k, v in rest.items())

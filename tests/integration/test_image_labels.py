@@ -1,0 +1,70 @@
+"""The engine reads the labels and command our Dockerfiles carry back exactly, whatever the
+notebook is called."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import IO
+
+import aiodocker
+import pytest
+
+from gateway import naming
+from gateway.adapters.docker import DockerEngine
+from gateway.context_tar import write_context_tar
+from gateway.dockerfile import START_SCRIPT, api_labels, render_dockerfile
+from gateway.models import ContextFile
+from tests.conftest import Stack, docker, new_instance, remove_instance
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+
+NAMES = [
+    'quote" ]\nRUN touch /pwned #.ipynb',  # a line break: its label goes through the API
+    '$(id) ${HOME} $HOME "quoted" \\back\\slash\\ end\\.ipynb',
+    "Análise de dados — 数据.ipynb",
+    "tab\tinside.ipynb",
+]
+
+
+def no_blobs(blob: str) -> IO[bytes]:
+    raise AssertionError(f"the context has literal files only, not {blob}")
+
+
+@pytest.fixture
+async def instance(stack: Stack) -> AsyncIterator[str]:
+    name = new_instance(stack)
+    try:
+        yield name
+    finally:
+        remove_instance(name)
+
+
+async def test_labels_and_command_survive_any_notebook_name(stack: Stack, instance: str) -> None:
+    async with aiodocker.Docker() as client:
+        engine = DockerEngine(client, instance)
+        for number, name in enumerate(NAMES):
+            labels = {
+                naming.LABEL_INSTANCE: instance,
+                naming.LABEL_NOTEBOOK: name,
+                naming.LABEL_URL: f"http://x{number}.example.org/?a=$b&c=\\d",
+            }
+            dockerfile = render_dockerfile(
+                env_image=stack.base_image,
+                user="1000:100",
+                notebook_path=name,
+                shared=False,
+                labels=labels,
+            ).encode()
+            context = (
+                ContextFile("Dockerfile", len(dockerfile), data=dockerfile),
+                ContextFile(f"notebook/{name}", 2, data=b"{}"),
+            )
+            image = f"{instance}/labels:{number}"
+            with write_context_tar(context, no_blobs, 0) as tar:
+                await engine.build(image, tar, api_labels(labels), 120, lambda _: None)
+            config = json.loads(docker("image", "inspect", image))[0]["Config"]
+            assert {k: config["Labels"][k] for k in labels} == labels
+            assert config["Cmd"] == ["python3", START_SCRIPT, name, "/lab"]
+            listing = docker("run", "--rm", "--network", "none", image, "ls", "-A", "/")
+            assert "pwned" not in listing
