@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install stack lint test unit demo demo-stop traefik-config clean
+.PHONY: help install stack lint test unit demo demo-stop benchmark traefik-config clean
 
 help:
 	@echo "make demo        install what is missing, run the stack and publish examples/notebooks"
@@ -14,6 +14,7 @@ help:
 	@echo "make test        provision the real parts, then lint, type-check and run all tests"
 	@echo "make unit        fast tests only (no Docker needed)"
 	@echo "make lint        ruff and mypy"
+	@echo "make benchmark   measure against the original orchestrator's way, print ratios"
 
 $(BIN)/notebook-gateway: pyproject.toml
 	scripts/stack.sh python
@@ -29,8 +30,8 @@ stack:
 	scripts/stack.sh all
 
 lint: install
-	$(BIN)/ruff check gateway tests scripts
-	$(BIN)/ruff format --check gateway tests scripts
+	$(BIN)/ruff check gateway tests scripts benchmarks
+	$(BIN)/ruff format --check gateway tests scripts benchmarks
 	$(BIN)/mypy
 
 unit: install
@@ -44,6 +45,11 @@ demo: install stack
 
 demo-stop:
 	scripts/demo.sh down
+
+# Side by side against what the gateway replaces; BENCHMARK_ARGS="--only P3" for some figures.
+BENCHMARK_ARGS ?=
+benchmark: install stack
+	$(BIN)/python -m benchmarks.run $(BENCHMARK_ARGS)
 
 traefik-config: install
 	$(BIN)/notebook-gateway traefik-config --output traefik/traefik.toml
