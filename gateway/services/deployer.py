@@ -6,8 +6,9 @@ One broken notebook never stops the others: its failure becomes its outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO
 
 from gateway import naming
@@ -300,29 +301,34 @@ class Deployer:
         def output(text: str) -> None:
             emit(ProgressEvent(Phase.PUSHING, text, spec.subject, output=True))
 
-        # The first push of an image on a new environment uploads the environment's layers,
-        # hundreds of megabytes; pushes side by side would each upload them again. The others
-        # wait for it, then only link the layers the registry has.
-        shared = spec.parent.image if spec.parent is not None else None
-        first = self._first_pushes.get(shared) if shared else None
-        if first is not None:
+        async with self._first_push_on(spec, emit), self._push_slots:
+            emit(ProgressEvent(Phase.PUSHING, f"pushing {spec.image}", spec.subject))
+            await self._with_registry_retries(
+                lambda: self.docker.push(
+                    spec.image, registry.auth, self.settings.push_timeout, output
+                ),
+                emit,
+                spec.subject,
+            )
+
+    @contextlib.asynccontextmanager
+    async def _first_push_on(self, spec: ImageSpec, emit: Emit) -> AsyncIterator[None]:
+        """The first push of an image on a new environment uploads the environment's layers,
+        hundreds of megabytes; pushes side by side would each upload them again. The others
+        wait for it (done or failed), then only link the layers the registry has."""
+        environment = spec.parent.image if spec.parent is not None else None
+        if environment is None:
+            yield
+        elif (first := self._first_pushes.get(environment)) is not None:
             emit(ProgressEvent(Phase.PUSHING, "waiting for the shared layers", spec.subject))
             await first.wait()
-        elif shared:
-            first = self._first_pushes[shared] = asyncio.Event()
-        try:
-            async with self._push_slots:
-                emit(ProgressEvent(Phase.PUSHING, f"pushing {spec.image}", spec.subject))
-                await self._with_registry_retries(
-                    lambda: self.docker.push(
-                        spec.image, registry.auth, self.settings.push_timeout, output
-                    ),
-                    emit,
-                    spec.subject,
-                )
-        finally:
-            if shared and first is not None and self._first_pushes.get(shared) is first:
-                del self._first_pushes[shared]  # done, or failed: the others go ahead
+            yield
+        else:
+            first = self._first_pushes[environment] = asyncio.Event()
+            try:
+                yield
+            finally:
+                del self._first_pushes[environment]
                 first.set()
 
     async def _replace(self, item: Deploy, emit: Emit) -> str:
