@@ -39,6 +39,7 @@ import aiohttp
 
 from gateway import naming
 from gateway.services.store import ServerRecord, ServerState, Store
+from tests.support.engine import docker, remove_instance
 from tests.support.gitrepo import GitRemote, notebook
 from tests.support.process import GatewayProcess
 from tests.support.stack import Registry, Traefik, free_port, stop
@@ -135,19 +136,11 @@ class Lab:
         self.gateways.append(process)
         return Gateway(scenario, process, env, self)
 
-    def forget(self, instance: str) -> None:
-        """Remove the containers and images of one instance (or of a baseline)."""
-        label = f"label={naming.LABEL_INSTANCE}={instance}"
-        if containers := docker("ps", "-aq", "--filter", label).split():
-            docker("rm", "-f", "-v", *containers)
-        if images := sorted(set(docker("images", "-q", "--filter", label).split())):
-            docker("rmi", "-f", *images, check=False)
-
     def close(self) -> None:
         for process in self.gateways:
             process.stop()
         for instance in self.instances:
-            self.forget(instance)
+            remove_instance(instance)
         if self.traefik is not None:
             stop(self.traefik.process)
         for registry in self.registries:
@@ -196,20 +189,6 @@ class Gateway:
             if response.status not in (200, 202):
                 raise RuntimeError(f"notifying {project} failed: {json.dumps(body)[:3000]}")
             return body
-
-
-def docker(*args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        ["docker", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-        env={**os.environ, "DOCKER_BUILDKIT": "0", **(env or {})},
-    )
-    if check and result.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout.strip()
 
 
 def peak_memory(process: GatewayProcess) -> int:
@@ -372,7 +351,7 @@ async def p1_and_p3(lab: Lab, repeats: int) -> list[Figure]:
             with stopwatch() as elapsed:
                 await asyncio.to_thread(shell, BUILD_LOOP, contexts, env)
             baseline.append(elapsed())
-        lab.forget(env["INSTANCE"])
+        remove_instance(env["INSTANCE"])
         p1 = Figure(
             "P1",
             "no-change update of 50 notebooks in 5 projects / 50 cached `docker build`s",
@@ -382,7 +361,7 @@ async def p1_and_p3(lab: Lab, repeats: int) -> list[Figure]:
         )
         print("P3: one changed notebook, against the floor ...", flush=True)
         figures = [p1, await p3(lab, gateway, remote, repeats)]
-    lab.forget(gateway.instance)  # the next scenario gets an engine without these 50
+    remove_instance(gateway.instance)  # the next scenario gets an engine without these 50
     return figures
 
 
@@ -476,7 +455,7 @@ async def p2(lab: Lab, notebooks_count: int) -> Figure:
         ours = elapsed()
         running = [nb for nb in body["notebooks"] if nb["state"] == "running"]
         assert len(running) == notebooks_count, body
-    lab.forget(gateway.instance)  # the other side gets an idle engine
+    remove_instance(gateway.instance)  # the other side gets an idle engine
 
     print(f"P2: cold deploy of {notebooks_count} notebooks the original way ...", flush=True)
     registry = lab.registry()
@@ -498,7 +477,7 @@ async def p2(lab: Lab, notebooks_count: int) -> Figure:
                 host = f"{context.name}.{env['DOMAIN']}"
                 await until_answers(http, f"{lab.traefik.url}/api/status", host)
         baseline = elapsed()
-    lab.forget(instance)
+    remove_instance(instance)
     return Figure(
         "P2",
         f"cold deploy of {notebooks_count} notebooks sharing requirements / the original loop",

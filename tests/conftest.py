@@ -26,24 +26,11 @@ from gateway import naming
 from gateway.adapters.containers import ContainerIndex
 from gateway.settings import Settings
 from gateway.web.app import create_app
+from tests.support.engine import docker, owned_containers, remove_instance
 from tests.support.gitrepo import GitRemote
 from tests.support.stack import Registry, Traefik, free_port, stop
 
 BASE_IMAGE = os.environ.get("TEST_BASE_IMAGE", "notebook-gateway/base:latest")
-
-
-def docker(*args: str, check: bool = True) -> str:
-    result = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, check=False, timeout=120
-    )
-    if check and result.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout.strip()
-
-
-def owned_containers(instance: str) -> list[str]:
-    out = docker("ps", "-aq", "--filter", f"label={naming.LABEL_INSTANCE}={instance}")
-    return out.split()
 
 
 ContainerView = dict[str, tuple[str, str]]  # id -> (name, state)
@@ -96,21 +83,6 @@ def engine_events(instance: str, since: float, until: float) -> list[EngineEvent
         if attributes.get(naming.LABEL_INSTANCE) == instance or f"/{instance}/" in name:
             found.append(EngineEvent(event["Type"], event["Action"], name, attributes))
     return found
-
-
-def owned_images(instance: str, kind: str | None = None) -> list[str]:
-    filters = ["--filter", f"label={naming.LABEL_INSTANCE}={instance}"]
-    if kind:
-        filters += ["--filter", f"label={naming.LABEL_KIND}={kind}"]
-    out = docker("images", "-q", *filters)
-    return sorted(set(out.split()))
-
-
-def remove_instance(instance: str) -> None:
-    if containers := owned_containers(instance):
-        docker("rm", "-f", "-v", *containers, check=False)
-    if images := owned_images(instance):
-        docker("rmi", "-f", *images, check=False)
 
 
 @dataclass
@@ -211,6 +183,16 @@ MakeGateway = Callable[..., Awaitable[Gateway]]
 
 def new_instance(stack: Stack) -> str:
     return f"{stack.run_id}{next(_instances)}"
+
+
+@pytest.fixture
+def instance(stack: Stack) -> Iterator[str]:
+    """An instance name for a test's own containers and images, all removed afterwards."""
+    name = new_instance(stack)
+    try:
+        yield name
+    finally:
+        remove_instance(name)
 
 
 def gateway_env(

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MakeGateway, docker, job_summary, owned_containers, owned_images
+from tests.conftest import MakeGateway, job_summary
 from tests.support import jupyter
+from tests.support.engine import docker, owned_containers, owned_images
 from tests.support.gitrepo import GitRemote, Symlink, git, notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tests.conftest import MakeGateway, owned_containers, owned_images
+from tests.conftest import MakeGateway
+from tests.support.engine import owned_containers, owned_images
 from tests.support.gitrepo import GitRemote, notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]

@@ -4,7 +4,6 @@ gateway's back (kills, restarts, renames, removals) and agrees with `docker ps`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiodocker
 import pytest
@@ -13,29 +12,11 @@ from gateway import naming
 from gateway.adapters.containers import ContainerIndex
 from gateway.adapters.docker import DockerEngine
 from gateway.web.keys import DOCKER
-from tests.conftest import (
-    MakeGateway,
-    Stack,
-    agrees,
-    docker,
-    docker_ps,
-    indexed,
-    job_summary,
-    new_instance,
-    remove_instance,
-)
+from tests.conftest import MakeGateway, Stack, agrees, docker_ps, indexed, job_summary
+from tests.support.engine import docker, remove_instance
 from tests.support.gitrepo import GitRemote, notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-async def instance(stack: Stack) -> AsyncIterator[str]:
-    name = new_instance(stack)
-    try:
-        yield name
-    finally:
-        remove_instance(name)
 
 
 def run(stack: Stack, instance: str, *extra: str) -> str:

@@ -14,17 +14,9 @@ from gateway.adapters.docker import DockerEngine
 from gateway.context_tar import write_context_tar
 from gateway.errors import NotebookFailed
 from gateway.models import ContextFile
-from tests.conftest import (
-    Gateway,
-    MakeGateway,
-    Stack,
-    docker,
-    job_summary,
-    new_instance,
-    owned_containers,
-    owned_images,
-)
+from tests.conftest import Gateway, MakeGateway, Stack, job_summary, new_instance
 from tests.support import jupyter
+from tests.support.engine import docker, owned_containers, owned_images
 from tests.support.gitrepo import GitRemote, notebook
 from tests.support.stack import free_port
 

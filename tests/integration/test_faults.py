@@ -21,14 +21,12 @@ from tests.conftest import (
     MakeGateway,
     Stack,
     agrees,
-    docker,
     gateway_env,
     job_summary,
     new_instance,
-    owned_containers,
-    remove_instance,
 )
 from tests.support import jupyter
+from tests.support.engine import docker, owned_containers, remove_instance
 from tests.support.faulty_proxy import FAILURES, faulty_proxy
 from tests.support.gitrepo import GitRemote, notebook
 from tests.support.process import GatewayProcess

@@ -11,8 +11,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import Stack, docker, gateway_env, new_instance, remove_instance
+from tests.conftest import Stack, gateway_env, new_instance
 from tests.support import jupyter
+from tests.support.engine import docker, remove_instance
 from tests.support.gitrepo import GitRemote, notebook
 from tests.support.stack import free_port
 

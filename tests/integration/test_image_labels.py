@@ -4,7 +4,6 @@ notebook is called."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import IO
 
 import aiodocker
@@ -15,7 +14,8 @@ from gateway.adapters.docker import DockerEngine
 from gateway.context_tar import write_context_tar
 from gateway.dockerfile import START_SCRIPT, api_labels, render_dockerfile
 from gateway.models import ContextFile
-from tests.conftest import Stack, docker, new_instance, remove_instance
+from tests.conftest import Stack
+from tests.support.engine import docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 
@@ -29,15 +29,6 @@ NAMES = [
 
 def no_blobs(blob: str) -> IO[bytes]:
     raise AssertionError(f"the context has literal files only, not {blob}")
-
-
-@pytest.fixture
-async def instance(stack: Stack) -> AsyncIterator[str]:
-    name = new_instance(stack)
-    try:
-        yield name
-    finally:
-        remove_instance(name)
 
 
 async def test_labels_and_command_survive_any_notebook_name(stack: Stack, instance: str) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from gateway.services.store import JobAction, Store
-from tests.conftest import MakeGateway, Stack, docker, job_summary, owned_containers, owned_images
+from tests.conftest import MakeGateway, Stack, job_summary
+from tests.support.engine import docker, owned_containers, owned_images
 from tests.support.gitrepo import GitRemote, notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]

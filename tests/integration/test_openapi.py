@@ -22,7 +22,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import Stack, gateway_env, new_instance, remove_instance
+from tests.conftest import Stack, gateway_env, new_instance
+from tests.support.engine import remove_instance
 from tests.support.gitlab_server import DEVELOPER, GitLab
 from tests.support.gitrepo import GitRemote, notebook
 from tests.support.process import GatewayProcess

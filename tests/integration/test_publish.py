@@ -11,15 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    Gateway,
-    MakeGateway,
-    Stack,
-    docker,
-    job_summary,
-    owned_containers,
-)
+from tests.conftest import Gateway, MakeGateway, Stack, job_summary
 from tests.support import jupyter
+from tests.support.engine import docker, owned_containers
 from tests.support.gitrepo import GitRemote, notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]

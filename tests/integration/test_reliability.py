@@ -7,15 +7,9 @@ import json
 
 import pytest
 
-from tests.conftest import (
-    MakeGateway,
-    Stack,
-    docker,
-    job_summary,
-    owned_containers,
-    owned_images,
-)
+from tests.conftest import MakeGateway, Stack, job_summary
 from tests.support import jupyter
+from tests.support.engine import docker, owned_containers, owned_images
 from tests.support.gitrepo import GitRemote, notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]

@@ -5,47 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import (
-    Stack,
-    docker,
-    gateway_env,
-    new_instance,
-    owned_containers,
-    remove_instance,
-)
+from tests.conftest import Stack, gateway_env, new_instance
+from tests.support.engine import docker, owned_containers, remove_instance
 from tests.support.git_http import git_http_app
 from tests.support.gitlab_events import ZERO, push_event
 from tests.support.gitlab_events import headers as hook_headers
 from tests.support.gitrepo import GitRemote, notebook
+from tests.support.process import GatewayProcess
 from tests.support.stack import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
 GIT_TOKEN = "glpat-NeverLogThis-4242"
 HOOK_SECRET = "hook-secret-NeverLogThis-2424"
-
-
-async def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(150):
-            assert process.poll() is None, f"the gateway exited:\n{log.read_text()}"
-            try:
-                async with http.get(f"{url}/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"the gateway did not become healthy:\n{log.read_text()}")
 
 
 async def test_serve_publishes_and_never_reveals_a_secret(
@@ -75,17 +54,13 @@ async def test_serve_publishes_and_never_reveals_a_secret(
     )
     secrets = [env["AUTH_TOKEN"], GIT_TOKEN, stack.registry.password, HOOK_SECRET]
     log = tmp_path / "gateway.log"
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "notebook-gateway"), "serve", "--env-file", "/dev/null"],
-        env={**os.environ, **env},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    process = GatewayProcess(env, log)
+    process.start()
     answers: list[str] = []
-    url = f"http://127.0.0.1:{port}"
+    url = process.url
     auth = {"Authorization": f"Bearer {env['AUTH_TOKEN']}"}
     try:
-        await wait_healthy(url, process, log)
+        await process.healthy(30)
         async with aiohttp.ClientSession() as http:
             body = {"project": "climate", "action": "update"}
             async with http.post(f"{url}/projects", json=body, headers=auth) as response:
@@ -139,8 +114,7 @@ async def test_serve_publishes_and_never_reveals_a_secret(
             p.read_bytes() for p in (tmp_path / "state").rglob("*") if p.is_file()
         )
     finally:
-        process.terminate()
-        process.wait(30)
+        process.stop()
         await git_server.close()
         remove_instance(instance)
 

@@ -16,17 +16,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.sessions import SESSION_COOKIE, Signer
-from tests.conftest import (
-    Gateway,
-    MakeGateway,
-    Stack,
-    docker,
-    engine_events,
-    job_summary,
-    owned_containers,
-    owned_images,
-)
+from tests.conftest import Gateway, MakeGateway, Stack, engine_events, job_summary
 from tests.support import jupyter
+from tests.support.engine import docker, owned_containers, owned_images
 from tests.support.gitlab_server import DEVELOPER, MAINTAINER, REPORTER, GitLab
 from tests.support.gitrepo import GitRemote, notebook
 

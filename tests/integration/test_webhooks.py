@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from gateway import naming
-from tests.conftest import Gateway, MakeGateway, job_summary, owned_images
+from tests.conftest import Gateway, MakeGateway, job_summary
+from tests.support.engine import owned_images
 from tests.support.gitlab_events import ZERO, commit, headers, push_event
 from tests.support.gitrepo import GitRemote, git, notebook
 
