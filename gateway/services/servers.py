@@ -181,21 +181,16 @@ class ServerManager:
         }
 
     async def get(self, who: Identity, name: str) -> dict[str, Any]:
-        record = await self._visible(who, name)
-        if record is not None:
-            return await self._view(record)
-        if who.admin and (published := await self._published(name)):
-            return self._view_published(published)
-        raise NotFound(f"there is no server {name!r}")
+        found = await self._find(who, name)
+        if isinstance(found, RunningNotebook):
+            return self._view_published(found)
+        return await self._view(found)
 
     async def stop(self, who: Identity, name: str, forced: bool) -> None:
         """Stopping happens in the background; the server shows `stopping` until it is gone."""
-        record = await self._visible(who, name)
-        if record is None:
-            published = await self._published(name) if who.admin else None
-            if published is None:
-                raise NotFound(f"there is no server {name!r}")
-            await self.docker.remove_container(published.id)  # back at the next reconcile
+        record = await self._find(who, name)
+        if isinstance(record, RunningNotebook):
+            await self.docker.remove_container(record.id)  # back at the next reconcile
             return
         if record.state is ServerState.STOPPING and not forced:
             return
@@ -208,12 +203,9 @@ class ServerManager:
         task.add_done_callback(lambda _: self._launches.pop(f"stop:{name}", None))
 
     async def logs(self, who: Identity, name: str, max_lines: int) -> str:
-        record = await self._visible(who, name)
-        if record is None:
-            published = await self._published(name) if who.admin else None
-            if published is None:
-                raise NotFound(f"there is no server {name!r}")
-            return "\n".join(await self.docker.logs_tail(published.id, max_lines))
+        found = await self._find(who, name)
+        if isinstance(found, RunningNotebook):
+            return "\n".join(await self.docker.logs_tail(found.id, max_lines))
         container = next((c for c in await self.docker.list_servers() if c.server == name), None)
         if container is not None:
             return "\n".join(await self.docker.logs_tail(container.id, max_lines))
@@ -400,6 +392,16 @@ class ServerManager:
         if record is None or not (who.admin or record.user_id == who.user_id):
             return None
         return record
+
+    async def _find(self, who: Identity, name: str) -> ServerRecord | RunningNotebook:
+        """The caller's server (anyone's, for an admin) or, for an admin, the container of a
+        published notebook by that name. Anything else is a missing server."""
+        record = await self._visible(who, name)
+        if record is not None:
+            return record
+        if who.admin and (published := await self._published(name)) is not None:
+            return published
+        raise NotFound(f"there is no server {name!r}")
 
     async def _published(self, name: str) -> RunningNotebook | None:
         return next((n for n in await self.docker.list_notebooks() if n.name == name), None)
