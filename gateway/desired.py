@@ -89,11 +89,6 @@ def _desired(
     context = build_context(snapshot, notebook, dockerfile)
     # The environment's tag stands for the base image and the requirements.
     digest = content_hash(context, env.image)
-    labels = {
-        **image_labels,
-        naming.LABEL_COMMIT: snapshot.commit,
-        naming.LABEL_CONTENT_HASH: digest,
-    }
     return DesiredNotebook(
         project=snapshot.name,
         path=notebook.path,
@@ -104,7 +99,6 @@ def _desired(
         host_label=names.host_label,
         url=url,
         context=context,
-        labels=labels,
         environment=env,
         image_labels=image_labels,
     )

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import naming
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -80,9 +82,17 @@ class DesiredNotebook:
     host_label: str
     url: str
     context: tuple[ContextFile, ...]
-    labels: dict[str, str] = field(default_factory=dict)  # the container's
     environment: ImageSpec | None = None
     image_labels: dict[str, str] = field(default_factory=dict)  # in its Dockerfile
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The container's: what its image is, and which commit and content it runs."""
+        return {
+            **self.image_labels,
+            naming.LABEL_COMMIT: self.commit,
+            naming.LABEL_CONTENT_HASH: self.content_hash,
+        }
 
     @property
     def spec(self) -> ImageSpec:
