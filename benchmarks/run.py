@@ -39,7 +39,7 @@ import aiohttp
 
 from gateway import naming
 from gateway.services.store import ServerRecord, ServerState, Store
-from tests.support.engine import docker, remove_instance
+from tests.support.engine import docker, images_of_run, remove_images, remove_instance
 from tests.support.gitrepo import GitRemote, notebook
 from tests.support.process import GatewayProcess
 from tests.support.stack import Registry, Traefik, free_port, stop
@@ -141,6 +141,7 @@ class Lab:
             process.stop()
         for instance in self.instances:
             remove_instance(instance)
+        remove_images(images_of_run(self.run_id))
         if self.traefik is not None:
             stop(self.traefik.process)
         for registry in self.registries:

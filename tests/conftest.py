@@ -26,7 +26,13 @@ from gateway import naming
 from gateway.adapters.containers import ContainerIndex
 from gateway.settings import Settings
 from gateway.web.app import create_app
-from tests.support.engine import docker, owned_containers, remove_instance
+from tests.support.engine import (
+    docker,
+    images_of_run,
+    owned_containers,
+    remove_images,
+    remove_instance,
+)
 from tests.support.gitrepo import GitRemote
 from tests.support.stack import Registry, Traefik, free_port, stop
 
@@ -128,6 +134,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         leftovers = docker("ps", "-aq", "--filter", f"network={network}", check=False).split()
         if leftovers:
             docker("rm", "-f", "-v", *leftovers, check=False)
+        remove_images(images_of_run(run_id))
         docker("network", "rm", network, check=False)
 
 

@@ -34,5 +34,35 @@ def remove_instance(instance: str) -> None:
     """Every container and image labelled with the instance."""
     if containers := owned_containers(instance):
         docker("rm", "-f", "-v", *containers, check=False)
-    if images := owned_images(instance):
+    remove_images(owned_images(instance))
+
+
+def remove_images(images: list[str]) -> None:
+    """The engine refuses to remove an image while a child image exists, even with -f, and
+    removes the rest; so remove again while that frees more (environment images last)."""
+    while images:
         docker("rmi", "-f", *images, check=False)
+        remaining = docker("image", "inspect", "--format", "{{.Id}}", *images, check=False)
+        if len(remaining.split()) == len(images):
+            return
+        images = remaining.split()
+
+
+def images_of_run(run_id: str) -> list[str]:
+    """Images of every instance whose name starts with the run's id."""
+    labelled = docker("images", "-q", "--filter", f"label={naming.LABEL_INSTANCE}").split()
+    if not labelled:
+        return []
+    out = docker(
+        "image",
+        "inspect",
+        "--format",
+        '{{.Id}} {{index .Config.Labels "' + naming.LABEL_INSTANCE + '"}}',
+        *set(labelled),
+        check=False,
+    )
+    return sorted(
+        image
+        for image, _, instance in (line.partition(" ") for line in out.splitlines())
+        if instance.startswith(run_id)
+    )
