@@ -10,6 +10,9 @@ import aiohttp
 from gateway.sessions import SESSION_COOKIE, Signer
 
 PROBE_TIMEOUT = aiohttp.ClientTimeout(total=5)
+# A request that Traefik sends to a container that has just gone waits for a connection that
+# never comes; a poller asks again sooner than that, with more patience after each such wait.
+FIRST_PATIENCE, MOST_PATIENCE = 1.0, 8.0
 PASS_TTL = 60.0
 
 
@@ -29,14 +32,15 @@ class TraefikProbe:
         except (aiohttp.ClientError, TimeoutError):
             return False
 
-    async def answers(self, host: str) -> bool:
-        """True when Jupyter's /api answers through Traefik for this Host."""
+    async def answers(self, host: str, patience: float = 5.0) -> bool:
+        """True when Jupyter's /api answers through Traefik for this Host within `patience`
+        seconds."""
         session = self.signer.sign("session", {"admin": True, "h": host}, PASS_TTL)
         try:
             async with self.session.get(
                 f"{self.traefik_url}/api",
                 headers={"Host": host, "Cookie": f"{SESSION_COOKIE}={session}"},
-                timeout=PROBE_TIMEOUT,
+                timeout=aiohttp.ClientTimeout(total=patience),
                 allow_redirects=False,
             ) as response:
                 if response.status != 200:

@@ -14,7 +14,7 @@ from typing import IO
 from gateway import naming
 from gateway.adapters.docker import DockerEngine, ResourceLimits
 from gateway.adapters.git import NotebookRepo
-from gateway.adapters.probe import TraefikProbe
+from gateway.adapters.probe import FIRST_PATIENCE, MOST_PATIENCE, TraefikProbe
 from gateway.adapters.registry import RegistryClient, is_transient
 from gateway.context_tar import write_context_tar
 from gateway.desired import container_labels
@@ -394,6 +394,7 @@ class Deployer:
         deadline = loop.time() + self.settings.ready_timeout
         memory = (memory_limit or self.settings.memory_limit) // 2**20
         delay = 0.1  # Jupyter answers within a few seconds: ask often, then back off
+        patience = FIRST_PATIENCE
         while True:
             state = await self.docker.container_state(container_id)
             failure: NotebookFailed | None = None
@@ -410,9 +411,13 @@ class Deployer:
                 failure = NotebookFailed(
                     "start_failed", f"Jupyter exited{code} while starting{reason}"
                 )
-            elif state.running and await self.probe.answers(host):
-                return None
-            elif loop.time() > deadline:
+            elif state.running:
+                asked = loop.time()
+                if await self.probe.answers(host, patience):
+                    return None
+                if loop.time() - asked >= patience:  # waited out: ask again, more patiently
+                    patience = min(patience * 2, MOST_PATIENCE)
+            if failure is None and loop.time() > deadline:
                 failure = NotebookFailed(
                     "not_ready",
                     "the notebook did not answer through the proxy"
