@@ -52,7 +52,8 @@ benchmark: install stack
 	$(BIN)/python -m benchmarks.run $(BENCHMARK_ARGS)
 
 traefik-config: install
-	$(BIN)/notebook-gateway traefik-config --output traefik/traefik.toml
+	$(BIN)/notebook-gateway traefik-config --runtime docker --output traefik/traefik.toml
+	$(BIN)/notebook-gateway traefik-config --runtime swarm --output traefik/traefik-swarm.toml
 
 clean: demo-stop
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

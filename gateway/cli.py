@@ -45,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         " (default: $DOCKER_NETWORK or notebook-gateway)",
     )
     traefik.add_argument(
+        "--runtime",
+        choices=("docker", "swarm"),
+        default=os.environ.get("RUNTIME") or "docker",
+        help="where the notebooks run: the Docker or the Swarm provider"
+        " (default: $RUNTIME or docker)",
+    )
+    traefik.add_argument(
         "--web-address", default=":80", help="web entrypoint address (default: :80)"
     )
     traefik.add_argument(
@@ -95,6 +102,7 @@ def _traefik_config(args: argparse.Namespace) -> int:
 
     config = static_config(
         network=args.network,
+        runtime=args.runtime,
         web_address=args.web_address,
         ping_address=args.ping_address,
         docker_endpoint=args.docker_endpoint,

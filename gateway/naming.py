@@ -21,6 +21,7 @@ NOTEBOOK_SUFFIX = ".ipynb"
 _CLEAN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 # Labels on containers and images: the source of truth for what the gateway owns.
+LABEL_PREFIX = "notebook-gateway."
 LABEL_INSTANCE = "notebook-gateway.instance"
 LABEL_KIND = "notebook-gateway.kind"
 LABEL_PROJECT = "notebook-gateway.project"

@@ -79,6 +79,9 @@ class Settings(BaseModel):
     registry_username: str = Field("", alias="REGISTRY_USERNAME")
     registry_password: SecretStr | None = Field(None, alias="REGISTRY_PASSWORD")
 
+    # Where notebooks run: containers on this engine, or services across a Docker Swarm.
+    runtime: Literal["docker", "swarm"] = Field("docker", alias="RUNTIME")
+
     # Images and containers
     base_image: str = Field("quay.io/jupyter/base-notebook:latest", alias="BASE_IMAGE")
     notebook_user: str = Field("1000:100", alias="NOTEBOOK_USER")
@@ -281,6 +284,11 @@ class Settings(BaseModel):
         if not self.allowed_images:
             registry = [f"{self.registry_host}/*"] if self.registry_host else []
             updates["allowed_images"] = (self.base_image, *registry)
+        if self.runtime == "swarm" and not self.registry_host:
+            raise ValueError(
+                "RUNTIME=swarm needs REGISTRY_HOST: Swarm nodes do not share local images and"
+                " pull every notebook image from the registry"
+            )
         if self.server_cpu_default not in self.server_cpu_options:
             raise ValueError("SERVER_CPU_DEFAULT must be one of SERVER_CPU_OPTIONS")
         if self.server_memory_default not in self.server_memory_options:

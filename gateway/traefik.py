@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomli_w
 
@@ -46,32 +46,38 @@ def guard_labels(instance: str, auth_url: str) -> tuple[tuple[str, ...], dict[st
 def static_config(
     *,
     network: str,
+    runtime: Literal["docker", "swarm"] = "docker",
     web_address: str = ":80",
     ping_address: str = ":8082",
     docker_endpoint: str = "unix:///var/run/docker.sock",
     log_level: str = "INFO",
     reload_throttle: str = "200ms",
+    swarm_refresh: str = "1s",
 ) -> dict[str, Any]:
-    """Traefik's static configuration: one web entrypoint, the Docker provider limited to
-    containers that opt in, and a ping endpoint on its own entrypoint for health checks.
+    """Traefik's static configuration: one web entrypoint, the Docker (or, with
+    runtime="swarm", the Swarm) provider limited to what opts in, and a ping endpoint on its
+    own entrypoint for health checks.
 
     Traefik waits reload_throttle after applying the routes before it looks at the next
     change (2 s by default): a container started just after another one would wait that long
-    for its route, while a deploy starts them one after the other."""
+    for its route, while a deploy starts them one after the other. The Swarm provider polls
+    instead of following events, every 15 s by default: swarm_refresh is how soon a new
+    notebook service gets its route."""
+    provider: dict[str, Any] = {
+        "endpoint": docker_endpoint,
+        "exposedByDefault": False,
+        "network": network,
+    }
+    if runtime == "swarm":
+        provider["refreshSeconds"] = swarm_refresh
+    else:
+        provider["watch"] = True
     return {
         "entryPoints": {
             "web": {"address": web_address},
             "ping": {"address": ping_address},
         },
-        "providers": {
-            "providersThrottleDuration": reload_throttle,
-            "docker": {
-                "endpoint": docker_endpoint,
-                "exposedByDefault": False,
-                "network": network,
-                "watch": True,
-            },
-        },
+        "providers": {"providersThrottleDuration": reload_throttle, runtime: provider},
         "ping": {"entryPoint": "ping"},
         "log": {"level": log_level},
         "accessLog": {},

@@ -35,6 +35,7 @@ from tests.support.engine import (
 )
 from tests.support.gitrepo import GitRemote
 from tests.support.stack import Registry, Traefik, free_port, stop
+from tests.support.swarm import SwarmTraefik, one_node_swarm, swarm_traefik
 
 BASE_IMAGE = os.environ.get("TEST_BASE_IMAGE", "notebook-gateway/base:latest")
 
@@ -136,6 +137,41 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             docker("rm", "-f", "-v", *leftovers, check=False)
         remove_images(images_of_run(run_id))
         docker("network", "rm", network, check=False)
+
+
+@pytest.fixture(scope="session")
+def swarm(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmTraefik]:
+    """A one-node Swarm with its own Traefik, for the tests that ask for it (left at the end)."""
+    root = tmp_path_factory.mktemp("swarm")
+    with one_node_swarm(), swarm_traefik(root, stack.registry, f"{stack.run_id}s") as traefik:
+        yield traefik
+
+
+@dataclass(frozen=True)
+class Lane:
+    """Where a test's notebooks run (RUNTIME), and the Traefik that routes to them."""
+
+    runtime: str
+    network: str
+    traefik_url: str
+    web_port: int
+
+    def env(self) -> dict[str, str]:
+        return {
+            "RUNTIME": self.runtime,
+            "DOCKER_NETWORK": self.network,
+            "TRAEFIK_URL": self.traefik_url,
+            "PUBLIC_PORT": str(self.web_port),
+        }
+
+
+@pytest.fixture(params=["docker", "swarm"])
+def lane(request: pytest.FixtureRequest, stack: Stack) -> Lane:
+    """Run the test once with containers on the engine, once with services on a Swarm."""
+    if request.param == "docker":
+        return Lane("docker", stack.network, stack.traefik.url, stack.traefik.web_port)
+    traefik: SwarmTraefik = request.getfixturevalue("swarm")
+    return Lane("swarm", traefik.network, traefik.url, traefik.web_port)
 
 
 @pytest.fixture

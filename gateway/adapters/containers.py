@@ -1,23 +1,29 @@
-"""The gateway's containers, kept in memory: fed by the engine's event stream and resynchronised
-periodically, so reading them never waits on a Docker list call. While the stream is down the
-index is not live and readers ask the engine directly."""
+"""The container runtime (RUNTIME=docker): each notebook is a plain container on one Docker
+engine, with Traefik's labels on it, and an index of them fed by container events."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+import secrets
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiodocker
 import aiohttp
-from aiodocker.events import DockerEvents
 
 from gateway import naming
+from gateway.adapters.docker import engine_call, log_lines
+from gateway.adapters.runtime import (
+    Container,
+    ContainerState,
+    Launch,
+    Runtime,
+    WorkloadIndex,
+    owned_labels,
+)
+from gateway.errors import DockerError, NotebookFailed
 
 log = logging.getLogger(__name__)
 
@@ -25,37 +31,6 @@ log = logging.getLogger(__name__)
 _CHANGES = frozenset(
     ("create", "start", "restart", "die", "oom", "pause", "unpause", "rename", "update", "destroy")
 )
-_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
-_STREAM_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError)
-
-
-@dataclass(frozen=True)
-class ContainerState:
-    status: str  # created, running, restarting, exited, dead, ...
-    running: bool
-    exit_code: int
-    oom_killed: bool
-    restart_count: int
-    error: str
-
-    def describe(self) -> str:
-        if self.status in ("exited", "dead"):
-            return f"{self.status} with code {self.exit_code}"
-        return self.status
-
-
-@dataclass(frozen=True)
-class Container:
-    id: str
-    name: str
-    image: str  # the reference it was created from
-    labels: Mapping[str, str]
-    state: ContainerState
-
-
-def owned_labels(instance: str) -> list[str]:
-    """The label filter that selects the containers of one gateway."""
-    return [f"{naming.LABEL_INSTANCE}={instance}", naming.LABEL_CONTAINER]
 
 
 def from_inspect(info: Mapping[str, Any]) -> Container:
@@ -89,117 +64,222 @@ def from_summary(raw: Mapping[str, Any]) -> Container:
     )
 
 
-class ContainerIndex:
-    def __init__(self, client: aiodocker.Docker, instance: str, resync_interval: float) -> None:
-        self.client = client
-        self.instance = instance
-        self.resync_interval = resync_interval
-        self.live = False
-        self._containers: dict[str, Container] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._synced = asyncio.Event()
-        self._failures = 0
+class ContainerIndex(WorkloadIndex):
+    name = "container-index"
 
-    # -- reading --------------------------------------------------------------------------
-
-    def containers(self) -> list[Container]:
-        return list(self._containers.values())
-
-    def get(self, container_id: str) -> Container | None:
-        return self._containers.get(container_id)
-
-    # -- keeping it true ------------------------------------------------------------------
-
-    async def start(self, wait: float = 10.0) -> None:
-        """Follow the engine from now on; wait (a while) for the first full picture."""
-        self._task = asyncio.create_task(self._follow(), name="container-index")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._synced.wait(), wait)
-
-    async def close(self) -> None:
-        self.live = False
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def refresh(self, container_id: str) -> Container | None:
-        """Read one container again (the gateway's own changes show at once)."""
+    async def read(self, workload_id: str) -> Container | None:
         try:
-            info = await self.client.containers.container(container_id).show()
+            return from_inspect(await self.client.containers.container(workload_id).show())
         except aiodocker.DockerError as exc:
-            if exc.status != 404:
-                raise
-            self._containers.pop(container_id, None)
-            return None
-        container = from_inspect(info)
-        labels = container.labels
-        if labels.get(naming.LABEL_INSTANCE) == self.instance and naming.LABEL_CONTAINER in labels:
-            self._containers[container.id] = container
-        return container
-
-    def forget(self, container_id: str) -> None:
-        self._containers.pop(container_id, None)
+            if exc.status == 404:
+                return None
+            raise
 
     async def resync(self) -> None:
-        """Compare with the engine's list; read again only what is new or changed state."""
+        """Read again only what is new or changed state since the last look."""
         filters = json.dumps({"label": owned_labels(self.instance)})
         listed = await self.client.containers.list(all=True, filters=filters)
         present = set()
         for entry in listed:
             summary = from_summary(entry._container)
             present.add(summary.id)
-            known = self._containers.get(summary.id)
+            known = self.get(summary.id)
             if known is None or known.state.status != summary.state.status:
                 await self.refresh(summary.id)
-        for gone in set(self._containers) - present:
-            self._containers.pop(gone, None)
+        self.keep_only(present)
 
-    async def _follow(self) -> None:
-        while True:
-            try:
-                await self._follow_once()  # ends with the stream (an engine restart)
-            except Exception as exc:  # whatever broke, start over from a resync
-                if self._failures == 0:
-                    log.warning("lost the Docker event stream (%s); asking the engine", exc)
-            await asyncio.sleep(_RETRY_DELAYS[min(self._failures, len(_RETRY_DELAYS) - 1)])
-            self._failures += 1
+    def event_filters(self) -> dict[str, list[str]]:
+        return {"type": ["container"], "label": owned_labels(self.instance)}
 
-    async def _follow_once(self) -> None:
-        events = DockerEvents(self.client)  # type: ignore[no-untyped-call]
-        subscriber = events.subscribe(create_task=False)  # type: ignore[no-untyped-call]
-        filters = {"type": ["container"], "label": owned_labels(self.instance)}
-        # Replaying from a moment ago covers changes between the list below and the stream.
-        since = str(int(time.time()) - 2)
-        stream = asyncio.create_task(events.run(since=since, filters=json.dumps(filters)))
-        try:
-            await self.resync()
-            self.live, self._failures = True, 0
-            self._synced.set()
-            while True:
-                try:
-                    event = await asyncio.wait_for(subscriber.get(), self.resync_interval)
-                except TimeoutError:
-                    await self.resync()
-                    continue
-                if event is None:  # the stream ended
-                    break
-                await self._apply(event)
-        finally:
-            self.live = False
-            await events.stop()  # type: ignore[no-untyped-call]
-            stream.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *_STREAM_ERRORS):
-                await stream
-        if not stream.cancelled() and (error := stream.exception()):
-            raise error
-
-    async def _apply(self, event: Mapping[str, Any]) -> None:
+    def subject(self, event: Mapping[str, Any]) -> tuple[str, bool] | None:
         action = str(event.get("Action") or event.get("status") or "")
         container_id = str((event.get("Actor") or {}).get("ID") or event.get("id") or "")
         if not container_id or action not in _CHANGES:
-            return
-        if action == "destroy":
-            self._containers.pop(container_id, None)
-        else:
-            await self.refresh(container_id)
+            return None
+        return container_id, action == "destroy"
+
+
+class ContainerRuntime(Runtime):
+    def __init__(
+        self, client: aiodocker.Docker, instance: str, index: ContainerIndex | None = None
+    ) -> None:
+        super().__init__(client, instance)
+        self.index = index
+
+    @engine_call("checking the network")
+    async def ensure_network(self, name: str) -> None:
+        try:
+            await self.client.networks.get(name)
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                raise DockerError(f"cannot inspect network {name}: {exc.message}") from None
+            try:
+                await self.client.networks.create(
+                    {
+                        "Name": name,
+                        "Driver": "bridge",
+                        "Labels": {naming.LABEL_INSTANCE: self.instance},
+                    }
+                )
+            except aiodocker.DockerError as create_exc:
+                if create_exc.status != 409:  # created concurrently
+                    raise DockerError(
+                        f"cannot create network {name}: {create_exc.message}"
+                    ) from None
+
+    @engine_call("listing containers")
+    async def containers(self) -> list[Container]:
+        """From the index while it follows the engine."""
+        if self.index is not None and self.index.live:
+            return self.index.containers()
+        filters = json.dumps({"label": owned_labels(self.instance)})
+        try:
+            listed = await self.client.containers.list(all=True, filters=filters)
+        except aiodocker.DockerError as exc:
+            raise DockerError(f"cannot list containers: {exc.message}") from None
+        return [from_summary(c._container) for c in listed]
+
+    async def start(self, launch: Launch, replaces: Sequence[str] = ()) -> str:
+        """A new version starts beside the old ones under a passing name, so they serve until
+        it runs; then they are removed and it takes the notebook's name. They are killed, not
+        asked to shut down: what they hold is discarded anyway, and a slow shutdown would take
+        the processor from the new Jupyter starting up."""
+        if not replaces:
+            return await self._run(launch, launch.name)
+        passing = naming.fit(f"{launch.name}-next-{secrets.token_hex(3)}")
+        container_id = await self._run(launch, passing)
+        for old in replaces:
+            await self.remove(old, graceful=False)
+        await self._rename(container_id, launch.name)
+        return container_id
+
+    @engine_call("starting a container")
+    async def _run(self, launch: Launch, create_as: str) -> str:
+        limits = launch.limits
+        config: dict[str, Any] = {
+            "Image": launch.image,
+            **({"Cmd": launch.command} if launch.command else {}),
+            "Hostname": launch.hostname[:63],
+            "User": launch.user,
+            "Labels": {**launch.labels, naming.LABEL_CONTAINER: launch.name},
+            "ExposedPorts": {"8888/tcp": {}},
+            "HostConfig": {
+                "NetworkMode": launch.network,
+                "RestartPolicy": {"Name": "unless-stopped"},
+                "Memory": limits.memory,
+                "MemorySwap": limits.memory,  # no swap beyond the memory limit
+                "NanoCpus": int(limits.cpus * 1e9),
+                "PidsLimit": limits.pids,
+                "CapDrop": ["ALL"],
+                "SecurityOpt": ["no-new-privileges:true"],
+                "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            },
+        }
+        try:
+            container = await self.client.containers.create(config, name=create_as)
+        except aiodocker.DockerError as exc:
+            raise NotebookFailed(
+                "start_failed", f"cannot create container {launch.name}: {exc.message}"
+            ) from None
+        try:
+            await container.start()
+        except aiodocker.DockerError as exc:
+            await self.remove(container.id)
+            raise NotebookFailed(
+                "start_failed", f"cannot start container {launch.name}: {exc.message}"
+            ) from None
+        await self._reread(container.id)
+        return str(container.id)
+
+    @engine_call("renaming a container")
+    async def _rename(self, container_id: str, name: str) -> None:
+        try:
+            await self.client.containers.container(container_id).rename(name)
+        except aiodocker.DockerError as exc:
+            raise NotebookFailed(
+                "start_failed",
+                f"cannot rename container {container_id[:12]} to {name}: {exc.message}",
+            ) from None
+        await self._reread(container_id)
+
+    @engine_call("inspecting a container")
+    async def state(self, container_id: str) -> ContainerState | None:
+        if self.index is not None and self.index.live:
+            known = self.index.get(container_id)
+            if known is not None:
+                return known.state
+        found = await self._reread(container_id)
+        return found.state if found else None
+
+    async def _reread(self, container_id: str) -> Container | None:
+        """Inspect one container, and let the index know what the gateway itself changed
+        before the engine's event arrives."""
+        try:
+            if self.index is not None:
+                return await self.index.refresh(container_id)
+            return from_inspect(await self.client.containers.container(container_id).show())
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise DockerError(
+                f"cannot inspect container {container_id[:12]}: {exc.message}"
+            ) from None
+
+    async def logs_tail(self, container_id: str, lines: int = 30) -> list[str]:
+        try:
+            chunks = await self.client.containers.container(container_id).log(
+                stdout=True, stderr=True, tail=lines
+            )
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+            return []  # only ever used to explain another failure
+        return [line for chunk in chunks for line in log_lines(chunk)][-lines:]
+
+    @engine_call("stopping a container")
+    async def stop(self, container_id: str) -> None:
+        try:
+            await self.client.containers.container(container_id).stop(t=10)
+        except aiodocker.DockerError as exc:
+            if exc.status not in (304, 404):
+                raise DockerError(
+                    f"cannot stop container {container_id[:12]}: {exc.message}"
+                ) from None
+        await self._reread(container_id)
+
+    @engine_call("removing a container")
+    async def remove(self, container_id: str, graceful: bool = True) -> bool:
+        """Stopping first also avoids racing the engine's own restart of the container."""
+        container = self.client.containers.container(container_id)
+        if graceful:
+            # 304 (not running), 404 and the errors of dead containers: the delete decides.
+            with contextlib.suppress(aiodocker.DockerError):
+                await container.stop(t=10)
+        try:
+            await container.delete(force=True, v=True)
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                return await self._set_aside(container_id, exc.message)
+        if self.index is not None:
+            self.index.forget(container_id)
+        return True
+
+    async def _set_aside(self, container_id: str, reason: str) -> bool:
+        """A dead container whose file system the engine cannot release (a known overlay2
+        problem after engine restarts) keeps its name. Rename it so the name is free; it stays
+        labelled, so later reconcile passes try to remove it again."""
+        container = self.client.containers.container(container_id)
+        try:
+            info = await container.show()
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return True
+            raise DockerError(f"cannot remove container {container_id[:12]}: {reason}") from None
+        state = info.get("State") or {}
+        if not (state.get("Dead") or state.get("Status") in ("dead", "removing")):
+            raise DockerError(f"cannot remove container {container_id[:12]}: {reason}")
+        name = str(info.get("Name", "")).lstrip("/")
+        if name and "-dead-" not in name:
+            with contextlib.suppress(aiodocker.DockerError):
+                await container.rename(naming.fit(f"{name}-dead-{container_id[:12]}"))
+                await self._reread(container_id)
+        log.warning("container %s is dead and cannot be removed yet: %s", container_id[:12], reason)
+        return False

@@ -1,45 +1,35 @@
-"""The Docker engine, through aiodocker. Raw API dicts are turned into the project's own
-dataclasses here; build and push streams are checked for in-band errors."""
+"""The Docker engine's images, through aiodocker: build, pull, push and removal. Build and push
+streams are checked for in-band errors. Where notebooks run is the runtime's (runtime.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import json
 import logging
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping
 from typing import IO, Any, ParamSpec, TypeVar
 
 import aiodocker
 import aiohttp
 
 from gateway import naming
-from gateway.adapters.containers import (
-    Container,
-    ContainerIndex,
-    ContainerState,
-    from_inspect,
-    from_summary,
-    owned_labels,
-)
 from gateway.adapters.registry import RegistryAuth
 from gateway.errors import DockerError, NotebookFailed, RegistryError
-from gateway.models import RunningNotebook
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def engine_call(what: str) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
+def engine_call(
+    what: str,
+) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
     """Connection failures (the engine stopped or restarted) become a DockerError, so the job
     fails cleanly with docker_error; aiodocker only wraps errors the engine itself reports."""
 
-    def wrap(call: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    def wrap(call: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
         @functools.wraps(call)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
             try:
@@ -60,63 +50,21 @@ _LAYER = re.compile(r"^\s*---> ([0-9a-f]{12})$")
 LineSink = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class ResourceLimits:
-    memory: int
-    cpus: float
-    pids: int
-
-
-@dataclass(frozen=True)
-class ServerContainer:
-    """A user server's container, as read back from its labels."""
-
-    id: str
-    server: str
-    image: str
-    user_id: int
-    state: str  # the engine's: created, running, restarting, exited, dead, ...
-
-
-__all__ = ["ContainerState", "DockerEngine", "ResourceLimits", "ServerContainer"]
+__all__ = ["DockerEngine", "engine_call", "log_lines"]
 
 
 class DockerEngine:
-    def __init__(
-        self, client: aiodocker.Docker, instance: str, index: ContainerIndex | None = None
-    ) -> None:
+    def __init__(self, client: aiodocker.Docker, instance: str) -> None:
         self.client = client
         self.instance = instance
-        self.index = index
 
-    # -- engine and network --------------------------------------------------------------
+    # -- engine --------------------------------------------------------------------------
 
     async def ping(self) -> None:
         try:
             await self.client.version()
         except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
             raise DockerError(f"the Docker engine does not answer: {exc}") from None
-
-    @engine_call("checking the network")
-    async def ensure_network(self, name: str) -> None:
-        try:
-            await self.client.networks.get(name)
-        except aiodocker.DockerError as exc:
-            if exc.status != 404:
-                raise DockerError(f"cannot inspect network {name}: {exc.message}") from None
-            try:
-                await self.client.networks.create(
-                    {
-                        "Name": name,
-                        "Driver": "bridge",
-                        "Labels": {naming.LABEL_INSTANCE: self.instance},
-                    }
-                )
-            except aiodocker.DockerError as create_exc:
-                if create_exc.status != 409:  # created concurrently
-                    raise DockerError(
-                        f"cannot create network {name}: {create_exc.message}"
-                    ) from None
 
     # -- images --------------------------------------------------------------------------
 
@@ -165,7 +113,7 @@ class DockerEngine:
                 stream=True,
             )
             async for chunk in stream:
-                for line in _lines(chunk.get("stream")):
+                for line in log_lines(chunk.get("stream")):
                     tail.append(line)
                     on_line(line)
                     if layer := _LAYER.match(line):
@@ -250,7 +198,13 @@ class DockerEngine:
     ) -> list[str]:
         """Remove this notebook's images (every content hash but `keep`). Images still used by a
         container are left alone."""
-        filters = {"label": [*self._owned(), f"{naming.LABEL_PROJECT}={project}"]}
+        filters = {
+            "label": [
+                f"{naming.LABEL_INSTANCE}={self.instance}",
+                f"{naming.LABEL_KIND}={naming.KIND_PUBLISHED}",
+                f"{naming.LABEL_PROJECT}={project}",
+            ]
+        }
         images = await self.client.images.list(filters=filters)
         mine = [i for i in images if (i.get("Labels") or {}).get(naming.LABEL_NOTEBOOK) == path]
         return await self._remove_images(mine, keep)
@@ -281,216 +235,8 @@ class DockerEngine:
                         raise DockerError(f"cannot remove image {ref}: {exc.message}") from None
         return removed
 
-    # -- containers ----------------------------------------------------------------------
 
-    @engine_call("listing containers")
-    async def containers(self) -> list[Container]:
-        """Every container of this gateway: from the index while it follows the engine."""
-        if self.index is not None and self.index.live:
-            return self.index.containers()
-        filters = json.dumps({"label": owned_labels(self.instance)})
-        try:
-            listed = await self.client.containers.list(all=True, filters=filters)
-        except aiodocker.DockerError as exc:
-            raise DockerError(f"cannot list containers: {exc.message}") from None
-        return [from_summary(c._container) for c in listed]
-
-    async def list_servers(self) -> list[ServerContainer]:
-        found = []
-        for container in await self.containers():
-            labels = container.labels
-            if labels.get(naming.LABEL_KIND) != naming.KIND_USER:
-                continue
-            user_id = labels.get(naming.LABEL_USER_ID, "")
-            found.append(
-                ServerContainer(
-                    id=container.id,
-                    server=labels.get(naming.LABEL_SERVER, ""),
-                    image=container.image,
-                    user_id=int(user_id) if user_id.isdigit() else -1,
-                    state=container.state.status,
-                )
-            )
-        return found
-
-    def _owned(self) -> list[str]:
-        return [
-            f"{naming.LABEL_INSTANCE}={self.instance}",
-            f"{naming.LABEL_KIND}={naming.KIND_PUBLISHED}",
-        ]
-
-    async def list_notebooks(self, project: str | None = None) -> list[RunningNotebook]:
-        found = []
-        for container in await self.containers():
-            labels = container.labels
-            if labels.get(naming.LABEL_KIND) != naming.KIND_PUBLISHED:
-                continue
-            if project is not None and labels.get(naming.LABEL_PROJECT) != project:
-                continue
-            found.append(
-                RunningNotebook(
-                    id=container.id,
-                    name=container.name,
-                    project=labels.get(naming.LABEL_PROJECT, ""),
-                    path=labels.get(naming.LABEL_NOTEBOOK, ""),
-                    commit=labels.get(naming.LABEL_COMMIT, ""),
-                    content_hash=labels.get(naming.LABEL_CONTENT_HASH, ""),
-                    image=container.image,
-                    url=labels.get(naming.LABEL_URL, ""),
-                    running=container.state.status == "running",
-                    status=container.state.describe(),
-                )
-            )
-        return found
-
-    @engine_call("starting a container")
-    async def run_notebook(
-        self,
-        name: str,
-        image: str,
-        labels: Mapping[str, str],
-        hostname: str,
-        network: str,
-        user: str,
-        limits: ResourceLimits,
-        command: list[str] | None = None,
-        create_as: str | None = None,
-    ) -> str:
-        """Create and start a notebook container. With create_as, it runs under that name
-        until rename_container gives it `name` (which another container still holds)."""
-        config: dict[str, Any] = {
-            "Image": image,
-            **({"Cmd": command} if command else {}),
-            "Hostname": hostname[:63],
-            "User": user,
-            "Labels": {**labels, naming.LABEL_CONTAINER: name},
-            "ExposedPorts": {"8888/tcp": {}},
-            "HostConfig": {
-                "NetworkMode": network,
-                "RestartPolicy": {"Name": "unless-stopped"},
-                "Memory": limits.memory,
-                "MemorySwap": limits.memory,  # no swap beyond the memory limit
-                "NanoCpus": int(limits.cpus * 1e9),
-                "PidsLimit": limits.pids,
-                "CapDrop": ["ALL"],
-                "SecurityOpt": ["no-new-privileges:true"],
-                "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
-            },
-        }
-        try:
-            container = await self.client.containers.create(config, name=create_as or name)
-        except aiodocker.DockerError as exc:
-            raise NotebookFailed(
-                "start_failed", f"cannot create container {name}: {exc.message}"
-            ) from None
-        try:
-            await container.start()
-        except aiodocker.DockerError as exc:
-            await self.remove_container(container.id)
-            raise NotebookFailed(
-                "start_failed", f"cannot start container {name}: {exc.message}"
-            ) from None
-        await self._reread(container.id)
-        return str(container.id)
-
-    @engine_call("renaming a container")
-    async def rename_container(self, container_id: str, name: str) -> None:
-        try:
-            await self.client.containers.container(container_id).rename(name)
-        except aiodocker.DockerError as exc:
-            raise NotebookFailed(
-                "start_failed",
-                f"cannot rename container {container_id[:12]} to {name}: {exc.message}",
-            ) from None
-        await self._reread(container_id)
-
-    @engine_call("inspecting a container")
-    async def container_state(self, container_id: str) -> ContainerState | None:
-        if self.index is not None and self.index.live:
-            known = self.index.get(container_id)
-            if known is not None:
-                return known.state
-        found = await self._reread(container_id)
-        return found.state if found else None
-
-    async def _reread(self, container_id: str) -> Container | None:
-        """Inspect one container, and let the index know what the gateway itself changed
-        before the engine's event arrives."""
-        try:
-            if self.index is not None:
-                return await self.index.refresh(container_id)
-            return from_inspect(await self.client.containers.container(container_id).show())
-        except aiodocker.DockerError as exc:
-            if exc.status == 404:
-                return None
-            raise DockerError(
-                f"cannot inspect container {container_id[:12]}: {exc.message}"
-            ) from None
-
-    async def logs_tail(self, container_id: str, lines: int = 30) -> list[str]:
-        try:
-            chunks = await self.client.containers.container(container_id).log(
-                stdout=True, stderr=True, tail=lines
-            )
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError):
-            return []  # only ever used to explain another failure
-        return [line for chunk in chunks for line in _lines(chunk)][-lines:]
-
-    @engine_call("stopping a container")
-    async def stop_container(self, container_id: str) -> None:
-        try:
-            await self.client.containers.container(container_id).stop(t=10)
-        except aiodocker.DockerError as exc:
-            if exc.status not in (304, 404):
-                raise DockerError(
-                    f"cannot stop container {container_id[:12]}: {exc.message}"
-                ) from None
-        await self._reread(container_id)
-
-    @engine_call("removing a container")
-    async def remove_container(self, container_id: str, graceful: bool = True) -> bool:
-        """Stop it (Jupyter shuts its kernels down) and remove it. Stopping first also avoids
-        racing the engine's own restart of the container; graceful=False kills it at once, for
-        a server that will not stop cleanly. False when the engine cannot remove it now: see
-        _set_aside."""
-        container = self.client.containers.container(container_id)
-        if graceful:
-            # 304 (not running), 404 and the errors of dead containers: the delete decides.
-            with contextlib.suppress(aiodocker.DockerError):
-                await container.stop(t=10)
-        try:
-            await container.delete(force=True, v=True)
-        except aiodocker.DockerError as exc:
-            if exc.status != 404:
-                return await self._set_aside(container_id, exc.message)
-        if self.index is not None:
-            self.index.forget(container_id)
-        return True
-
-    async def _set_aside(self, container_id: str, reason: str) -> bool:
-        """A dead container whose file system the engine cannot release (a known overlay2
-        problem after engine restarts) keeps its name. Rename it so the name is free; it stays
-        labelled, so later reconcile passes try to remove it again."""
-        container = self.client.containers.container(container_id)
-        try:
-            info = await container.show()
-        except aiodocker.DockerError as exc:
-            if exc.status == 404:
-                return True
-            raise DockerError(f"cannot remove container {container_id[:12]}: {reason}") from None
-        state = info.get("State") or {}
-        if not (state.get("Dead") or state.get("Status") in ("dead", "removing")):
-            raise DockerError(f"cannot remove container {container_id[:12]}: {reason}")
-        name = str(info.get("Name", "")).lstrip("/")
-        if name and "-dead-" not in name:
-            with contextlib.suppress(aiodocker.DockerError):
-                await container.rename(naming.fit(f"{name}-dead-{container_id[:12]}"))
-                await self._reread(container_id)
-        log.warning("container %s is dead and cannot be removed yet: %s", container_id[:12], reason)
-        return False
-
-
-def _lines(text: Any) -> list[str]:
+def log_lines(text: Any) -> list[str]:
     if not isinstance(text, str):
         return []
     return [line.rstrip() for line in text.splitlines() if line.strip()]

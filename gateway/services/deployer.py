@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO
 
 from gateway import naming
-from gateway.adapters.docker import DockerEngine, ResourceLimits
+from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.probe import FIRST_PATIENCE, MOST_PATIENCE, TraefikProbe
 from gateway.adapters.registry import RegistryClient, is_transient
+from gateway.adapters.runtime import Launch, ResourceLimits, Runtime
 from gateway.context_tar import write_context_tar
 from gateway.desired import container_labels
 from gateway.discovery import notebook_problem
@@ -45,12 +45,14 @@ class Deployer:
         self,
         settings: Settings,
         docker: DockerEngine,
+        runtime: Runtime,
         repo: NotebookRepo,
         probe: TraefikProbe,
         registry: RegistryClient | None,
     ) -> None:
         self.settings = settings
         self.docker = docker
+        self.runtime = runtime
         self.repo = repo
         self.probe = probe
         self.registry = registry
@@ -160,10 +162,8 @@ class Deployer:
             )
         return removed
 
-    async def _remove_container(
-        self, container: RunningNotebook, emit: Emit, graceful: bool = True
-    ) -> None:
-        if not await self.docker.remove_container(container.id, graceful):
+    async def _remove_container(self, container: RunningNotebook, emit: Emit) -> None:
+        if not await self.runtime.remove(container.id):
             emit(
                 ProgressEvent(
                     Phase.REMOVING,
@@ -332,34 +332,33 @@ class Deployer:
                 first.set()
 
     async def _replace(self, item: Deploy, emit: Emit) -> str:
-        """Start the new container beside the old ones, which serve until then (and on, if it
-        fails to start); then remove them and give it the notebook's name. They are killed,
-        not asked to shut down: what they hold is discarded anyway, and a slow shutdown would
-        take the processor from the new Jupyter starting up."""
+        """Start the new version; the runtime hands over from the old ones, which serve until
+        then (and on, if it fails to start)."""
+        desired = item.desired
         async with self._start_slots:
-            if not item.replaces:
-                return await self._start(item.desired, emit)
-            passing = naming.fit(f"{item.desired.container}-next-{secrets.token_hex(3)}")
-            container_id = await self._start(item.desired, emit, create_as=passing)
-            for old in item.replaces:
-                await self._remove_container(old, emit, graceful=False)
-            await self.docker.rename_container(container_id, item.desired.container)
-            return container_id
-
-    async def _start(
-        self, desired: DesiredNotebook, emit: Emit, create_as: str | None = None
-    ) -> str:
-        emit(ProgressEvent(Phase.STARTING, f"starting container {desired.container}", desired.path))
-        return await self.docker.run_notebook(
-            create_as=create_as,
-            name=desired.container,
-            image=desired.image,
-            labels=container_labels(desired, self.settings),
-            hostname=desired.host_label,
-            network=self.settings.docker_network,
-            user=self.settings.notebook_user,
-            limits=self.limits,
-        )
+            emit(ProgressEvent(Phase.STARTING, f"starting {desired.container}", desired.path))
+            container_id = await self.runtime.start(
+                Launch(
+                    name=desired.container,
+                    image=desired.image,
+                    labels=container_labels(desired, self.settings),
+                    hostname=desired.host_label,
+                    network=self.settings.docker_network,
+                    user=self.settings.notebook_user,
+                    limits=self.limits,
+                ),
+                replaces=[old.id for old in item.replaces],
+            )
+        for old in item.replaces:
+            if old.id != container_id and await self.runtime.state(old.id) is not None:
+                emit(
+                    ProgressEvent(
+                        Phase.REMOVING,
+                        f"warning: {old.name} cannot be removed yet; a later reconcile will",
+                        old.path,
+                    )
+                )
+        return container_id
 
     async def _await_ready(
         self, desired: DesiredNotebook, container_id: str, action: NotebookAction, emit: Emit
@@ -396,7 +395,7 @@ class Deployer:
         delay = 0.1  # Jupyter answers within a few seconds: ask often, then back off
         patience = FIRST_PATIENCE
         while True:
-            state = await self.docker.container_state(container_id)
+            state = await self.runtime.state(container_id)
             failure: NotebookFailed | None = None
             if state is None:
                 failure = NotebookFailed("start_failed", "the container was removed while starting")
@@ -424,8 +423,8 @@ class Deployer:
                     f" within {self.settings.ready_timeout:.0f} s",
                 )
             if failure is not None:
-                failure.log = await self.docker.logs_tail(container_id, LOG_TAIL)
-                await self.docker.stop_container(container_id)
+                failure.log = await self.runtime.logs_tail(container_id, LOG_TAIL)
+                await self.runtime.stop(container_id)
                 return failure
             await asyncio.sleep(delay)
             delay = min(delay * 1.2, 1.0)
@@ -448,7 +447,7 @@ class Deployer:
         emit(ProgressEvent(Phase.FAILED, failure.message, item.desired.path))
         serving: RunningNotebook | None = None
         for old in item.replaces:
-            state = await self.docker.container_state(old.id)
+            state = await self.runtime.state(old.id)
             if state is not None and state.running:
                 serving = old
                 break

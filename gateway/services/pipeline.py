@@ -11,6 +11,7 @@ import git
 from gateway import discovery
 from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
+from gateway.adapters.runtime import Runtime
 from gateway.desired import desired_notebooks
 from gateway.errors import GitError, UnknownProject, UpstreamError
 from gateway.models import (
@@ -48,12 +49,14 @@ class Pipeline:
         self,
         settings: Settings,
         docker: DockerEngine,
+        runtime: Runtime,
         repo: NotebookRepo,
         deployer: Deployer,
         store: Store,
     ) -> None:
         self.settings = settings
         self.docker = docker
+        self.runtime = runtime
         self.repo = repo
         self.deployer = deployer
         self.store = store
@@ -67,7 +70,7 @@ class Pipeline:
         emit = progress.emit
         commit = await self._fetch(job, progress)
 
-        actual = await self.docker.list_notebooks(job.project)
+        actual = await self.runtime.list_notebooks(job.project)
         desired: list[DesiredNotebook] = []
         entries = None
         if job.action is JobAction.UPDATE:
@@ -136,18 +139,18 @@ class Pipeline:
         """Every project in the repository, in containers the gateway owns, or in its records.
         Owned containers without a project or notebook label cannot be placed: they go."""
         tip = await self._fetch(job, progress)
-        for container in await self.docker.list_notebooks():
+        for container in await self.runtime.list_notebooks():
             if not (container.project and container.path):
                 progress.emit(
                     ProgressEvent(Phase.REMOVING, f"removing unlabelled container {container.name}")
                 )
-                await self.docker.remove_container(container.id)
+                await self.runtime.remove(container.id)
                 progress.changed = True
         return await self._every_project(tip)
 
     async def _every_project(self, commit: str) -> list[str]:
         names = set(await self.repo.projects(commit))
-        names.update(c.project for c in await self.docker.list_notebooks() if c.project)
+        names.update(c.project for c in await self.runtime.list_notebooks() if c.project)
         names.update(record.project for record in await self.store.published())
         return sorted(names)
 

@@ -19,9 +19,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from gateway import discovery, naming
-from gateway.adapters.docker import ContainerState, DockerEngine, ResourceLimits, ServerContainer
+from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.gitlab import DEVELOPER, GitLabClient
+from gateway.adapters.runtime import (
+    ContainerState,
+    Launch,
+    ResourceLimits,
+    Runtime,
+    ServerContainer,
+)
 from gateway.desired import forward_auth_url, server_image
 from gateway.dockerfile import start_command
 from gateway.errors import (
@@ -67,12 +74,14 @@ class ServerManager:
         self,
         settings: Settings,
         docker: DockerEngine,
+        runtime: Runtime,
         deployer: Deployer,
         gitlab: GitLabClient | None,
         store: Store,
     ) -> None:
         self.settings = settings
         self.docker = docker
+        self.runtime = runtime
         self.deployer = deployer
         self.gitlab = gitlab
         self.store = store
@@ -170,10 +179,10 @@ class ServerManager:
 
     async def list(self, who: Identity, filters: dict[str, str]) -> dict[str, dict[str, Any]]:
         records = await self.store.servers(None if who.admin else who.user_id)
-        containers = {c.server: c for c in await self.docker.list_servers()}
+        containers = {c.server: c for c in await self.runtime.list_servers()}
         views = [await self._view(r, containers) for r in records]
         if who.admin:
-            views += [self._view_published(n) for n in await self.docker.list_notebooks()]
+            views += [self._view_published(n) for n in await self.runtime.list_notebooks()]
         return {
             view["name"]: view
             for view in views
@@ -190,7 +199,7 @@ class ServerManager:
         """Stopping happens in the background; the server shows `stopping` until it is gone."""
         record = await self._find(who, name)
         if isinstance(record, RunningNotebook):
-            await self.docker.remove_container(record.id)  # back at the next reconcile
+            await self.runtime.remove(record.id)  # back at the next reconcile
             return
         if record.state is ServerState.STOPPING and not forced:
             return
@@ -205,10 +214,10 @@ class ServerManager:
     async def logs(self, who: Identity, name: str, max_lines: int) -> str:
         found = await self._find(who, name)
         if isinstance(found, RunningNotebook):
-            return "\n".join(await self.docker.logs_tail(found.id, max_lines))
-        container = next((c for c in await self.docker.list_servers() if c.server == name), None)
+            return "\n".join(await self.runtime.logs_tail(found.id, max_lines))
+        container = next((c for c in await self.runtime.list_servers() if c.server == name), None)
         if container is not None:
-            return "\n".join(await self.docker.logs_tail(container.id, max_lines))
+            return "\n".join(await self.runtime.logs_tail(container.id, max_lines))
         return "\n".join(list(self._launch_logs.get(name, ()))[-max_lines:])
 
     async def target(self, host: str) -> Target | None:
@@ -226,7 +235,7 @@ class ServerManager:
     async def recover(self) -> None:
         """After a restart: launches that were cut off cannot resume (the user's token is gone
         with the request), stops that were cut off finish now."""
-        containers = {c.server: c for c in await self.docker.list_servers()}
+        containers = {c.server: c for c in await self.runtime.list_servers()}
         for record in await self.store.servers():
             container = containers.get(record.name)
             if record.state is ServerState.STOPPING:
@@ -245,11 +254,11 @@ class ServerManager:
         """Containers of servers nobody asked for go; records of servers whose container
         vanished say so."""
         records = {r.name: r for r in await self.store.servers()}
-        containers = await self.docker.list_servers()
+        containers = await self.runtime.list_servers()
         for container in containers:
             if container.server not in records:
                 log.info("removing the container of unknown server %s", container.server)
-                await self.docker.remove_container(container.id)
+                await self.runtime.remove(container.id)
         present = {c.server for c in containers}
         for record in records.values():
             if record.state is ServerState.RUNNING and record.name not in present:
@@ -308,17 +317,19 @@ class ServerManager:
             await step("starting Jupyter")
             memory = parse_bytes(str(record.options["mem_request"]))
             host = f"{name}.{self.settings.base_domain}"
-            container_id = await self.docker.run_notebook(
-                name=naming.fit(f"{self.settings.instance}-{name}"),
-                image=spec.image,
-                labels=self._labels(record, spec.image, spec.labels),
-                hostname=name,
-                network=self.settings.docker_network,
-                user=self.settings.notebook_user,
-                limits=ResourceLimits(
-                    memory, float(record.options["cpu_request"]), self.settings.pids_limit
-                ),
-                command=start_command(record.notebook, str(record.options["defaultUrl"])),
+            container_id = await self.runtime.start(
+                Launch(
+                    name=naming.fit(f"{self.settings.instance}-{name}"),
+                    image=spec.image,
+                    labels=self._labels(record, spec.image, spec.labels),
+                    hostname=name,
+                    network=self.settings.docker_network,
+                    user=self.settings.notebook_user,
+                    limits=ResourceLimits(
+                        memory, float(record.options["cpu_request"]), self.settings.pids_limit
+                    ),
+                    command=start_command(record.notebook, str(record.options["defaultUrl"])),
+                )
             )
             failure = await self.deployer.wait_until_answering(container_id, host, memory)
             if failure is not None:
@@ -354,9 +365,9 @@ class ServerManager:
         self._launch_logs.pop(name, None)
 
     async def _remove_containers(self, name: str, forced: bool) -> None:
-        for container in await self.docker.list_servers():
+        for container in await self.runtime.list_servers():
             if container.server == name:
-                await self.docker.remove_container(container.id, graceful=not forced)
+                await self.runtime.remove(container.id, graceful=not forced)
 
     def _labels(
         self, record: ServerRecord, image: str, image_labels: dict[str, str]
@@ -404,17 +415,17 @@ class ServerManager:
         raise NotFound(f"there is no server {name!r}")
 
     async def _published(self, name: str) -> RunningNotebook | None:
-        return next((n for n in await self.docker.list_notebooks() if n.name == name), None)
+        return next((n for n in await self.runtime.list_notebooks() if n.name == name), None)
 
     async def _view(
         self, record: ServerRecord, containers: dict[str, ServerContainer] | None = None
     ) -> dict[str, Any]:
         if containers is None:
-            containers = {c.server: c for c in await self.docker.list_servers()}
+            containers = {c.server: c for c in await self.runtime.list_servers()}
         container = containers.get(record.name)
         state = None
         if container is not None and container.state != "running":
-            state = await self.docker.container_state(container.id)
+            state = await self.runtime.state(container.id)
         memory = parse_bytes(
             str(record.options.get("mem_request", self.settings.server_memory_default))
         )

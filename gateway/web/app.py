@@ -11,12 +11,14 @@ import aiodocker
 import aiohttp
 from aiohttp import web
 
-from gateway.adapters.containers import ContainerIndex
+from gateway.adapters.containers import ContainerIndex, ContainerRuntime
 from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.gitlab import GitLabClient
 from gateway.adapters.probe import TraefikProbe
 from gateway.adapters.registry import RegistryAuth, RegistryClient
+from gateway.adapters.runtime import Runtime, WorkloadIndex
+from gateway.adapters.swarm import ServiceIndex, SwarmRuntime
 from gateway.ratelimit import RateLimiter
 from gateway.redact import Redactor
 from gateway.services.deployer import Deployer
@@ -34,6 +36,7 @@ from gateway.web.keys import (
     RATE_LIMITER,
     REDACT,
     RUNNER,
+    RUNTIME,
     SERVERS,
     SETTINGS,
     SIGNER,
@@ -67,16 +70,27 @@ def create_app(settings: Settings) -> web.Application:
 async def _docker(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     client = aiodocker.Docker()
-    index = ContainerIndex(client, settings.instance, settings.container_resync_interval)
+    runtime, index = _runtime(settings, client)
     try:
-        docker = DockerEngine(client, settings.instance, index)
-        await docker.ensure_network(settings.docker_network)
+        await runtime.ensure_network(settings.docker_network)
         await index.start()
-        app[DOCKER] = docker
+        app[DOCKER] = DockerEngine(client, settings.instance)
+        app[RUNTIME] = runtime
         yield
     finally:
         await index.close()
         await client.close()
+
+
+def _runtime(settings: Settings, client: aiodocker.Docker) -> tuple[Runtime, WorkloadIndex]:
+    """The one place that knows where notebooks run."""
+    interval = settings.container_resync_interval
+    if settings.runtime == "swarm":
+        service_index = ServiceIndex(client, settings.instance, interval)
+        auth = _registry_auth(settings)
+        return SwarmRuntime(client, settings.instance, auth, service_index), service_index
+    container_index = ContainerIndex(client, settings.instance, interval)
+    return ContainerRuntime(client, settings.instance, container_index), container_index
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
@@ -88,14 +102,17 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
+def _registry_auth(settings: Settings) -> RegistryAuth | None:
+    if not (settings.registry_username and settings.registry_password):
+        return None
+    password = settings.registry_password.get_secret_value()
+    return RegistryAuth(settings.registry_server, settings.registry_username, password)
+
+
 def _registry(settings: Settings, session: aiohttp.ClientSession) -> RegistryClient | None:
     if not settings.registry_host:
         return None
-    auth = None
-    if settings.registry_username and settings.registry_password:
-        password = settings.registry_password.get_secret_value()
-        auth = RegistryAuth(settings.registry_server, settings.registry_username, password)
-    return RegistryClient(session, settings.registry_server, auth)
+    return RegistryClient(session, settings.registry_server, _registry_auth(settings))
 
 
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
@@ -110,12 +127,15 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
     )
     async with aiohttp.ClientSession() as session:
         probe = TraefikProbe(session, settings.traefik_url, app[SIGNER])
-        deployer = Deployer(settings, app[DOCKER], repo, probe, _registry(settings, session))
-        pipeline = Pipeline(settings, app[DOCKER], repo, deployer, app[STORE])
+        registry = _registry(settings, session)
+        deployer = Deployer(settings, app[DOCKER], app[RUNTIME], repo, probe, registry)
+        pipeline = Pipeline(settings, app[DOCKER], app[RUNTIME], repo, deployer, app[STORE])
         retention = timedelta(days=settings.job_retention_days)
         runner = JobRunner(app[STORE], pipeline, app[REDACT], retention)
         app[RUNNER] = runner
-        servers = ServerManager(settings, app[DOCKER], deployer, app.get(GITLAB), app[STORE])
+        servers = ServerManager(
+            settings, app[DOCKER], app[RUNTIME], deployer, app.get(GITLAB), app[STORE]
+        )
         app[SERVERS] = servers
         await runner.resume()
         await servers.recover()

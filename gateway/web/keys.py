@@ -4,6 +4,7 @@ from aiohttp import web
 
 from gateway.adapters.docker import DockerEngine
 from gateway.adapters.gitlab import GitLabClient
+from gateway.adapters.runtime import Runtime
 from gateway.ratelimit import RateLimiter
 from gateway.redact import Redactor
 from gateway.services.runner import JobRunner
@@ -15,6 +16,7 @@ from gateway.settings import Settings
 SETTINGS = web.AppKey("settings", Settings)
 REDACT = web.AppKey("redact", Redactor)
 DOCKER = web.AppKey("docker", DockerEngine)
+RUNTIME = web.AppKey("runtime", Runtime)
 STORE = web.AppKey("store", Store)
 RUNNER = web.AppKey("runner", JobRunner)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)

@@ -9,9 +9,8 @@ import aiodocker
 import pytest
 
 from gateway import naming
-from gateway.adapters.containers import ContainerIndex
-from gateway.adapters.docker import DockerEngine
-from gateway.web.keys import DOCKER
+from gateway.adapters.containers import ContainerIndex, ContainerRuntime
+from gateway.web.keys import RUNTIME
 from tests.conftest import MakeGateway, Stack, agrees, docker_ps, indexed, job_summary
 from tests.support.engine import docker, remove_instance
 from tests.support.gitrepo import GitRemote, notebook
@@ -69,7 +68,7 @@ async def test_a_resync_finds_what_no_event_reported(stack: Stack, instance: str
     mine = ("--label", f"{naming.LABEL_CONTAINER}=x")
     async with aiodocker.Docker() as client:
         index = ContainerIndex(client, instance, resync_interval=3600)  # never started
-        engine = DockerEngine(client, instance, index)
+        runtime = ContainerRuntime(client, instance, index)
         kept = run(stack, instance, *mine)
         dropped = run(stack, instance, *mine)
         await index.resync()
@@ -80,7 +79,7 @@ async def test_a_resync_finds_what_no_event_reported(stack: Stack, instance: str
         assert indexed(index) == docker_ps(instance) == {kept: (indexed(index)[kept][0], "exited")}
         # Not following the engine, the index is not trusted: readers ask the engine.
         assert not index.live
-        assert [c.id for c in await engine.containers()] == [kept]
+        assert [c.id for c in await runtime.containers()] == [kept]
 
 
 async def test_the_servers_api_reflects_what_happens_behind_the_gateways_back(
@@ -90,8 +89,10 @@ async def test_the_servers_api_reflects_what_happens_behind_the_gateways_back(
     gateway = await make_gateway()
     status, body = await gateway.notify("climate")
     assert status == 200, job_summary(body)
-    engine: DockerEngine = gateway.client.app[DOCKER]
-    assert engine.index is not None and engine.index.live
+    runtime = gateway.client.app[RUNTIME]
+    assert isinstance(runtime, ContainerRuntime) and runtime.index is not None
+    index = runtime.index
+    assert index.live
     (container,) = docker_ps(gateway.instance)
     name = docker("inspect", "--format", "{{.Name}}", container).lstrip("/")
     admin = gateway.auth()
@@ -111,10 +112,10 @@ async def test_the_servers_api_reflects_what_happens_behind_the_gateways_back(
     assert await state() == (200, "running")
     docker("stop", "-t", "0", container)
     await becomes((200, "failed"))
-    assert await agrees(engine.index, gateway.instance)
+    assert await agrees(index, gateway.instance)
     docker("start", container)
     await becomes((200, "running"))
     docker("rm", "-f", container)
     await becomes((404, ""))
-    assert await agrees(engine.index, gateway.instance) == {}
-    assert engine.index.live
+    assert await agrees(index, gateway.instance) == {}
+    assert index.live

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.adapters.docker import DockerEngine
-from gateway.web.keys import DOCKER
+from gateway.adapters.containers import ContainerRuntime
+from gateway.web.keys import RUNTIME
 from tests.conftest import (
     Gateway,
     MakeGateway,
@@ -164,9 +164,9 @@ async def test_docker_engine_restarted_during_a_deploy_converges(
             await asyncio.sleep(2)
 
     # The container index follows the new engine again and agrees with it.
-    engine: DockerEngine = gateway.client.app[DOCKER]
-    assert engine.index is not None
-    view = await agrees(engine.index, gateway.instance)
+    runtime = gateway.client.app[RUNTIME]
+    assert isinstance(runtime, ContainerRuntime) and runtime.index is not None
+    view = await agrees(runtime.index, gateway.instance)
     assert [state for _, state in view.values()] == ["running"]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Gateway, MakeGateway, Stack, job_summary
+from tests.conftest import Gateway, Lane, MakeGateway, Stack, job_summary
 from tests.support import jupyter
 from tests.support.engine import docker, owned_containers
 from tests.support.gitrepo import GitRemote, notebook
@@ -60,10 +60,10 @@ async def job_log(gateway: Gateway, job_id: str) -> list[dict[str, Any]]:
 
 
 async def test_notification_publishes_routed_notebooks(
-    make_gateway: MakeGateway, remote: GitRemote, stack: Stack
+    make_gateway: MakeGateway, remote: GitRemote, stack: Stack, lane: Lane
 ) -> None:
     commit = remote.commit(REPOSITORY, "Add notebooks")
-    gateway = await make_gateway()
+    gateway = await make_gateway(**lane.env())
 
     for project in ("climate", "genomics"):
         tip = remote.head()
@@ -78,7 +78,7 @@ async def test_notification_publishes_routed_notebooks(
             assert nb["state"] == "running", job_summary(body)
             assert nb["action"] == "built"
             assert nb["image"].startswith(f"{stack.registry.host}/{gateway.instance}/")
-            assert nb["url"].endswith(f".{gateway.instance}.localhost:{stack.traefik.web_port}/")
+            assert nb["url"].endswith(f".{gateway.instance}.localhost:{lane.web_port}/")
             # Pushed: the registry has the content-addressed tag.
             assert nb["image"].rsplit(":", 1)[1] in stack.registry.tags(nb["image"])
 

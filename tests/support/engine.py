@@ -4,6 +4,7 @@ owns (and its removal)."""
 from __future__ import annotations
 
 import subprocess
+import time
 
 from gateway import naming
 
@@ -31,7 +32,8 @@ def owned_images(instance: str, kind: str | None = None) -> list[str]:
 
 
 def remove_instance(instance: str) -> None:
-    """Every container and image labelled with the instance."""
+    """Every service, container and image labelled with the instance."""
+    remove_services(instance)
     if containers := owned_containers(instance):
         docker("rm", "-f", "-v", *containers, check=False)
     remove_images(owned_images(instance))
@@ -66,3 +68,24 @@ def images_of_run(run_id: str) -> list[str]:
         for image, _, instance in (line.partition(" ") for line in out.splitlines())
         if instance.startswith(run_id)
     )
+
+
+def remove_services(instance: str) -> None:
+    """A Swarm restarts the containers of its services: remove the services (when the engine
+    is in a Swarm), then wait for their containers to go."""
+    services = docker(
+        "service", "ls", "-q", "--filter", f"label={naming.LABEL_INSTANCE}={instance}",
+        check=False,
+    ).split()  # fmt: skip
+    if not services:
+        return
+    docker("service", "rm", *services, check=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        left = docker(
+            "ps", "-aq", "--filter", f"label={naming.LABEL_INSTANCE}={instance}",
+            "--filter", "label=com.docker.swarm.service.id", check=False,
+        )  # fmt: skip
+        if not left:
+            return
+        time.sleep(0.5)

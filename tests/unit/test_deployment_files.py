@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 
 from gateway.settings import Settings
+from gateway.traefik import static_config
 
 ROOT = Path(__file__).parents[2]
 
@@ -55,3 +56,24 @@ def test_dockerfile_serves_on_the_default_port() -> None:
     assert "EXPOSE 3000" in dockerfile
     assert 'CMD ["notebook-gateway", "serve"]' in dockerfile
     assert "3000:3000" in compose()["services"]["gateway"]["ports"]
+
+
+def test_stack_file_runs_the_swarm_runtime_on_an_overlay_network() -> None:
+    stack = dict(yaml.safe_load((ROOT / "docker-stack.yml").read_text()))
+    services = stack["services"]
+    assert set(services) == {"gateway", "traefik", "registry"}
+    network = stack["networks"]["notebooks"]
+    assert (network["driver"], network["attachable"]) == ("overlay", True)
+    swarm_config = tomllib.loads((ROOT / "traefik" / "traefik-swarm.toml").read_text())
+    assert swarm_config == static_config(network=network["name"], runtime="swarm")
+    assert stack["configs"]["traefik"]["file"] == "./traefik/traefik-swarm.toml"
+    gateway = services["gateway"]
+    assert gateway["environment"]["RUNTIME"] == "swarm"
+    assert gateway["environment"]["DOCKER_NETWORK"] == network["name"]
+    assert "/var/run/docker.sock:/var/run/docker.sock" in gateway["volumes"]
+    # The gateway builds on, and Traefik's provider reads, a manager's engine.
+    for name in ("gateway", "traefik"):
+        assert services[name]["deploy"]["placement"]["constraints"] == ["node.role == manager"]
+        assert services[name]["networks"] == ["notebooks"]
+    # Swarm's routing mesh is not assumed: ports are published on the host.
+    assert all(port["mode"] == "host" for s in services.values() for port in s.get("ports", []))

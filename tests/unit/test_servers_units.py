@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.adapters.docker import ContainerState
+from gateway.adapters.runtime import ContainerState
 from gateway.errors import BadRequest
 from gateway.schemas import ServerOptionsRequest, ServerRequest, parse
 from gateway.services.servers import ServerManager, server_status
@@ -79,7 +79,7 @@ def test_what_users_are_told(
 
 
 def manager() -> ServerManager:
-    return ServerManager(SETTINGS, None, None, None, None)  # type: ignore[arg-type]
+    return ServerManager(SETTINGS, None, None, None, None, None)  # type: ignore[arg-type]
 
 
 def test_options_have_renkus_shape_and_come_from_configuration() -> None:
@@ -136,7 +136,7 @@ async def test_hosts_belong_to_published_notebooks_or_to_recorded_servers() -> N
         async def get_server(self, name: str) -> None:
             return None
 
-    servers = ServerManager(SETTINGS, None, None, None, NoServers())  # type: ignore[arg-type]
+    servers = ServerManager(SETTINGS, None, None, None, None, NoServers())  # type: ignore[arg-type]
     assert (await servers.target("intro--climate.nb.example.org")).kind == "published"  # type: ignore[union-attr]
     assert await servers.target("alice-x-12345678-abcdef12.nb.example.org") is None
     assert await servers.target("intro--climate.elsewhere.org") is None

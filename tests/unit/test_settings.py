@@ -145,3 +145,13 @@ def test_serve_without_a_docker_engine_says_so(
     err = capsys.readouterr().err
     assert "cannot start" in err and "no-docker.sock" in err
     assert "s3cret-token-value" not in err
+
+
+def test_swarm_needs_a_registry_and_says_why() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**REQUIRED, "RUNTIME": "swarm"})
+    assert "REGISTRY_HOST" in str(raised.value) and "pull" in str(raised.value)
+    with pytest.raises(ConfigError, match="RUNTIME"):
+        Settings.from_env({**REQUIRED, "RUNTIME": "kubernetes"})
+    swarm = Settings.from_env({**REQUIRED, "RUNTIME": "swarm", "REGISTRY_HOST": "reg:5000"})
+    assert swarm.runtime == "swarm" and Settings.from_env(REQUIRED).runtime == "docker"

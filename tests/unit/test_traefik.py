@@ -40,3 +40,18 @@ def test_cli_writes_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_the_committed_config_is_what_the_command_writes() -> None:
     committed = Path(__file__).parents[2] / "traefik" / "traefik.toml"
     assert tomllib.loads(committed.read_text()) == static_config(network="notebook-gateway")
+
+
+def test_swarm_config_uses_the_swarm_provider_and_polls_often(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RUNTIME", "swarm")
+    assert main(["traefik-config", "--network", "nbnet", "--output", "-"]) == 0
+    providers = tomllib.loads(capsys.readouterr().out)["providers"]
+    assert "docker" not in providers
+    assert providers["swarm"]["network"] == "nbnet"
+    assert providers["swarm"]["exposedByDefault"] is False
+    # The provider polls; at its default of 15 s a new notebook would wait that long.
+    assert providers["swarm"]["refreshSeconds"] == "1s"
+    assert main(["traefik-config", "--runtime", "docker", "--output", "-"]) == 0
+    assert "docker" in tomllib.loads(capsys.readouterr().out)["providers"]

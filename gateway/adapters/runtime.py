@@ -1,0 +1,318 @@
+"""Where notebooks run: the runtime adapter's contract, and what the rest of the gateway reads
+back from it. Two runtimes keep it: plain containers on one engine (containers.py) and Swarm
+services across a cluster (swarm.py). Nothing outside those two knows which one runs."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiodocker
+import aiohttp
+from aiodocker.events import DockerEvents
+
+from gateway import naming
+from gateway.models import RunningNotebook
+
+log = logging.getLogger(__name__)
+
+_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
+_STREAM_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError)
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    status: str  # created, running, restarting, exited, dead, ...
+    running: bool
+    exit_code: int
+    oom_killed: bool
+    restart_count: int  # failed runs since it was started or last updated
+    error: str
+
+    def describe(self) -> str:
+        if self.status in ("exited", "dead"):
+            return f"{self.status} with code {self.exit_code}"
+        return self.status
+
+
+@dataclass(frozen=True)
+class Container:
+    """One notebook's running unit: a container, or a Swarm service with its one task."""
+
+    id: str
+    name: str
+    image: str  # the reference it was created from
+    labels: Mapping[str, str]
+    state: ContainerState
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    memory: int
+    cpus: float
+    pids: int
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything a runtime needs to start one notebook."""
+
+    name: str
+    image: str
+    labels: Mapping[str, str]
+    hostname: str
+    network: str
+    user: str
+    limits: ResourceLimits
+    command: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class ServerContainer:
+    """A user server's container, as read back from its labels."""
+
+    id: str
+    server: str
+    image: str
+    user_id: int
+    state: str  # the engine's: created, running, restarting, exited, dead, ...
+
+
+def owned_labels(instance: str) -> list[str]:
+    """The label filter that selects the containers (or services) of one gateway."""
+    return [f"{naming.LABEL_INSTANCE}={instance}", naming.LABEL_CONTAINER]
+
+
+class Runtime(abc.ABC):
+    """Starts, watches and removes the gateway's notebooks. Ids are the runtime's own (a
+    container's or a service's); names are the gateway's."""
+
+    def __init__(self, client: aiodocker.Docker, instance: str) -> None:
+        self.client = client
+        self.instance = instance
+
+    @abc.abstractmethod
+    async def ensure_network(self, name: str) -> None:
+        """The network notebooks and Traefik share; created when missing."""
+
+    @abc.abstractmethod
+    async def containers(self) -> list[Container]:
+        """Every notebook of this gateway."""
+
+    @abc.abstractmethod
+    async def start(self, launch: Launch, replaces: Sequence[str] = ()) -> str:
+        """Start the notebook; it takes over from `replaces` (the ids of its previous
+        versions), which are gone once it runs. Returns its id."""
+
+    @abc.abstractmethod
+    async def state(self, container_id: str) -> ContainerState | None:
+        """How it is doing now; None once it is gone."""
+
+    @abc.abstractmethod
+    async def logs_tail(self, container_id: str, lines: int = 30) -> list[str]:
+        """Its last log lines; empty when they cannot be read."""
+
+    @abc.abstractmethod
+    async def stop(self, container_id: str) -> None:
+        """Stop it (and keep it from being restarted), leaving it in place for its logs."""
+
+    @abc.abstractmethod
+    async def remove(self, container_id: str, graceful: bool = True) -> bool:
+        """Remove it, letting Jupyter shut down first unless graceful is False. False when
+        the engine cannot remove it now (a later reconcile tries again)."""
+
+    async def list_servers(self) -> list[ServerContainer]:
+        found = []
+        for container in await self.containers():
+            labels = container.labels
+            if labels.get(naming.LABEL_KIND) != naming.KIND_USER:
+                continue
+            user_id = labels.get(naming.LABEL_USER_ID, "")
+            found.append(
+                ServerContainer(
+                    id=container.id,
+                    server=labels.get(naming.LABEL_SERVER, ""),
+                    image=container.image,
+                    user_id=int(user_id) if user_id.isdigit() else -1,
+                    state=container.state.status,
+                )
+            )
+        return found
+
+    async def list_notebooks(self, project: str | None = None) -> list[RunningNotebook]:
+        found = []
+        for container in await self.containers():
+            labels = container.labels
+            if labels.get(naming.LABEL_KIND) != naming.KIND_PUBLISHED:
+                continue
+            if project is not None and labels.get(naming.LABEL_PROJECT) != project:
+                continue
+            found.append(
+                RunningNotebook(
+                    id=container.id,
+                    name=container.name,
+                    project=labels.get(naming.LABEL_PROJECT, ""),
+                    path=labels.get(naming.LABEL_NOTEBOOK, ""),
+                    commit=labels.get(naming.LABEL_COMMIT, ""),
+                    content_hash=labels.get(naming.LABEL_CONTENT_HASH, ""),
+                    image=container.image,
+                    url=labels.get(naming.LABEL_URL, ""),
+                    running=container.state.status == "running",
+                    status=container.state.describe(),
+                )
+            )
+        return found
+
+
+class WorkloadIndex(abc.ABC):
+    """The gateway's notebooks, kept in memory: fed by the engine's event stream and
+    resynchronised periodically, so reading them never waits on a Docker list call. While the
+    stream is down the index is not live and readers ask the engine directly."""
+
+    name = "index"
+
+    def __init__(self, client: aiodocker.Docker, instance: str, resync_interval: float) -> None:
+        self.client = client
+        self.instance = instance
+        self.resync_interval = resync_interval
+        self.live = False
+        self._known: dict[str, Container] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._synced = asyncio.Event()
+        self._failures = 0
+        self._later: set[asyncio.Task[None]] = set()
+
+    # -- what a runtime tells it ----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def read(self, workload_id: str) -> Container | None:
+        """Read one from the engine (None when it is gone), whoever owns it."""
+
+    @abc.abstractmethod
+    async def resync(self) -> None:
+        """Compare with the engine's list (see keep_only and put)."""
+
+    @abc.abstractmethod
+    def event_filters(self) -> dict[str, list[str]]:
+        """The engine events that can change what the index holds."""
+
+    @abc.abstractmethod
+    def subject(self, event: Mapping[str, Any]) -> tuple[str, bool] | None:
+        """The id an event is about, and whether it says that one is gone."""
+
+    # -- reading --------------------------------------------------------------------------
+
+    def containers(self) -> list[Container]:
+        return list(self._known.values())
+
+    def get(self, workload_id: str) -> Container | None:
+        return self._known.get(workload_id)
+
+    # -- keeping it true ------------------------------------------------------------------
+
+    async def start(self, wait: float = 10.0) -> None:
+        """Follow the engine from now on; wait (a while) for the first full picture."""
+        self._task = asyncio.create_task(self._follow(), name=self.name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._synced.wait(), wait)
+
+    async def close(self) -> None:
+        self.live = False
+        for task in [self._task, *self._later]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def refresh(self, workload_id: str) -> Container | None:
+        """Read one again (the gateway's own changes show at once)."""
+        found = await self.read(workload_id)
+        if found is None:
+            self._known.pop(workload_id, None)
+        elif self.owns(found):
+            self._known[found.id] = found
+        return found
+
+    def owns(self, container: Container) -> bool:
+        labels = container.labels
+        return labels.get(naming.LABEL_INSTANCE) == self.instance and (
+            naming.LABEL_CONTAINER in labels
+        )
+
+    def refresh_later(self, workload_id: str, delay: float) -> None:
+        """Read one again after a while, for changes the engine reports without an event."""
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            with contextlib.suppress(*_STREAM_ERRORS):
+                await self.refresh(workload_id)
+
+        task = asyncio.create_task(later())
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    def forget(self, workload_id: str) -> None:
+        self._known.pop(workload_id, None)
+
+    def keep_only(self, present: set[str]) -> None:
+        for gone in set(self._known) - present:
+            self._known.pop(gone, None)
+
+    def put(self, container: Container) -> None:
+        self._known[container.id] = container
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                await self._follow_once()  # ends with the stream (an engine restart)
+            except Exception as exc:  # whatever broke, start over from a resync
+                if self._failures == 0:
+                    log.warning("lost the Docker event stream (%s); asking the engine", exc)
+            await asyncio.sleep(_RETRY_DELAYS[min(self._failures, len(_RETRY_DELAYS) - 1)])
+            self._failures += 1
+
+    async def _follow_once(self) -> None:
+        events = DockerEvents(self.client)  # type: ignore[no-untyped-call]
+        subscriber = events.subscribe(create_task=False)  # type: ignore[no-untyped-call]
+        # Replaying from a moment ago covers changes between the list below and the stream.
+        since = str(int(time.time()) - 2)
+        filters = json.dumps(self.event_filters())
+        stream = asyncio.create_task(events.run(since=since, filters=filters))
+        try:
+            await self.resync()
+            self.live, self._failures = True, 0
+            self._synced.set()
+            while True:
+                try:
+                    event = await asyncio.wait_for(subscriber.get(), self.resync_interval)
+                except TimeoutError:
+                    await self.resync()
+                    continue
+                if event is None:  # the stream ended
+                    break
+                await self.apply(event)
+        finally:
+            self.live = False
+            await events.stop()  # type: ignore[no-untyped-call]
+            stream.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *_STREAM_ERRORS):
+                await stream
+        if not stream.cancelled() and (error := stream.exception()):
+            raise error
+
+    async def apply(self, event: Mapping[str, Any]) -> None:
+        subject = self.subject(event)
+        if subject is None:
+            return
+        workload_id, gone = subject
+        if gone:
+            self._known.pop(workload_id, None)
+        else:
+            await self.refresh(workload_id)

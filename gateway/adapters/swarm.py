@@ -1,0 +1,356 @@
+"""The Swarm runtime (RUNTIME=swarm): each notebook is a Docker Swarm service with one replica on
+an overlay network shared with Traefik, whose Swarm provider routes by the service's labels.
+Swarm places it on any node, restarts it when it fails, and every node pulls its image from the
+registry. A notebook's state is its service's newest task's."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import aiodocker
+import aiohttp
+from aiodocker.utils import compose_auth_header
+
+from gateway import naming
+from gateway.adapters.docker import engine_call, log_lines
+from gateway.adapters.registry import RegistryAuth
+from gateway.adapters.runtime import (
+    Container,
+    ContainerState,
+    Launch,
+    Runtime,
+    WorkloadIndex,
+    owned_labels,
+)
+from gateway.errors import DockerError, NotebookFailed
+
+log = logging.getLogger(__name__)
+
+# A task's states before it runs, and those it ends in (Swarm's own words).
+_PENDING = frozenset(("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready"))
+_FAILED = frozenset(("failed", "rejected", "complete", "orphaned"))
+# Container events (on this node) that change a task's state.
+_TASK_CHANGES = frozenset(("start", "die", "oom", "kill", "destroy"))
+_SERVICE_ID = "com.docker.swarm.service.id"
+_TASK_SETTLE = (0.5, 2.0)  # seconds after a container event
+
+
+def _time(text: str) -> datetime:
+    """Swarm's RFC 3339 times carry nanoseconds, which Python does not parse."""
+    if not text:
+        return datetime.min.replace(tzinfo=UTC)
+    stamp, _, fraction = text.rstrip("Z").partition(".")
+    micro = (fraction + "000000")[:6]
+    return datetime.fromisoformat(f"{stamp}.{micro}+00:00")
+
+
+def task_state(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> ContainerState:
+    """The service's state from its tasks since it was last created or updated: running once
+    one runs; each failed run counts as a restart; no replica wanted means stopped."""
+    spec = service.get("Spec") or {}
+    replicas = int(((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1))
+    since = _time(str(service.get("UpdatedAt") or service.get("CreatedAt") or ""))
+    current = sorted(
+        (t for t in tasks if _time(str(t.get("CreatedAt", ""))) >= since),
+        key=lambda t: _time(str(t.get("CreatedAt", ""))),
+    )
+    failed = [t for t in current if (t.get("Status") or {}).get("State") in _FAILED]
+    last = (failed[-1].get("Status") or {}) if failed else {}
+    exit_code = int((last.get("ContainerStatus") or {}).get("ExitCode") or 0)
+    error = str(last.get("Err") or "")
+    running = any(
+        (t.get("Status") or {}).get("State") == "running" and t.get("DesiredState") == "running"
+        for t in current
+    )
+    if replicas == 0:
+        status = "exited"
+    elif running:
+        status = "running"
+    elif failed:
+        status = "restarting"
+    else:
+        status = "created"
+    return ContainerState(status, running, exit_code, False, len(failed), error)
+
+
+def from_service(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> Container:
+    spec = service.get("Spec") or {}
+    container_spec = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    return Container(
+        id=str(service["ID"]),
+        name=str(spec.get("Name", "")),
+        image=str(container_spec.get("Image", "")).partition("@")[0],
+        labels=dict(spec.get("Labels") or {}),
+        state=task_state(service, tasks),
+    )
+
+
+class ServiceIndex(WorkloadIndex):
+    """Fed by service events (created, updated, removed) and by the events of task containers
+    on this node; tasks on other nodes show at the next resync."""
+
+    name = "service-index"
+
+    async def read(self, workload_id: str) -> Container | None:
+        try:
+            service = await self.client.services.inspect(workload_id)
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        tasks = await self.client.tasks.list(filters={"service": [str(service["ID"])]})
+        return from_service(service, tasks)
+
+    async def resync(self) -> None:
+        services = await self.client.services.list(filters={"label": owned_labels(self.instance)})
+        by_service: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+        if services:
+            for task in await self.client.tasks.list():
+                by_service[str(task.get("ServiceID", ""))].append(task)
+        for service in services:
+            found = from_service(service, by_service[str(service["ID"])])
+            if self.owns(found):
+                self.put(found)
+        self.keep_only({str(s["ID"]) for s in services})
+
+    def event_filters(self) -> dict[str, list[str]]:
+        return {"type": ["service", "container"]}
+
+    async def apply(self, event: Mapping[str, Any]) -> None:
+        await super().apply(event)
+        subject = self.subject(event)
+        if subject is not None and event.get("Type") == "container":
+            # Swarm records a task's end (and starts the next) a moment after its container's
+            # event, and sends no event of its own: look again once it has.
+            for delay in _TASK_SETTLE:
+                self.refresh_later(subject[0], delay)
+
+    def subject(self, event: Mapping[str, Any]) -> tuple[str, bool] | None:
+        action = str(event.get("Action") or "")
+        actor = event.get("Actor") or {}
+        if event.get("Type") == "service":
+            service_id = str(actor.get("ID") or "")
+            return (service_id, action == "remove") if service_id else None
+        attributes = actor.get("Attributes") or {}
+        if attributes.get(naming.LABEL_INSTANCE) != self.instance or action not in _TASK_CHANGES:
+            return None
+        service_id = str(attributes.get(_SERVICE_ID) or "")
+        return (service_id, False) if service_id else None
+
+
+class SwarmRuntime(Runtime):
+    def __init__(
+        self,
+        client: aiodocker.Docker,
+        instance: str,
+        auth: RegistryAuth | None,
+        index: ServiceIndex | None = None,
+    ) -> None:
+        super().__init__(client, instance)
+        self.auth = auth
+        self.index = index
+
+    @engine_call("checking the Swarm")
+    async def ensure_network(self, name: str) -> None:
+        """The engine must be a Swarm manager, and the network an attachable overlay network
+        (Traefik's Swarm provider and every node's tasks meet on it)."""
+        try:
+            await self.client.swarm.inspect()
+        except aiodocker.DockerError as exc:
+            raise DockerError(
+                "RUNTIME=swarm, but this Docker engine is not a Swarm manager"
+                f" ({exc.message}): run `docker swarm init` or point DOCKER_HOST at a manager"
+            ) from None
+        try:
+            network = await self.client.networks.get(name)
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                raise DockerError(f"cannot inspect network {name}: {exc.message}") from None
+            await self._create_network(name)
+            return
+        info = await network.show()
+        if info.get("Driver") != "overlay" or info.get("Scope") != "swarm":
+            raise DockerError(
+                f"network {name} is a {info.get('Driver')} network; RUNTIME=swarm needs an"
+                " attachable overlay network (remove it, and the gateway creates one)"
+            )
+
+    async def _create_network(self, name: str) -> None:
+        try:
+            await self.client.networks.create(
+                {
+                    "Name": name,
+                    "Driver": "overlay",
+                    "Attachable": True,
+                    "Labels": {naming.LABEL_INSTANCE: self.instance},
+                }
+            )
+        except aiodocker.DockerError as exc:
+            if exc.status != 409:  # created concurrently
+                raise DockerError(f"cannot create network {name}: {exc.message}") from None
+
+    @engine_call("listing services")
+    async def containers(self) -> list[Container]:
+        if self.index is not None and self.index.live:
+            return self.index.containers()
+        try:
+            services = await self.client.services.list(
+                filters={"label": owned_labels(self.instance)}
+            )
+            tasks = await self.client.tasks.list() if services else []
+        except aiodocker.DockerError as exc:
+            raise DockerError(f"cannot list services: {exc.message}") from None
+        by_service: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+        for task in tasks:
+            by_service[str(task.get("ServiceID", ""))].append(task)
+        return [from_service(s, by_service[str(s["ID"])]) for s in services]
+
+    @engine_call("starting a service")
+    async def start(self, launch: Launch, replaces: Sequence[str] = ()) -> str:
+        """A notebook keeps its service: a new version updates it (Swarm stops the old task,
+        then starts the new one). Replaced services under other names are removed."""
+        spec = self._spec(launch)
+        existing = await self._inspect(launch.name)
+        try:
+            if existing is None:
+                created = await self.client._query_json(
+                    "services/create", method="POST", data=json.dumps(spec),
+                    headers=self._auth_header(),
+                )  # fmt: skip
+                service_id = str(created["ID"])
+            else:
+                service_id = str(existing["ID"])
+                force = int(((existing.get("Spec") or {}).get("TaskTemplate") or {}).get(
+                    "ForceUpdate", 0
+                ))  # fmt: skip
+                spec["TaskTemplate"]["ForceUpdate"] = force + 1  # restart even if unchanged
+                await self._update(existing, spec)
+        except aiodocker.DockerError as exc:
+            raise NotebookFailed(
+                "start_failed", f"cannot start service {launch.name}: {exc.message}"
+            ) from None
+        for old in replaces:
+            if old != service_id:
+                await self.remove(old)
+        await self._reread(service_id)
+        return service_id
+
+    def _spec(self, launch: Launch) -> dict[str, Any]:
+        # Traefik's Swarm provider reads service labels; ours go on the tasks' containers too,
+        # so `docker ps` on any node tells which gateway a container belongs to.
+        labels = {**launch.labels, naming.LABEL_CONTAINER: launch.name}
+        if (network := labels.pop("traefik.docker.network", None)) is not None:
+            labels["traefik.swarm.network"] = network
+        ours = {k: v for k, v in labels.items() if k.startswith(naming.LABEL_PREFIX)}
+        limits = launch.limits
+        return {
+            "Name": launch.name,
+            "Labels": labels,
+            "TaskTemplate": {
+                "ContainerSpec": {
+                    "Image": launch.image,
+                    **({"Args": launch.command} if launch.command else {}),
+                    "Hostname": launch.hostname[:63],
+                    "User": launch.user,
+                    "Labels": ours,
+                    "CapabilityDrop": ["ALL"],
+                },
+                "Resources": {
+                    "Limits": {
+                        "NanoCPUs": int(limits.cpus * 1e9),
+                        "MemoryBytes": limits.memory,
+                        "Pids": limits.pids,
+                    }
+                },
+                "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000},
+                "Networks": [{"Target": launch.network, "Aliases": [launch.hostname[:63]]}],
+                "LogDriver": {
+                    "Name": "json-file",
+                    "Options": {"max-size": "10m", "max-file": "3"},
+                },
+            },
+            "Mode": {"Replicated": {"Replicas": 1}},
+            "UpdateConfig": {"Order": "stop-first", "FailureAction": "continue"},
+            # Traefik sends requests to the task's own address: no virtual IP (nor IPVS).
+            "EndpointSpec": {"Mode": "dnsrr"},
+        }
+
+    def _auth_header(self) -> dict[str, str] | None:
+        """Swarm hands the registry credentials to the node that pulls the image."""
+        if self.auth is None:
+            return None
+        return {"X-Registry-Auth": compose_auth_header(self.auth.header(), self.auth.server)}
+
+    async def _inspect(self, service: str) -> Mapping[str, Any] | None:
+        try:
+            return await self.client.services.inspect(service)
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise DockerError(f"cannot inspect service {service}: {exc.message}") from None
+
+    async def _update(self, service: Mapping[str, Any], spec: Mapping[str, Any]) -> None:
+        version = (service.get("Version") or {}).get("Index")
+        await self.client._query_json(
+            f"services/{service['ID']}/update", method="POST", data=json.dumps(spec),
+            params={"version": str(version)}, headers=self._auth_header(),
+        )  # fmt: skip
+
+    async def _reread(self, service_id: str) -> Container | None:
+        try:
+            if self.index is not None:
+                return await self.index.refresh(service_id)
+            service = await self._inspect(service_id)
+            if service is None:
+                return None
+            tasks = await self.client.tasks.list(filters={"service": [service_id]})
+            return from_service(service, tasks)
+        except aiodocker.DockerError as exc:
+            raise DockerError(f"cannot inspect service {service_id}: {exc.message}") from None
+
+    @engine_call("inspecting a service")
+    async def state(self, container_id: str) -> ContainerState | None:
+        """Always read afresh: tasks on other nodes send no events here."""
+        found = await self._reread(container_id)
+        return found.state if found else None
+
+    async def logs_tail(self, container_id: str, lines: int = 30) -> list[str]:
+        try:
+            chunks = await cast(
+                Awaitable[list[str]],
+                self.client.services.logs(container_id, stdout=True, stderr=True, tail=str(lines)),
+            )
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+            return []
+        return log_lines("".join(chunks))[-lines:]
+
+    @engine_call("stopping a service")
+    async def stop(self, container_id: str) -> None:
+        """No replica wanted: Swarm stops the task and starts no other."""
+        service = await self._inspect(container_id)
+        if service is None:
+            return
+        spec = dict(service.get("Spec") or {})
+        spec["Mode"] = {"Replicated": {"Replicas": 0}}
+        try:
+            await self._update(service, spec)
+        except aiodocker.DockerError as exc:
+            raise DockerError(f"cannot stop service {container_id}: {exc.message}") from None
+        await self._reread(container_id)
+
+    @engine_call("removing a service")
+    async def remove(self, container_id: str, graceful: bool = True) -> bool:
+        """Swarm stops the task (with the grace period Jupyter needs) and removes it."""
+        try:
+            await self.client.services.delete(container_id)
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                raise DockerError(f"cannot remove service {container_id}: {exc.message}") from None
+        if self.index is not None:
+            self.index.forget(container_id)
+        return True

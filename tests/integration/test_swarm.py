@@ -1,0 +1,151 @@
+"""RUNTIME=swarm on a one-node Swarm: notebooks are services routed by Traefik's Swarm provider
+(Traefik itself a Swarm service), and the API reads them as it reads containers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gateway import naming
+from gateway.errors import DockerError
+from gateway.settings import Settings
+from gateway.web.app import create_app
+from tests.conftest import Lane, MakeGateway, Stack, gateway_env, job_summary
+from tests.support import jupyter
+from tests.support.engine import docker
+from tests.support.gitrepo import GitRemote, notebook
+from tests.support.swarm import SwarmTraefik
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+
+def services(instance: str) -> dict[str, dict[str, Any]]:
+    """service name -> its inspect output."""
+    ids = docker("service", "ls", "-q", "--filter", f"label={naming.LABEL_INSTANCE}={instance}")
+    if not ids:
+        return {}
+    return {
+        info["Spec"]["Name"]: info
+        for info in json.loads(docker("service", "inspect", *ids.split()))
+    }
+
+
+def running_task_container(service: str) -> str:
+    return docker(
+        "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}",
+        "--filter", "status=running",
+    )  # fmt: skip
+
+
+async def answers(http: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with http.get(url + "api") as response:
+            return response.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def test_notebooks_run_as_services_that_swarm_restarts_updates_and_removes(
+    make_gateway: MakeGateway, remote: GitRemote, stack: Stack, swarm: SwarmTraefik
+) -> None:
+    remote.commit(
+        {"climate/a.ipynb": notebook("print('a')"), "climate/b.ipynb": notebook("print('b')")}
+    )
+    lane = Lane("swarm", swarm.network, swarm.url, swarm.web_port)
+    gateway = await make_gateway(**lane.env())
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    assert {nb["state"] for nb in body["notebooks"]} == {"running"}, job_summary(body)
+    urls = {nb["name"]: nb["url"] for nb in body["notebooks"]}
+
+    # One service per notebook, one replica, the Traefik labels on the service, the limits
+    # as service resources; the registry password is nowhere in what Swarm shows.
+    found = services(gateway.instance)
+    assert len(found) == 2
+    for info in found.values():
+        spec = info["Spec"]
+        assert spec["Labels"]["traefik.swarm.network"] == swarm.network
+        assert "traefik.docker.network" not in spec["Labels"]
+        assert spec["Mode"]["Replicated"]["Replicas"] == 1
+        limits = spec["TaskTemplate"]["Resources"]["Limits"]
+        assert limits["MemoryBytes"] == gateway.settings.memory_limit
+        assert limits["NanoCPUs"] == int(gateway.settings.cpu_limit * 1e9)
+        assert spec["TaskTemplate"]["ContainerSpec"]["Image"].startswith(stack.registry.host)
+        assert stack.registry.password not in json.dumps(info)
+    name_a = next(
+        name
+        for name, info in found.items()
+        if info["Spec"]["Labels"][naming.LABEL_NOTEBOOK] == "a.ipynb"
+    )
+
+    async with jupyter.session() as http:
+        assert await jupyter.execute(http, urls["a.ipynb"], "print(6 * 7)") == "42\n"
+
+    # The servers API lists them; their logs are the services' logs.
+    admin = gateway.auth()
+    response = await gateway.client.get("/servers", headers=admin)
+    listed = (await response.json())["servers"]
+    assert {listed[name]["status"]["state"] for name in found} == {"running"}
+    response = await gateway.client.get(f"/logs/{name_a}", headers=admin)
+    assert response.status == 200
+    assert "Jupyter Server" in await response.text()
+
+    # A killed task: Swarm starts another, and the gateway says so meanwhile.
+    async def state() -> str:
+        response = await gateway.client.get(f"/servers/{name_a}", headers=admin)
+        return str((await response.json())["status"]["state"])
+
+    first = running_task_container(name_a)
+    docker("kill", first)
+    seen = set()
+    async with asyncio.timeout(60):
+        while True:
+            seen.add(await state())
+            again = running_task_container(name_a)
+            if again and again != first and await state() == "running":
+                break
+            await asyncio.sleep(0.1)
+    assert "failed" in seen, seen
+    async with jupyter.session() as http, asyncio.timeout(30):
+        # Traefik's Swarm provider polls: the new task's route comes within a few seconds.
+        while not await answers(http, urls["a.ipynb"]):
+            await asyncio.sleep(0.2)
+        assert await jupyter.execute(http, urls["a.ipynb"], "print('back')") == "back\n"
+
+    # A new version updates the same service; the new content is served.
+    service_id = found[name_a]["ID"]
+    remote.commit({"climate/a.ipynb": notebook("print('second')")})
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    actions = {nb["name"]: nb["action"] for nb in body["notebooks"]}
+    assert actions == {"a.ipynb": "built", "b.ipynb": "unchanged"}
+    after = services(gateway.instance)
+    assert after[name_a]["ID"] == service_id
+    image = next(nb["image"] for nb in body["notebooks"] if nb["name"] == "a.ipynb")
+    assert after[name_a]["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == image
+
+    # A deleted notebook loses its service and its line in URL.md.
+    remote.commit({"climate/b.ipynb": None}, "Remove b")
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    assert set(services(gateway.instance)) == {name_a}
+    assert "| b.ipynb |" not in (remote.read("URL.md") or "")
+    response = await gateway.client.get("/servers", headers=admin)
+    assert set((await response.json())["servers"]) == {name_a}
+
+
+async def test_swarm_needs_a_manager_and_an_overlay_network(
+    stack: Stack, swarm: SwarmTraefik, remote: GitRemote, instance: str, tmp_path: Any
+) -> None:
+    # The stack's network is a bridge network: services cannot join it.
+    values = gateway_env(stack, remote, tmp_path / "state", instance, RUNTIME="swarm")
+    app = create_app(Settings.from_env(values))
+    runner = web.AppRunner(app)
+    with pytest.raises(DockerError, match="attachable overlay network"):
+        await runner.setup()
+    await runner.cleanup()
