@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import naming
 from gateway.adapters.containers import ContainerIndex
@@ -33,6 +33,7 @@ from tests.support.engine import (
     remove_images,
     remove_instance,
 )
+from tests.support.gitlab_server import GitLab
 from tests.support.gitrepo import GitRemote
 from tests.support.stack import Registry, Traefik, free_port, stop
 from tests.support.swarm import SwarmTraefik, one_node_swarm, swarm_traefik
@@ -175,6 +176,18 @@ def lane(request: pytest.FixtureRequest, stack: Stack) -> Lane:
 
 
 @pytest.fixture
+async def gitlab(tmp_path: Path) -> AsyncIterator[tuple[GitLab, str]]:
+    """A GitLab-compatible test server (users, projects, their git remotes)."""
+    lab = GitLab(tmp_path / "gitlab")
+    server = TestServer(lab.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield lab, f"http://127.0.0.1:{server.port}"
+    finally:
+        await server.close()
+
+
+@pytest.fixture
 def remote(tmp_path: Path) -> GitRemote:
     return GitRemote(tmp_path / "git")
 
@@ -281,8 +294,9 @@ async def make_gateway(
     async def make(**env: str) -> Gateway:
         instance = new_instance(stack)
         # A known port, so Traefik's forward-auth and browsers sent to log in can reach it.
-        port = free_port()
+        port = int(env.get("GATEWAY_PORT") or free_port())
         here = {
+            "GATEWAY_PORT": str(port),
             "GATEWAY_URL": f"http://127.0.0.1:{port}",
             "GATEWAY_INTERNAL_URL": f"http://127.0.0.1:{port}",
         }
@@ -291,7 +305,8 @@ async def make_gateway(
         )
         settings = Settings.from_env(values)
         client = await aiohttp_client(
-            create_app(settings), server_kwargs={"host": "127.0.0.1", "port": port}
+            create_app(settings),
+            server_kwargs={"host": env.get("GATEWAY_HOST", "127.0.0.1"), "port": port},
         )
         gateway = Gateway(client, settings, remote)
         made.append(gateway)

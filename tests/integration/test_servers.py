@@ -7,13 +7,10 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from gateway.sessions import SESSION_COOKIE, Signer
 from tests.conftest import Gateway, MakeGateway, Stack, engine_events, job_summary
@@ -23,17 +20,6 @@ from tests.support.gitlab_server import DEVELOPER, MAINTAINER, REPORTER, GitLab
 from tests.support.gitrepo import GitRemote, notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
-
-
-@pytest.fixture
-async def gitlab(tmp_path: Path) -> AsyncIterator[tuple[GitLab, str]]:
-    lab = GitLab(tmp_path / "gitlab")
-    server = TestServer(lab.app(), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield lab, f"http://127.0.0.1:{server.port}"
-    finally:
-        await server.close()
 
 
 def as_user(token: str) -> dict[str, str]:

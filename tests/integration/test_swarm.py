@@ -15,10 +15,13 @@ from gateway import naming
 from gateway.errors import DockerError
 from gateway.settings import Settings
 from gateway.web.app import create_app
-from tests.conftest import Lane, MakeGateway, Stack, gateway_env, job_summary
+from tests.conftest import Gateway, Lane, MakeGateway, Stack, gateway_env, job_summary
+from tests.integration.test_servers import as_user, call, wait_until
 from tests.support import jupyter
 from tests.support.engine import docker
+from tests.support.gitlab_server import DEVELOPER, GitLab
 from tests.support.gitrepo import GitRemote, notebook
+from tests.support.stack import free_port
 from tests.support.swarm import SwarmTraefik
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
@@ -113,7 +116,9 @@ async def test_notebooks_run_as_services_that_swarm_restarts_updates_and_removes
     assert "failed" in seen, seen
     async with jupyter.session() as http, asyncio.timeout(30):
         # Traefik's Swarm provider polls: the new task's route comes within a few seconds.
-        while not await answers(http, urls["a.ipynb"]):
+        while True:
+            if await answers(http, urls["a.ipynb"]):
+                break
             await asyncio.sleep(0.2)
         assert await jupyter.execute(http, urls["a.ipynb"], "print('back')") == "back\n"
 
@@ -149,3 +154,53 @@ async def test_swarm_needs_a_manager_and_an_overlay_network(
     with pytest.raises(DockerError, match="attachable overlay network"):
         await runner.setup()
     await runner.cleanup()
+
+
+async def test_users_servers_run_as_services_behind_the_gateways_guard(
+    make_gateway: MakeGateway, swarm: SwarmTraefik, gitlab: tuple[GitLab, str]
+) -> None:
+    lab, gitlab_url = gitlab
+    alice = lab.user("alice", "glpat-alice-000000000000000")
+    bob = lab.user("bob", "glpat-bob-1111111111111111")
+    project = lab.project("group/analysis", {alice: DEVELOPER, bob: DEVELOPER})
+    sha = project.remote.commit({"notebooks/fit.ipynb": notebook("print('fit', 6 * 7)")})
+    # Traefik runs in a Swarm task: it reaches the gateway on the host through the bridge
+    # that Swarm gives its containers.
+    bridge = docker(
+        "network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", "docker_gwbridge"
+    )
+    port = free_port()
+    lane = Lane("swarm", swarm.network, swarm.url, swarm.web_port)
+    gateway = await make_gateway(
+        **lane.env(), GITLAB_URL=gitlab_url, GATEWAY_PORT=str(port), GATEWAY_HOST="0.0.0.0",
+        GATEWAY_INTERNAL_URL=f"http://{bridge}:{port}",
+    )  # fmt: skip
+    request = {
+        "namespace": "group", "project": "analysis", "commit_sha": sha,
+        "notebook": "notebooks/fit.ipynb",
+    }  # fmt: skip
+    status, server = await call(gateway, "POST", "/servers", alice.token, json=request)
+    assert status == 201, server
+    name = server["name"]
+    server = await wait_until(gateway, name, alice.token, "running")
+    (service,) = services(gateway.instance).values()
+    assert service["Spec"]["Labels"][naming.LABEL_SERVER] == name
+    async with jupyter.session() as http:
+        async with http.get(server["url"] + "api", headers=as_user(bob.token)) as answer:
+            assert answer.status == 403
+        async with http.get(server["url"] + "api", headers=as_user(alice.token)) as answer:
+            assert answer.status == 200
+    status, logs = await call_text(gateway, f"/logs/{name}", alice.token)
+    assert status == 200 and "Jupyter Server" in logs
+    status, _ = await call(gateway, "DELETE", f"/servers/{name}", alice.token)
+    assert status == 204
+    async with asyncio.timeout(60):
+        while True:
+            if not services(gateway.instance):
+                break
+            await asyncio.sleep(0.5)
+
+
+async def call_text(gateway: Gateway, path: str, token: str) -> tuple[int, str]:
+    response = await gateway.client.get(path, headers=as_user(token))
+    return response.status, await response.text()
