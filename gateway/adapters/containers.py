@@ -64,16 +64,21 @@ def from_summary(raw: Mapping[str, Any]) -> Container:
     )
 
 
+async def read_container(client: aiodocker.Docker, container_id: str) -> Container | None:
+    """One container, inspected; None when it is gone."""
+    try:
+        return from_inspect(await client.containers.container(container_id).show())
+    except aiodocker.DockerError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 class ContainerIndex(WorkloadIndex):
     name = "container-index"
 
     async def read(self, workload_id: str) -> Container | None:
-        try:
-            return from_inspect(await self.client.containers.container(workload_id).show())
-        except aiodocker.DockerError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return await read_container(self.client, workload_id)
 
     async def resync(self) -> None:
         """Read again only what is new or changed state since the last look."""
@@ -113,19 +118,7 @@ class ContainerRuntime(Runtime):
         except aiodocker.DockerError as exc:
             if exc.status != 404:
                 raise DockerError(f"cannot inspect network {name}: {exc.message}") from None
-            try:
-                await self.client.networks.create(
-                    {
-                        "Name": name,
-                        "Driver": "bridge",
-                        "Labels": {naming.LABEL_INSTANCE: self.instance},
-                    }
-                )
-            except aiodocker.DockerError as create_exc:
-                if create_exc.status != 409:  # created concurrently
-                    raise DockerError(
-                        f"cannot create network {name}: {create_exc.message}"
-                    ) from None
+            await self.create_network(name, Driver="bridge")
 
     @engine_call("listing containers")
     async def containers(self) -> list[Container]:
@@ -217,10 +210,8 @@ class ContainerRuntime(Runtime):
         try:
             if self.index is not None:
                 return await self.index.refresh(container_id)
-            return from_inspect(await self.client.containers.container(container_id).show())
+            return await read_container(self.client, container_id)
         except aiodocker.DockerError as exc:
-            if exc.status == 404:
-                return None
             raise DockerError(
                 f"cannot inspect container {container_id[:12]}: {exc.message}"
             ) from None

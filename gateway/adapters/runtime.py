@@ -19,6 +19,7 @@ import aiohttp
 from aiodocker.events import DockerEvents
 
 from gateway import naming
+from gateway.errors import DockerError
 from gateway.models import RunningNotebook
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,16 @@ class Runtime(abc.ABC):
     async def remove(self, container_id: str, graceful: bool = True) -> bool:
         """Remove it, letting Jupyter shut down first unless graceful is False. False when
         the engine cannot remove it now (a later reconcile tries again)."""
+
+    async def create_network(self, name: str, **options: Any) -> None:
+        """Create the network, labelled as this gateway's; one created meanwhile will do."""
+        try:
+            await self.client.networks.create(
+                {"Name": name, **options, "Labels": {naming.LABEL_INSTANCE: self.instance}}
+            )
+        except aiodocker.DockerError as exc:
+            if exc.status != 409:
+                raise DockerError(f"cannot create network {name}: {exc.message}") from None
 
     async def list_servers(self) -> list[ServerContainer]:
         found = []
@@ -307,12 +318,14 @@ class WorkloadIndex(abc.ABC):
         if not stream.cancelled() and (error := stream.exception()):
             raise error
 
-    async def apply(self, event: Mapping[str, Any]) -> None:
+    async def apply(self, event: Mapping[str, Any]) -> str | None:
+        """Take in one event; the id it was about, if it is one of ours to follow."""
         subject = self.subject(event)
         if subject is None:
-            return
+            return None
         workload_id, gone = subject
         if gone:
             self._known.pop(workload_id, None)
         else:
             await self.refresh(workload_id)
+        return workload_id

@@ -90,6 +90,28 @@ def from_service(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]])
     )
 
 
+async def read_service(client: aiodocker.Docker, service_id: str) -> Container | None:
+    """One service with its tasks; None when it is gone."""
+    try:
+        service = await client.services.inspect(service_id)
+    except aiodocker.DockerError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    tasks = await client.tasks.list(filters={"service": [str(service["ID"])]})
+    return from_service(service, tasks)
+
+
+async def list_services(client: aiodocker.Docker, instance: str) -> list[Container]:
+    """Every service of one gateway, with its tasks: two calls, however many there are."""
+    services = await client.services.list(filters={"label": owned_labels(instance)})
+    by_service: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    if services:
+        for task in await client.tasks.list():
+            by_service[str(task.get("ServiceID", ""))].append(task)
+    return [from_service(s, by_service[str(s["ID"])]) for s in services]
+
+
 class ServiceIndex(WorkloadIndex):
     """Fed by service events (created, updated, removed) and by the events of task containers
     on this node; tasks on other nodes show at the next resync."""
@@ -97,38 +119,26 @@ class ServiceIndex(WorkloadIndex):
     name = "service-index"
 
     async def read(self, workload_id: str) -> Container | None:
-        try:
-            service = await self.client.services.inspect(workload_id)
-        except aiodocker.DockerError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        tasks = await self.client.tasks.list(filters={"service": [str(service["ID"])]})
-        return from_service(service, tasks)
+        return await read_service(self.client, workload_id)
 
     async def resync(self) -> None:
-        services = await self.client.services.list(filters={"label": owned_labels(self.instance)})
-        by_service: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-        if services:
-            for task in await self.client.tasks.list():
-                by_service[str(task.get("ServiceID", ""))].append(task)
-        for service in services:
-            found = from_service(service, by_service[str(service["ID"])])
-            if self.owns(found):
-                self.put(found)
-        self.keep_only({str(s["ID"]) for s in services})
+        found = await list_services(self.client, self.instance)
+        for service in found:
+            if self.owns(service):
+                self.put(service)
+        self.keep_only({service.id for service in found})
 
     def event_filters(self) -> dict[str, list[str]]:
         return {"type": ["service", "container"]}
 
-    async def apply(self, event: Mapping[str, Any]) -> None:
-        await super().apply(event)
-        subject = self.subject(event)
-        if subject is not None and event.get("Type") == "container":
+    async def apply(self, event: Mapping[str, Any]) -> str | None:
+        service_id = await super().apply(event)
+        if service_id is not None and event.get("Type") == "container":
             # Swarm records a task's end (and starts the next) a moment after its container's
             # event, and sends no event of its own: look again once it has.
             for delay in _TASK_SETTLE:
-                self.refresh_later(subject[0], delay)
+                self.refresh_later(service_id, delay)
+        return service_id
 
     def subject(self, event: Mapping[str, Any]) -> tuple[str, bool] | None:
         action = str(event.get("Action") or "")
@@ -171,7 +181,7 @@ class SwarmRuntime(Runtime):
         except aiodocker.DockerError as exc:
             if exc.status != 404:
                 raise DockerError(f"cannot inspect network {name}: {exc.message}") from None
-            await self._create_network(name)
+            await self.create_network(name, Driver="overlay", Attachable=True)
             return
         info = await network.show()
         if info.get("Driver") != "overlay" or info.get("Scope") != "swarm":
@@ -180,35 +190,14 @@ class SwarmRuntime(Runtime):
                 " attachable overlay network (remove it, and the gateway creates one)"
             )
 
-    async def _create_network(self, name: str) -> None:
-        try:
-            await self.client.networks.create(
-                {
-                    "Name": name,
-                    "Driver": "overlay",
-                    "Attachable": True,
-                    "Labels": {naming.LABEL_INSTANCE: self.instance},
-                }
-            )
-        except aiodocker.DockerError as exc:
-            if exc.status != 409:  # created concurrently
-                raise DockerError(f"cannot create network {name}: {exc.message}") from None
-
     @engine_call("listing services")
     async def containers(self) -> list[Container]:
         if self.index is not None and self.index.live:
             return self.index.containers()
         try:
-            services = await self.client.services.list(
-                filters={"label": owned_labels(self.instance)}
-            )
-            tasks = await self.client.tasks.list() if services else []
+            return await list_services(self.client, self.instance)
         except aiodocker.DockerError as exc:
             raise DockerError(f"cannot list services: {exc.message}") from None
-        by_service: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-        for task in tasks:
-            by_service[str(task.get("ServiceID", ""))].append(task)
-        return [from_service(s, by_service[str(s["ID"])]) for s in services]
 
     @engine_call("starting a service")
     async def start(self, launch: Launch, replaces: Sequence[str] = ()) -> str:
@@ -305,11 +294,7 @@ class SwarmRuntime(Runtime):
         try:
             if self.index is not None:
                 return await self.index.refresh(service_id)
-            service = await self._inspect(service_id)
-            if service is None:
-                return None
-            tasks = await self.client.tasks.list(filters={"service": [service_id]})
-            return from_service(service, tasks)
+            return await read_service(self.client, service_id)
         except aiodocker.DockerError as exc:
             raise DockerError(f"cannot inspect service {service_id}: {exc.message}") from None
 
