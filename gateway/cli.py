@@ -61,10 +61,70 @@ def main(argv: list[str] | None = None) -> int:
         "--docker-endpoint", default="unix:///var/run/docker.sock", help="Docker API endpoint"
     )
 
+    deploy = commands.add_parser(
+        "deploy",
+        help="publish a project and show its progress",
+        description="Publish a project (a top-level folder of the notebooks repository) and\n"
+        "follow the job until its notebooks answer. Exits 0 when every notebook runs,\n"
+        "1 when the job failed, 3 when the gateway cannot be reached.",
+        epilog=_CLIENT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    deploy.add_argument("project", help="the project's folder name, e.g. climate")
+    deploy.add_argument(
+        "--local",
+        action="store_true",
+        help="run the gateway in this process for this one deploy, from the same settings"
+        " `serve` reads (for a machine where no gateway runs)",
+    )
+    deploy.add_argument(
+        "--verbose", "-v", action="store_true", help="show build and push output too"
+    )
+    listing = commands.add_parser(
+        "list",
+        help="list projects, notebooks and servers",
+        description="List every project and notebook with its state and link, the jobs\n"
+        "under way, and users' servers.",
+        epilog=_CLIENT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    listing.add_argument("--json", action="store_true", help="print the gateway's JSON")
+    logs = commands.add_parser(
+        "logs",
+        help="print a server's log",
+        description="Print the recent log of a published notebook's container (its name,\n"
+        "as `list` shows it in brackets) or of a user's server.",
+        epilog=_CLIENT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    logs.add_argument("name", help="a container or server name")
+    logs.add_argument("--lines", "-n", type=int, default=250, help="how many lines (default 250)")
+    for command in (deploy, listing, logs):
+        command.add_argument("--url", help="the gateway (default: $GATEWAY_URL)")
+        command.add_argument("--token", help="the admin token (default: $AUTH_TOKEN)")
+        command.add_argument(
+            "--env-file", type=Path, default=Path(".env"), help="read settings from this file too"
+        )
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args.env_file)
-    return _traefik_config(args)
+    if args.command == "traefik-config":
+        return _traefik_config(args)
+    from gateway import console
+
+    return console.run(args)
+
+
+_CLIENT_EPILOG = """\
+The gateway's URL and admin token come from --url and --token, else from GATEWAY_URL and
+AUTH_TOKEN in the environment or the .env file, as `serve` reads them.
+
+examples:
+  notebook-gateway deploy climate
+  notebook-gateway list
+  notebook-gateway logs nbgw-intro--climate --lines 50
+"""
 
 
 def _serve(env_file: Path) -> int:
@@ -76,11 +136,12 @@ def _serve(env_file: Path) -> int:
     # Imported here so `traefik-config` and `--help` stay fast and need no Docker.
     from aiohttp import web
 
-    from gateway.redact import Redactor, configure_logging
+    from gateway.logs import configure_logging
+    from gateway.redact import Redactor
     from gateway.web.app import create_app
 
     redact = Redactor(settings.secrets())
-    configure_logging(settings.log_level, redact)
+    configure_logging(settings.log_level, redact, settings.log_format)
     try:
         web.run_app(
             create_app(settings),

@@ -31,12 +31,3 @@ class RedactingFilter(logging.Filter):
             record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
-
-
-def configure_logging(level: str, redact: Redactor) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter(redact))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)

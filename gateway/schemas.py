@@ -186,10 +186,12 @@ class JobError(BaseModel):
 
 
 class LogEntry(BaseModel):
+    seq: int
     at: str
     phase: str
     notebook: str | None
     message: str
+    output: bool  # a line of build or push output, not a step of the job
 
 
 class Job(BaseModel):
@@ -222,9 +224,15 @@ class WebhookAnswer(BaseModel):
     job: Job | None = None
 
 
+class HealthCheck(BaseModel):
+    ok: bool
+    message: str
+    seconds: float
+
+
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
-    checks: dict[str, str]
+    checks: dict[str, HealthCheck]  # docker, git, registry, traefik
 
 
 class Index(BaseModel):

@@ -129,6 +129,14 @@ class Settings(BaseModel):
     state_dir: Path = Field(Path("state"), alias="STATE_DIR")
     job_retention_days: float = Field(30.0, alias="JOB_RETENTION_DAYS", gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field("text", alias="LOG_FORMAT")
+    metrics_public: bool = Field(False, alias="METRICS_PUBLIC")  # else /metrics needs AUTH_TOKEN
+
+    # Idle culling of users' servers (0: off), as JupyterHub's idle culler does.
+    cull_idle_timeout: float = Field(3600.0, alias="CULL_IDLE_TIMEOUT", ge=0)
+    cull_max_age: float = Field(0.0, alias="CULL_MAX_AGE", ge=0)
+    cull_interval: float = Field(300.0, alias="CULL_INTERVAL", gt=0)
+    cull_published: bool = Field(False, alias="CULL_PUBLISHED")
 
     @field_validator("memory_limit", "max_file_size", "max_context_size", mode="before")
     @classmethod

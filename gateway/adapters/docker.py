@@ -60,11 +60,13 @@ class DockerEngine:
 
     # -- engine --------------------------------------------------------------------------
 
-    async def ping(self) -> None:
+    async def ping(self) -> str:
+        """The engine's version; DockerError when it does not answer."""
         try:
-            await self.client.version()
+            version = await self.client.version()
         except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
             raise DockerError(f"the Docker engine does not answer: {exc}") from None
+        return f"Docker Engine {version.get('Version', '?')} (API {version.get('ApiVersion', '?')})"
 
     # -- images --------------------------------------------------------------------------
 

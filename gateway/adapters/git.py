@@ -128,6 +128,21 @@ class NotebookRepo:
 
         return await asyncio.to_thread(diff)
 
+    async def check_remote(self, timeout: float) -> str:
+        """Whether the remote answers and lets the gateway read the branch (GitError if not)."""
+
+        def ask() -> str:
+            # Outside the clone, which a fetch may be creating or moving meanwhile.
+            self.clone_dir.parent.mkdir(parents=True, exist_ok=True)
+            ref = f"refs/heads/{self._branch}" if self._branch else "HEAD"
+            command = git.Git(str(self.clone_dir.parent))
+            out = self._git(command, "ls-remote", self.url, ref, timeout=timeout)
+            if not out.strip():
+                raise GitError(f"the remote has no {ref}")
+            return f"{_safe_url(self.url)} has {ref} at {out.split()[0][:12]}"
+
+        return await asyncio.to_thread(ask)
+
     async def last_fetched(self) -> str | None:
         """The commit of the last successful fetch, if there was one (works offline)."""
 
@@ -144,7 +159,7 @@ class NotebookRepo:
         return await asyncio.to_thread(read)
 
     async def projects(self, commit: str) -> list[str]:
-        return await asyncio.to_thread(self._projects, commit)
+        return list(await self._remembered(("projects", commit), lambda: self._projects(commit)))
 
     async def publish_file(
         self, path: str, content: bytes, message: str, author: git.Actor
@@ -228,10 +243,13 @@ class NotebookRepo:
             path.chmod(stat.S_IRWXU)
         return path
 
-    def _git(self, repo: git.Repo, *args: str) -> str:
+    def _git(self, repo: git.Repo | git.Git, *args: str, timeout: float | None = None) -> str:
+        command = repo.git if isinstance(repo, git.Repo) else repo
         try:
             return str(
-                repo.git.execute(["git", *args], env=self._env(), kill_after_timeout=self.timeout)
+                command.execute(
+                    ["git", *args], env=self._env(), kill_after_timeout=timeout or self.timeout
+                )
             )
         except git.GitCommandError as exc:
             raise GitError(_describe(exc, self.url), detail={"command": args[0]}) from None

@@ -5,6 +5,10 @@ nothing anywhere else), which it sends to unguarded hosts too, harmlessly."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
 import aiohttp
 
 from gateway.sessions import SESSION_COOKIE, Signer
@@ -32,17 +36,37 @@ class TraefikProbe:
         except (aiohttp.ClientError, TimeoutError):
             return False
 
+    async def activity(self, host: str) -> dict[str, Any] | None:
+        """Jupyter's own view of its use (GET /api/status: last_activity, started, kernels,
+        connections), through Traefik; None when it does not answer. Asking does not count
+        as activity."""
+        try:
+            async with self._get(host, "/api/status", PROBE_TIMEOUT.total or 5.0) as response:
+                if response.status != 200:
+                    return None
+                body = await response.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, ValueError):
+            return None
+        return body if isinstance(body, dict) and "last_activity" in body else None
+
+    @contextlib.asynccontextmanager
+    async def _get(
+        self, host: str, path: str, patience: float
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        session = self.signer.sign("session", {"admin": True, "h": host}, PASS_TTL)
+        async with self.session.get(
+            f"{self.traefik_url}{path}",
+            headers={"Host": host, "Cookie": f"{SESSION_COOKIE}={session}"},
+            timeout=aiohttp.ClientTimeout(total=patience),
+            allow_redirects=False,
+        ) as response:
+            yield response
+
     async def answers(self, host: str, patience: float = 5.0) -> bool:
         """True when Jupyter's /api answers through Traefik for this Host within `patience`
         seconds."""
-        session = self.signer.sign("session", {"admin": True, "h": host}, PASS_TTL)
         try:
-            async with self.session.get(
-                f"{self.traefik_url}/api",
-                headers={"Host": host, "Cookie": f"{SESSION_COOKIE}={session}"},
-                timeout=aiohttp.ClientTimeout(total=patience),
-                allow_redirects=False,
-            ) as response:
+            async with self._get(host, "/api", patience) as response:
                 if response.status != 200:
                     return False
                 body = await response.json(content_type=None)

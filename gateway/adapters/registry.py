@@ -69,6 +69,15 @@ class RegistryClient:
             return False
         return bool(found["status"] == 200)
 
+    async def ping(self) -> str:
+        """Whether the registry answers and, with credentials, accepts them."""
+        result = await self._request("GET", "", "")
+        if result["status"] != 200:
+            raise RegistryError(f"registry {self.server} answered {result['status']} to GET /v2/")
+        return f"registry {self.server} answers" + (
+            " and accepts the credentials" if self.auth else ""
+        )
+
     async def prune(self, repository: str, keep: str | None = None) -> list[str]:
         """Delete every tag of `repository` (a name without the registry host) but `keep`.
         Returns the deleted tags."""
@@ -133,7 +142,8 @@ class RegistryClient:
             raise RegistryError(f"registry {self.server} asks for unsupported auth {scheme!r}")
         params = dict(_CHALLENGE.findall(challenge))
         realm = params.pop("realm", "")
-        params.setdefault("scope", f"repository:{repository}:pull,push,delete")
+        if repository:  # the API's base (/v2/) needs no scope
+            params.setdefault("scope", f"repository:{repository}:pull,push,delete")
         headers = {"Authorization": basic}
         async with self.session.get(
             realm, params=params, headers=headers, timeout=TIMEOUT

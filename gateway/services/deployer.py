@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO
 
@@ -21,6 +22,7 @@ from gateway.desired import container_labels
 from gateway.discovery import notebook_problem
 from gateway.dockerfile import api_labels
 from gateway.errors import GatewayError, NotebookFailed, ProxyError, RegistryError
+from gateway.metrics import Metrics
 from gateway.models import (
     DesiredNotebook,
     Emit,
@@ -49,8 +51,10 @@ class Deployer:
         repo: NotebookRepo,
         probe: TraefikProbe,
         registry: RegistryClient | None,
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.docker = docker
         self.runtime = runtime
         self.repo = repo
@@ -123,15 +127,18 @@ class Deployer:
             return await self._failed(item, failure, emit)  # the previous version serves on
         # The push runs alongside the start: the notebook need not wait for the registry.
         pushing = asyncio.create_task(self.push_image(spec, emit))
+        launched = time.monotonic()
         try:
             container_id = await self._replace(item, emit)
         except NotebookFailed as failure:
             pushing.cancel()
+            self.observe_launch("published", launched, ok=False)
             return await self._failed(item, failure, emit)
         except BaseException:
             pushing.cancel()
             raise
         outcome = await self._await_ready(item.desired, container_id, action, emit)
+        self.observe_launch("published", launched, ok=outcome.state is NotebookState.RUNNING)
         try:
             await pushing
         except NotebookFailed as failure:
@@ -273,6 +280,7 @@ class Deployer:
         async with self._build_slots:
             emit(ProgressEvent(Phase.BUILDING, f"building {spec.image}", spec.subject))
             context = await asyncio.to_thread(_write_context, repo, spec, mtime)
+            started, outcome = time.monotonic(), "failed"
             try:
                 await self.docker.build(
                     spec.image,
@@ -281,9 +289,16 @@ class Deployer:
                     self.settings.build_timeout,
                     output,
                 )
+                outcome = "succeeded"
             finally:
                 context.close()
+                self.metrics.build_seconds.labels(outcome).observe(time.monotonic() - started)
         return NotebookAction.BUILT
+
+    def observe_launch(self, kind: str, started: float, *, ok: bool) -> None:
+        """How long a container took from being asked for to answering (or failing to)."""
+        outcome = "succeeded" if ok else "failed"
+        self.metrics.launch_seconds.labels(kind, outcome).observe(time.monotonic() - started)
 
     async def push_image(self, spec: ImageSpec, emit: Emit) -> None:
         """Push to the registry, unless there is none or it has the image already."""

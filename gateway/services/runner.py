@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from gateway import logs
 from gateway.errors import DeployFailed, GatewayError
+from gateway.metrics import Metrics
 from gateway.models import NotebookState, Phase, ProgressEvent
 from gateway.redact import Redactor
 from gateway.services.pipeline import JobProgress, Pipeline
+from gateway.services.progress import JobFeeds
 from gateway.services.store import Job, JobAction, JobOrigin, JobState, LogLine, Store, now
 
 log = logging.getLogger(__name__)
@@ -46,12 +50,19 @@ class _Outcome:
 
 class JobRunner:
     def __init__(
-        self, store: Store, pipeline: Pipeline, redact: Redactor, retention: timedelta
+        self,
+        store: Store,
+        pipeline: Pipeline,
+        redact: Redactor,
+        retention: timedelta,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
         self.redact = redact
         self.retention = retention
+        self.metrics = metrics or Metrics()
+        self.feeds = JobFeeds(store)
         self._queues: dict[str, _Queue] = {}
         self._done: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -75,11 +86,12 @@ class JobRunner:
             idempotency_key=idempotency_key, parent=parent,
         )  # fmt: skip
         if created:
+            log.info("queued job %s (%s %s, from %s)", job.id, action, project, origin)
             ahead = self._queues.get(_queue_key(job), _Queue()).running
-            self._enqueue(job)
-            if ahead is not None:
+            if ahead is not None:  # the first line of a new job, before it can start
                 waiting = ProgressEvent(Phase.WAITING, f"queued behind job {ahead.id}")
-                await self.store.append_log(job.id, [LogLine(now(), waiting)])
+                await self.store.append_log(job.id, [LogLine(now(), waiting, 1)])
+            self._enqueue(job)
         return job, created
 
     async def settle(self, job_id: str) -> None:
@@ -115,6 +127,7 @@ class JobRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.feeds.close_all()
 
     # -- queues ---------------------------------------------------------------------------
 
@@ -142,6 +155,7 @@ class JobRunner:
         try:
             for other in covered:
                 await self.store.coalesce(other.id, job.id)
+                self.feeds.close(other.id)
                 self._resolve(other.id)
             outcome = await self._execute(job)
             if outcome is not None and _forgettable(job, covered, outcome):
@@ -161,36 +175,39 @@ class JobRunner:
 
     async def _execute(self, job: Job) -> _Outcome | None:
         """Run a job to its end and record it. None when it was interrupted (it will resume)."""
-        pending: list[LogLine] = []
+        # On every line this task (and the tasks it starts) logs; the request that queued it
+        # logged the job's id already.
+        logs.job_id.set(job.id)
+        logs.request_id.set(None)
+        feeds = self.feeds
+        await feeds.open(job.id)
 
         def emit(event: ProgressEvent) -> None:
             event = replace(event, message=self.redact(event.message))
-            pending.append(LogLine(now(), event))
+            feeds.publish(job.id, event)
             # Build and push output goes to the job's log; the process log keeps the steps.
             level = logging.DEBUG if event.output else logging.INFO
             where = f" [{event.notebook}]" if event.notebook else ""
-            log.log(level, "job %s %s%s: %s", job.id[:8], event.phase, where, event.message)
-
-        async def flush() -> None:
-            batch = pending[:]
-            del pending[: len(batch)]
-            await self.store.append_log(job.id, batch)
+            log.log(level, "%s%s: %s", event.phase, where, event.message)
 
         async def flush_periodically() -> None:
             while True:
                 await asyncio.sleep(FLUSH_INTERVAL)
-                await flush()
+                await feeds.flush(job.id)
 
         progress = JobProgress(emit)
         flusher = asyncio.create_task(flush_periodically())
+        started = time.monotonic()
+        self.metrics.jobs_in_progress.inc()
         try:
             await self.store.mark_running(job.id)
             outcome = await self._dispatch(job, progress)
         finally:
+            self.metrics.jobs_in_progress.dec()
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
-            await flush()
+            await feeds.flush(job.id)
         error = outcome.error
         state = JobState.FAILED if error else JobState.SUCCEEDED
         emit(
@@ -198,13 +215,34 @@ class JobRunner:
                 Phase.FAILED if error else Phase.DONE, error["message"] if error else "done"
             )
         )
-        await flush()
+        await feeds.flush(job.id)
         result = {**outcome.result, "changed": outcome.changed}
         await self.store.finish_job(
             job.id, state, progress.commit, progress.outcomes, error, result
         )
+        feeds.close(job.id)
+        self._count(job, state, time.monotonic() - started, progress, error)
         await self.store.prune_jobs(now(self.retention))
         return outcome
+
+    def _count(
+        self,
+        job: Job,
+        state: JobState,
+        seconds: float,
+        progress: JobProgress,
+        error: dict[str, Any] | None,
+    ) -> None:
+        metrics = self.metrics
+        metrics.jobs.labels(str(job.action), str(state)).inc()
+        metrics.job_seconds.labels(str(job.action), str(state)).observe(seconds)
+        for outcome in progress.outcomes:
+            failed = outcome.state is NotebookState.FAILED
+            metrics.notebooks.labels("failed" if failed else str(outcome.action)).inc()
+            if failed:
+                metrics.failures.labels(outcome.reason or "unknown").inc()
+        if error is not None and error["code"] != DeployFailed.code:  # notebooks counted above
+            metrics.failures.labels(str(error["code"])).inc()
 
     async def _dispatch(self, job: Job, progress: JobProgress) -> _Outcome:
         try:

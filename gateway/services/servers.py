@@ -13,6 +13,7 @@ import asyncio
 import fnmatch
 import hashlib
 import logging
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -315,6 +316,7 @@ class ServerManager:
             await self.deployer.ensure_image(spec, repo, mtime, emit)
             pushing = asyncio.create_task(self.deployer.push_image(spec, emit))
             await step("starting Jupyter")
+            launched = time.monotonic()
             memory = parse_bytes(str(record.options["mem_request"]))
             host = f"{name}.{self.settings.base_domain}"
             container_id = await self.runtime.start(
@@ -332,6 +334,7 @@ class ServerManager:
                 )
             )
             failure = await self.deployer.wait_until_answering(container_id, host, memory)
+            self.deployer.observe_launch("user", launched, ok=failure is None)
             if failure is not None:
                 pushing.cancel()
                 raise failure

@@ -86,6 +86,10 @@ SCHEMA = [
     );
     CREATE INDEX servers_user ON servers (user_id);
     """,
+    # version 4: build and push output told apart from the job's steps
+    """
+    ALTER TABLE job_log ADD COLUMN output INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -187,6 +191,17 @@ class ServerRecord:
 class LogLine:
     at: str
     event: ProgressEvent
+    seq: int | None = None  # given by whoever numbers the job's lines; else the next free
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "at": self.at,
+            "phase": str(self.event.phase),
+            "notebook": self.event.notebook,
+            "message": self.event.message,
+            "output": self.event.output,
+        }
 
 
 def now(ago: timedelta = timedelta(0)) -> str:
@@ -276,6 +291,16 @@ class Store:
         )
         return [_job(row) for row in rows]
 
+    async def last_jobs(self) -> dict[str, Job]:
+        """The newest finished update or delete of each project."""
+        rows = await self._rows(
+            "SELECT *, MAX(finished_at) FROM jobs WHERE action IN (?, ?) AND state IN (?, ?)"
+            " GROUP BY project",
+            (str(JobAction.UPDATE), str(JobAction.DELETE),
+             str(JobState.SUCCEEDED), str(JobState.FAILED)),
+        )  # fmt: skip
+        return {row["project"]: _job(row) for row in rows}
+
     async def coalesce(self, job_id: str, covered_by: str) -> None:
         await self._write(
             "UPDATE jobs SET state = ?, covered_by = ?, finished_at = ? WHERE id = ?",
@@ -343,29 +368,38 @@ class Store:
                 "SELECT COALESCE(MAX(seq), 0) FROM job_log WHERE job_id = ?", (job_id,)
             )
             await self.db.executemany(
-                "INSERT INTO job_log (job_id, seq, at, phase, notebook, message)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO job_log (job_id, seq, at, phase, notebook, message, output)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         job_id,
-                        last[0] + i,
+                        line.seq if line.seq is not None else last[0] + i,
                         line.at,
                         str(line.event.phase),
                         line.event.notebook,
                         line.event.message,
+                        int(line.event.output),
                     )
                     for i, line in enumerate(lines, start=1)
                 ],
             )
             await self.db.commit()
 
-    async def job_log(self, job_id: str, limit: int = 5000) -> list[dict[str, Any]]:
+    async def last_log_seq(self, job_id: str) -> int:
         rows = await self._rows(
-            "SELECT at, phase, notebook, message FROM"
-            " (SELECT * FROM job_log WHERE job_id = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-            (job_id, limit),
+            "SELECT COALESCE(MAX(seq), 0) FROM job_log WHERE job_id = ?", (job_id,)
         )
-        return [dict(row) for row in rows]
+        return int(rows[0][0])
+
+    async def job_log(self, job_id: str, limit: int = 5000, after: int = 0) -> list[dict[str, Any]]:
+        """The last `limit` lines of a job's log after sequence number `after`, in order."""
+        rows = await self._rows(
+            "SELECT seq, at, phase, notebook, message, output FROM"
+            " (SELECT * FROM job_log WHERE job_id = ? AND seq > ? ORDER BY seq DESC LIMIT ?)"
+            " ORDER BY seq",
+            (job_id, after, limit),
+        )
+        return [{**dict(row), "output": bool(row["output"])} for row in rows]
 
     # -- users' servers ------------------------------------------------------------------------
 

@@ -19,20 +19,27 @@ from gateway.adapters.probe import TraefikProbe
 from gateway.adapters.registry import RegistryAuth, RegistryClient
 from gateway.adapters.runtime import Runtime, WorkloadIndex
 from gateway.adapters.swarm import ServiceIndex, SwarmRuntime
+from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.redact import Redactor
+from gateway.services.culler import Culler
 from gateway.services.deployer import Deployer
+from gateway.services.health import HealthChecks
 from gateway.services.pipeline import Pipeline
 from gateway.services.reconciler import reconcile_periodically
 from gateway.services.runner import JobRunner
 from gateway.services.servers import ServerManager
+from gateway.services.status import StatusBoard
 from gateway.services.store import Store
 from gateway.sessions import Signer
 from gateway.settings import Settings
+from gateway.web.events import routes as event_routes
 from gateway.web.handlers import routes
 from gateway.web.keys import (
     DOCKER,
     GITLAB,
+    HEALTH,
+    METRICS,
     RATE_LIMITER,
     REDACT,
     RUNNER,
@@ -40,21 +47,25 @@ from gateway.web.keys import (
     SERVERS,
     SETTINGS,
     SIGNER,
+    STATUS,
     STORE,
 )
-from gateway.web.middleware import error_middleware, rate_limit_middleware
+from gateway.web.middleware import error_middleware, rate_limit_middleware, request_id_middleware
 from gateway.web.openapi import routes as openapi_routes
 from gateway.web.proxy_auth import routes as proxy_auth_routes
 from gateway.web.servers import routes as server_routes
+from gateway.web.status import routes as status_routes
 
 MAX_BODY = 4 * 1024**2  # GitLab push events list the files of up to 20 commits
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        client_max_size=MAX_BODY, middlewares=[error_middleware, rate_limit_middleware]
+        client_max_size=MAX_BODY,
+        middlewares=[request_id_middleware, error_middleware, rate_limit_middleware],
     )
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app[REDACT] = Redactor(settings.secrets())
     app[SIGNER] = Signer(settings.auth_token.get_secret_value())
     if settings.rate_limit:
@@ -62,7 +73,8 @@ def create_app(settings: Settings) -> web.Application:
     if settings.gitlab_url:
         app[GITLAB] = GitLabClient(settings.gitlab_url, settings.identity_cache_ttl)
     app.cleanup_ctx.extend([_docker, _store, _jobs])
-    for table in (routes, server_routes, proxy_auth_routes, openapi_routes):
+    tables = (routes, event_routes, status_routes, server_routes, proxy_auth_routes, openapi_routes)
+    for table in tables:
         app.add_routes(table)
     return app
 
@@ -128,28 +140,33 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession() as session:
         probe = TraefikProbe(session, settings.traefik_url, app[SIGNER])
         registry = _registry(settings, session)
-        deployer = Deployer(settings, app[DOCKER], app[RUNTIME], repo, probe, registry)
+        metrics = app[METRICS]
+        deployer = Deployer(settings, app[DOCKER], app[RUNTIME], repo, probe, registry, metrics)
         pipeline = Pipeline(settings, app[DOCKER], app[RUNTIME], repo, deployer, app[STORE])
         retention = timedelta(days=settings.job_retention_days)
-        runner = JobRunner(app[STORE], pipeline, app[REDACT], retention)
+        runner = JobRunner(app[STORE], pipeline, app[REDACT], retention, metrics)
         app[RUNNER] = runner
         servers = ServerManager(
             settings, app[DOCKER], app[RUNTIME], deployer, app.get(GITLAB), app[STORE]
         )
         app[SERVERS] = servers
+        app[HEALTH] = HealthChecks(app[DOCKER], registry, repo, probe)
+        app[STATUS] = StatusBoard(app[STORE], app[RUNTIME], repo)
+        culler = Culler(settings, app[STORE], app[RUNTIME], servers, probe, metrics)
         await runner.resume()
         await servers.recover()
-        reconciler = None
+        loops = []
         if settings.reconcile_interval:
-            reconciler = asyncio.create_task(
-                reconcile_periodically(runner, servers, settings.reconcile_interval)
-            )
+            loops.append(reconcile_periodically(runner, servers, settings.reconcile_interval))
+        if culler.enabled:
+            loops.append(culler.run_periodically())
+        tasks = [asyncio.create_task(loop) for loop in loops]
         try:
             yield
         finally:
-            if reconciler is not None:
-                reconciler.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await reconciler
+                    await task
             await servers.close()
             await runner.close()

@@ -1,5 +1,5 @@
-"""Who is asking: the admin (AUTH_TOKEN, compared in constant time) or a GitLab user (their own
-token, resolved with python-gitlab)."""
+"""Who is asking: the admin (AUTH_TOKEN, compared in constant time, or the session cookie the
+status page's login gives) or a GitLab user (their own token, resolved with python-gitlab)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,16 @@ import hmac
 
 from aiohttp import web
 
-from gateway.errors import Unauthorized
+from gateway.errors import Forbidden, Unauthorized
 from gateway.models import Identity
-from gateway.web.keys import GITLAB, SETTINGS
+from gateway.web.keys import GITLAB, SETTINGS, SIGNER
+
+ADMIN_COOKIE = "notebook_gateway_admin"
+ADMIN_PURPOSE = "admin"
+# Sent by the status page's own scripts. Another site's page cannot send a custom header
+# without a CORS preflight, which the gateway never grants: cookie-borne writes need it.
+CSRF_HEADER = "X-Requested-With"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def credential(request: web.Request) -> str | None:
@@ -25,8 +32,21 @@ def is_admin_token(request: web.Request, token: str) -> bool:
     return hmac.compare_digest(token.encode(), expected)
 
 
+def admin_session(request: web.Request) -> bool:
+    """Whether the request carries a valid admin session cookie of the status page; writes
+    with it must also carry the status page's header."""
+    cookie = request.cookies.get(ADMIN_COOKIE)
+    if not cookie or request.app[SIGNER].verify(ADMIN_PURPOSE, cookie) is None:
+        return False
+    if request.method not in SAFE_METHODS and not request.headers.get(CSRF_HEADER):
+        raise Forbidden(f"a change made with the session cookie must send {CSRF_HEADER}")
+    return True
+
+
 def require_admin(request: web.Request) -> None:
     header = request.headers.get("Authorization", "")
+    if not header and admin_session(request):
+        return
     if not header:
         raise Unauthorized(
             "missing Authorization header; send 'Authorization: Bearer <AUTH_TOKEN>'"
@@ -41,6 +61,8 @@ def require_admin(request: web.Request) -> None:
 async def authenticate(request: web.Request) -> Identity:
     """The admin, or the GitLab user whose token this is."""
     token = credential(request)
+    if token is None and admin_session(request):
+        return Identity.administrator()
     if token is None:
         raise Unauthorized("missing credentials; send 'Authorization: Bearer <your GitLab token>'")
     return await identity_for(request, token)

@@ -3,55 +3,85 @@
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Any
 
 from aiohttp import web
 
 from gateway import __version__, webhooks
-from gateway.errors import BadRequest, GatewayError, JobFailed, NotFound, Unauthorized, Unavailable
+from gateway.errors import BadRequest, JobFailed, NotFound, Unauthorized, Unavailable
+from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.schemas import ProjectDelete, ProjectUpdate, parse
 from gateway.services.runner import REPOSITORY
 from gateway.services.store import Job, JobAction, JobOrigin, JobState
 from gateway.web.auth import require_admin
 from gateway.web.http import MAX_NOTIFICATION, flag, int_param, json_body
-from gateway.web.keys import DOCKER, RUNNER, SERVERS, SETTINGS, STORE
+from gateway.web.keys import HEALTH, METRICS, REDACT, RUNNER, RUNTIME, SERVERS, SETTINGS, STORE
 
 routes = web.RouteTableDef()
 
 MAX_JOBS_LISTED = 500
 
 
-@routes.get("/")
-async def index(request: web.Request) -> web.Response:
+ENDPOINTS = [
+    "POST /projects",
+    "DELETE /projects",
+    "POST /hooks/gitlab",
+    "GET /jobs",
+    "GET /jobs/{id}",
+    "GET /jobs/{id}/events",
+    "POST /reconcile",
+    "GET /status",
+    "GET /health",
+    "GET /metrics",
+    "GET /servers",
+    "POST /servers",
+    "GET /servers/{name}",
+    "DELETE /servers/{name}",
+    "GET /server_options",
+    "GET /logs/{name}",
+    "GET /openapi.json",
+]
+
+
+def index_json() -> web.Response:
     return web.json_response(
-        {
-            "name": "notebook-gateway",
-            "version": __version__,
-            "endpoints": [
-                "POST /projects",
-                "DELETE /projects",
-                "POST /hooks/gitlab",
-                "GET /jobs",
-                "GET /jobs/{id}",
-                "POST /reconcile",
-                "GET /health",
-            ],
-        }
+        {"name": "notebook-gateway", "version": __version__, "endpoints": ENDPOINTS}
     )
 
 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
-    try:
-        await request.app[DOCKER].ping()
-        docker = "ok"
-    except GatewayError as exc:
-        docker = exc.message
-    ok = docker == "ok"
-    return web.json_response(
-        {"status": "ok" if ok else "unavailable", "checks": {"docker": docker}},
-        status=200 if ok else 503,
+    """200 when the gateway can work (every check passes), 503 and what fails otherwise."""
+    checks = await request.app[HEALTH].run()
+    ok = all(result.ok for result in checks.values())
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "checks": {name: result.to_json() for name, result in checks.items()},
+    }
+    redact = request.app[REDACT]
+    return web.Response(
+        text=redact(json.dumps(body)), status=200 if ok else 503, content_type="application/json"
     )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    if not request.app[SETTINGS].metrics_public:
+        require_admin(request)
+    registry = request.app[METRICS]
+    runtime = request.app[RUNTIME]
+    running = {"published": 0, "user": 0}
+    for notebook in await runtime.list_notebooks():
+        running["published"] += notebook.running
+    for server in await runtime.list_servers():
+        running["user"] += server.state == "running"
+    for kind, count in running.items():
+        registry.running.labels(kind).set(count)
+    response = web.Response(body=registry.render())
+    response.content_type = METRICS_CONTENT_TYPE.split(";")[0]
+    response.charset = "utf-8"
+    return response
 
 
 @routes.post("/projects")
@@ -103,7 +133,7 @@ async def gitlab_hook(request: web.Request) -> web.Response:
         dedupe_key=event.dedupe_key,
         idempotency_key=event.idempotency_key,
     )
-    body = {"status": "accepted" if created else "duplicate", "job": await _job_json(request, job)}
+    body = {"status": "accepted" if created else "duplicate", "job": await job_json(request, job)}
     return web.json_response(body, status=202 if created else 200)
 
 
@@ -117,7 +147,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     jobs = await request.app[STORE].list_jobs(
         project=request.query.get("project"), state=state, limit=limit
     )
-    return web.json_response({"jobs": [await _job_json(request, job) for job in jobs]})
+    return web.json_response({"jobs": [await job_json(request, job) for job in jobs]})
 
 
 @routes.get("/jobs/{id}")
@@ -126,7 +156,7 @@ async def get_job(request: web.Request) -> web.Response:
     job = await request.app[STORE].get_job(request.match_info["id"])
     if job is None:
         raise NotFound(f"there is no job {request.match_info['id']!r}")
-    return web.json_response(await _job_json(request, job, with_log=True))
+    return web.json_response(await job_json(request, job, with_log=True))
 
 
 async def _run_job(request: web.Request, project: str, action: JobAction) -> web.Response:
@@ -136,11 +166,11 @@ async def _run_job(request: web.Request, project: str, action: JobAction) -> web
     runner = request.app[RUNNER]
     job, _ = await runner.submit(project, action)
     if not wait:
-        body = await _job_json(request, job)
+        body = await job_json(request, job)
         return web.json_response(body, status=202, headers={"Location": body["url"]})
     # The answer is the job that did the work: this one, or a later one it was folded into.
     job = await runner.wait(job.id)
-    body = await _job_json(request, job, with_log=job.state is JobState.FAILED)
+    body = await job_json(request, job, with_log=job.state is JobState.FAILED)
     if job.state is JobState.SUCCEEDED:
         return web.json_response(body, headers={"Location": body["url"]})
     if not job.finished:
@@ -157,7 +187,7 @@ async def _run_job(request: web.Request, project: str, action: JobAction) -> web
     )
 
 
-async def _job_json(request: web.Request, job: Job, with_log: bool = False) -> dict[str, Any]:
+async def job_json(request: web.Request, job: Job, with_log: bool = False) -> dict[str, Any]:
     body = job.to_json()
     body["url"] = f"{request.app[SETTINGS].gateway_url}/jobs/{job.id}"
     if with_log:

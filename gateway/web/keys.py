@@ -5,10 +5,13 @@ from aiohttp import web
 from gateway.adapters.docker import DockerEngine
 from gateway.adapters.gitlab import GitLabClient
 from gateway.adapters.runtime import Runtime
+from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.redact import Redactor
+from gateway.services.health import HealthChecks
 from gateway.services.runner import JobRunner
 from gateway.services.servers import ServerManager
+from gateway.services.status import StatusBoard
 from gateway.services.store import Store
 from gateway.sessions import Signer
 from gateway.settings import Settings
@@ -23,3 +26,6 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 GITLAB = web.AppKey("gitlab", GitLabClient)
 SERVERS = web.AppKey("servers", ServerManager)
 SIGNER = web.AppKey("signer", Signer)
+METRICS = web.AppKey("metrics", Metrics)
+HEALTH = web.AppKey("health", HealthChecks)
+STATUS = web.AppKey("status", StatusBoard)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import uuid
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway import logs
 from gateway.errors import GatewayError, RateLimited
 from gateway.web.keys import RATE_LIMITER, REDACT
 
@@ -40,6 +43,26 @@ def error_response(
     return web.Response(
         status=status, text=redact(body), content_type="application/json", headers=headers
     )
+
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request gets an id (the caller's X-Request-Id if it is a plain token), which is on
+    each log line written while it is handled and on the answer."""
+    given = request.headers.get("X-Request-Id", "")
+    rid = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+    logs.request_id.set(rid)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["X-Request-Id"] = rid
+        raise
+    if not response.prepared:
+        response.headers["X-Request-Id"] = rid
+    return response
 
 
 @web.middleware

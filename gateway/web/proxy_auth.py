@@ -8,10 +8,8 @@ that ticket sets a session cookie valid for that host alone.
 
 from __future__ import annotations
 
-from functools import cache
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-import jinja2
 from aiohttp import web
 
 from gateway.adapters.gitlab import REPORTER
@@ -22,6 +20,7 @@ from gateway.sessions import SESSION_COOKIE
 from gateway.web.auth import credential, identity_for
 from gateway.web.keys import GITLAB, RATE_LIMITER, SERVERS, SETTINGS, SIGNER
 from gateway.web.middleware import error_response
+from gateway.web.render import page
 from gateway.webhooks import repository_path
 
 routes = web.RouteTableDef()
@@ -175,18 +174,4 @@ def _refuse(request: web.Request, status: int, code: str, message: str) -> web.R
 
 
 def _page(request: web.Request, next_url: str, error: str = "", status: int = 200) -> web.Response:
-    html = (
-        _templates()
-        .get_template("login.html.j2")
-        .render(next=next_url, error=error, action="/auth/login")
-    )
-    return web.Response(text=html, status=status, content_type="text/html")
-
-
-@cache
-def _templates() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("gateway", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
+    return page("login.html.j2", status, next=next_url, error=error, action="/auth/login")

@@ -1,0 +1,123 @@
+"""The status page: GET / in a browser (JSON for anything else), its live parts, and the admin
+login that lets the page redeploy, stop and read logs with AUTH_TOKEN kept out of the page."""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway import __version__
+from gateway.errors import RateLimited
+from gateway.models import Identity
+from gateway.web.auth import ADMIN_COOKIE, ADMIN_PURPOSE, admin_session, require_admin
+from gateway.web.handlers import index_json
+from gateway.web.keys import RATE_LIMITER, SERVERS, SETTINGS, SIGNER, STATUS
+from gateway.web.render import page
+
+routes = web.RouteTableDef()
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    if "text/html" not in request.headers.get("Accept", ""):
+        return index_json()
+    admin = admin_session(request)
+    if _hidden(request, admin):
+        return _page(request, admin=False, context=None)
+    return _page(request, admin, await _context(request, admin))
+
+
+@routes.get("/status")
+async def status(request: web.Request) -> web.Response:
+    admin = _viewer(request)
+    return web.json_response(await _context(request, admin, as_json=True))
+
+
+@routes.get("/status/board")
+async def board(request: web.Request) -> web.Response:
+    """The page's changing part, rendered by the same template the page is."""
+    admin = _viewer(request)
+    return page("status_board.html.j2", **await _context(request, admin))
+
+
+@routes.post("/login")
+async def log_in(request: web.Request) -> web.StreamResponse:
+    limiter = request.app.get(RATE_LIMITER)
+    if limiter is not None and (wait := limiter.wait_time(f"login:{request.remote}")) > 0:
+        raise RateLimited(wait)
+    form = await request.post()
+    token = str(form.get("token", "")).strip().encode()
+    expected = request.app[SETTINGS].auth_token.get_secret_value().encode()
+    if not hmac.compare_digest(token, expected):
+        return _page(
+            request, False, None, error="That is not the gateway's AUTH_TOKEN.", status=401
+        )
+    settings = request.app[SETTINGS]
+    session = request.app[SIGNER].sign(ADMIN_PURPOSE, {"admin": True}, settings.session_ttl)
+    response = web.HTTPSeeOther("/")
+    response.set_cookie(
+        ADMIN_COOKIE, session, max_age=int(settings.session_ttl), path="/", httponly=True,
+        secure=settings.gateway_url.startswith("https:"), samesite="Strict",
+    )  # fmt: skip
+    raise response
+
+
+@routes.post("/logout")
+async def log_out(request: web.Request) -> web.StreamResponse:
+    response = web.HTTPSeeOther("/")
+    response.del_cookie(ADMIN_COOKIE, path="/")
+    raise response
+
+
+routes.static("/static", STATIC, append_version=False)
+
+
+def _viewer(request: web.Request) -> bool:
+    """Whether an admin asks; with PROTECT_PUBLISHED only admins see the notebooks at all."""
+    admin = bool(request.headers.get("Authorization")) or admin_session(request)
+    if admin:
+        require_admin(request)
+    elif _hidden(request, admin):
+        require_admin(request)  # refuses, with the usual message
+    return admin
+
+
+def _hidden(request: web.Request, admin: bool) -> bool:
+    return request.app[SETTINGS].protect_published and not admin
+
+
+async def _context(request: web.Request, admin: bool, as_json: bool = False) -> dict[str, Any]:
+    overview = await request.app[STATUS].overview()
+    servers: list[dict[str, Any]] = []
+    if admin:
+        views = await request.app[SERVERS].list(Identity.administrator(), {})
+        servers = [v for v in views.values() if v["annotations"]["user"]]
+    if as_json:
+        return {"admin": admin, **overview.to_json(), "servers": servers}
+    return {"admin": admin, "overview": overview, "servers": servers}
+
+
+def _page(
+    request: web.Request,
+    admin: bool,
+    context: dict[str, Any] | None,
+    error: str = "",
+    status: int = 200,
+) -> web.Response:
+    settings = request.app[SETTINGS]
+    return page(
+        "status.html.j2",
+        status,
+        admin=admin,
+        error=error,
+        overview=context["overview"] if context else None,
+        servers=context["servers"] if context else [],
+        version=__version__,
+        base_domain=settings.base_domain,
+        protected=settings.protect_published,
+    )
