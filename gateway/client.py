@@ -4,7 +4,7 @@ progress (server-sent events), list what runs, read a server's log."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +75,7 @@ class GatewayClient:
         raise ClientError("the gateway ended the stream before the job finished")
 
 
-async def parse_events(lines: aiohttp.StreamReader) -> AsyncIterator[Event]:
+async def parse_events(lines: AsyncIterable[bytes]) -> AsyncIterator[Event]:
     """Server-sent events from a stream of lines; comments (keep-alives) are skipped."""
     name, data = "message", list[str]()
     async for raw in lines:

@@ -40,6 +40,8 @@ packages() {
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
+  # Headless Chromium for the status page's browser test (Playwright drives it).
+  command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
   [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 

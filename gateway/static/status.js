@@ -64,7 +64,8 @@ function el(tag, attributes = {}, text = "") {
 }
 
 function setBadge(node, state) {
-  node.className = "badge " + state;
+  node.classList.remove(...PHASES, "queued", "running", "succeeded", "coalesced", "removed");
+  node.classList.add("badge", state);
   node.textContent = state;
 }
 
@@ -73,8 +74,9 @@ function notebookRow(name) {
   let row = Array.from(body.rows).find((r) => r.dataset.notebook === name);
   if (!row) {
     row = el("tr", { "data-notebook": name });
-    row.append(el("td", {}, name), el("td", { class: "phase" }), el("td", { class: "step" }),
-      el("td", { class: "link" }));
+    const phase = el("td");
+    phase.append(el("span", { class: "badge phase" }));
+    row.append(el("td", {}, name), phase, el("td", { class: "step" }), el("td", { class: "link" }));
     body.append(row);
   }
   return row;
@@ -124,6 +126,12 @@ function finish(source, data) {
     return refresh();
   }
   setBadge(state, data.job.state);
+  if (data.job.state === "succeeded") {  // what is no notebook of its own (an environment)
+    const outcomes = new Set(data.job.notebooks.map((n) => n.name));
+    for (const row of document.querySelectorAll("#progress-notebooks tbody tr")) {
+      if (!outcomes.has(row.dataset.notebook)) setBadge(row.querySelector(".phase"), "done");
+    }
+  }
   for (const notebook of data.job.notebooks) {
     const row = notebookRow(notebook.name);
     setBadge(row.querySelector(".phase"), notebook.state);

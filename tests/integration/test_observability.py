@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -31,14 +32,14 @@ async def read_stream(
     assert response.headers["Content-Type"].startswith("text/event-stream")
     raw: list[str] = []
 
-    async def lines() -> Any:
+    async def lines() -> AsyncIterator[bytes]:
         async for line in response.content:
             raw.append(line.decode())
             yield line
 
     found = []
     async with asyncio.timeout(300):
-        async for event in parse_events(lines()):  # type: ignore[arg-type]
+        async for event in parse_events(lines()):
             found.append(event)
     return found, "".join(raw)
 

@@ -1,0 +1,177 @@
+"""The status page in a real browser (Debian's headless Chromium, driven by Playwright) against a
+gateway on the real engine, registry, Traefik and git; and its login's guard rails."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, async_playwright, expect
+
+from tests.conftest import Gateway, MakeGateway, job_summary
+from tests.support.gitrepo import GitRemote, notebook
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+CHROMIUM = "/usr/bin/chromium"
+# Without these, Chromium keeps calling home, and this machine's closed network refuses it.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+    "--disable-background-networking", "--disable-component-update",
+]  # fmt: skip
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+def address(gateway: Gateway) -> str:
+    return f"http://127.0.0.1:{gateway.settings.gateway_port}"
+
+
+async def test_an_admin_deploys_from_the_page_and_watches_it_become_a_working_link(
+    make_gateway: MakeGateway, remote: GitRemote, browser: Browser
+) -> None:
+    remote.commit(
+        {"climate/intro.ipynb": notebook("print(6 * 7)"), "climate/requirements.txt": b"six\n"}
+    )
+    gateway = await make_gateway()
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    refused: list[str] = []
+    page.on(
+        "response",
+        lambda r: (
+            refused.append(f"{r.request.method} {r.url} {r.status}") if r.status >= 400 else None
+        ),
+    )
+
+    await page.goto(address(gateway) + "/")
+    assert await page.title() == "notebook-gateway"
+    await expect(page.get_by_text("No projects yet")).to_be_visible()
+    assert await page.locator("#deploy-form").count() == 0  # not an admin yet
+
+    await page.fill("#admin-token", "not-the-token")
+    await page.click("#login-button")
+    await expect(page.get_by_role("alert")).to_contain_text("not the gateway's AUTH_TOKEN")
+    await page.fill("#admin-token", gateway.settings.auth_token.get_secret_value())
+    await page.click("#login-button")
+    await expect(page.locator("#deploy-form")).to_be_visible()
+
+    await page.fill("#deploy-project", "climate")
+    await page.click("#deploy-button")
+    progress = page.locator("#progress")
+    await expect(progress).to_be_visible()
+    row = page.locator('#progress-notebooks tr[data-notebook="intro.ipynb"]')
+    # The notebook's row follows its phases while the job runs.
+    await expect(row.locator(".phase")).to_have_text(
+        re.compile("building|pushing|starting|ready"), timeout=120_000
+    )
+    await expect(page.locator("#progress-state")).to_have_text("succeeded", timeout=300_000)
+    await expect(row.locator(".phase")).to_have_text("running")
+    log = await page.locator("#progress-log").inner_text()
+    for phase in ("fetching", "building", "starting", "ready", "done"):
+        assert f" {phase}" in log, log
+    href = await row.locator("a.open-link").get_attribute("href")
+    assert href is not None and href.startswith(f"http://intro--climate.{gateway.instance}.")
+
+    # The board below shows the notebook running, with its link and commit.
+    board_row = page.locator('#board tr[data-notebook="intro.ipynb"]')
+    await expect(board_row.locator(".badge")).to_have_text("running", timeout=30_000)
+    assert await board_row.locator("a").get_attribute("href") == href
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
+
+    # Its container's log, from the page.
+    await board_row.get_by_role("button", name="Logs").click()
+    await expect(page.locator("#logs-text")).to_contain_text("Jupyter", timeout=30_000)
+    await page.get_by_role("button", name="Close").click()
+
+    # The link works: JupyterLab opens on the notebook, through Traefik.
+    notebook_page = await browser.new_page()
+    await notebook_page.goto(href)
+    await expect(notebook_page).to_have_title(re.compile("JupyterLab|intro"), timeout=60_000)
+    await expect(notebook_page.get_by_text("print(6 * 7)").first).to_be_visible(timeout=60_000)
+    assert not problems, problems
+    # Nothing the page asked for was missing or refused, but the wrong token.
+    assert refused == [f"POST {address(gateway)}/login 401"], refused
+
+
+async def test_the_page_is_read_only_without_a_login_and_its_cookie_needs_its_header(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit({"climate/intro.ipynb": notebook("print(1)")})
+    gateway = await make_gateway()
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    async with aiohttp.ClientSession(base_url=address(gateway)) as anyone:
+        async with anyone.get("/", headers={"Accept": "text/html"}) as response:
+            html = await response.text()
+            assert response.status == 200 and "intro.ipynb" in html
+            assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+        assert 'id="deploy-form"' not in html
+        async with anyone.get("/") as response:  # not a browser: the JSON index
+            assert (await response.json())["name"] == "notebook-gateway"
+        async with anyone.get("/status") as response:
+            overview = await response.json()
+        assert overview["admin"] is False and overview["servers"] == []
+        (project,) = overview["projects"]
+        assert project["name"] == "climate" and project["last_deploy"]["state"] == "succeeded"
+        assert project["notebooks"][0]["state"] == "running"
+        async with anyone.post("/projects", json={"project": "climate"}) as response:
+            assert response.status == 401
+
+    # A cookie jar as a browser has it: cookies of an IP address are kept too.
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(base_url=address(gateway), cookie_jar=jar) as admin:
+        token = gateway.settings.auth_token.get_secret_value()
+        async with admin.post("/login", data={"token": token}, allow_redirects=False) as response:
+            assert response.status == 303
+            cookie = response.cookies["notebook_gateway_admin"]
+            assert cookie["httponly"] and cookie["samesite"] == "Strict"
+            assert token not in cookie.value
+        body = {"project": "climate", "action": "update"}
+        # Another site's form could send the cookie, but never this header.
+        async with admin.post("/projects?wait=false", json=body) as response:
+            assert response.status == 403, await response.text()
+        headers = {"X-Requested-With": "notebook-gateway"}
+        async with admin.post("/projects?wait=false", json=body, headers=headers) as response:
+            assert response.status == 202
+            job = await response.json()
+        async with admin.get("/status") as response:
+            assert (await response.json())["admin"] is True
+        await gateway.wait_for_job(job["id"])
+        async with admin.post("/logout", allow_redirects=False) as response:
+            assert response.status == 303
+        async with admin.get("/jobs") as response:
+            assert response.status == 401
+
+
+async def test_protected_notebooks_are_hidden_from_the_page_until_an_admin_logs_in(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit({"climate/intro.ipynb": notebook("print(1)")})
+    gateway = await make_gateway(PROTECT_PUBLISHED="true")
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    async with aiohttp.ClientSession(base_url=address(gateway)) as anyone:
+        async with anyone.get("/", headers={"Accept": "text/html"}) as response:
+            html = await response.text()
+        assert "intro.ipynb" not in html and "protected" in html
+        for path in ("/status", "/status/board"):
+            async with anyone.get(path) as response:
+                assert response.status == 401
+    response = await gateway.client.get("/status", headers=gateway.auth())
+    assert (await response.json())["projects"][0]["notebooks"][0]["name"] == "intro.ipynb"
