@@ -66,8 +66,11 @@ async def _gateway(args: argparse.Namespace) -> AsyncIterator[GatewayClient]:
 
 
 def _environment(env_file: Path) -> dict[str, str]:
+    """The environment over the .env file, as `serve` reads its settings."""
+    if not env_file.is_file():
+        return dict(os.environ)
     values = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
-    return {**values, **os.environ} if env_file.is_file() else dict(os.environ)
+    return {**values, **os.environ}
 
 
 @contextlib.asynccontextmanager

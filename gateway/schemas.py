@@ -235,6 +235,44 @@ class Health(BaseModel):
     checks: dict[str, HealthCheck]  # docker, git, registry, traefik
 
 
+class StatusNotebook(BaseModel):
+    name: str
+    container: str
+    state: Literal["running", "failed", "stopped", "missing"]
+    url: str
+    commit: str
+    message: str
+
+
+class StatusLastDeploy(BaseModel):
+    job: str
+    state: Literal["succeeded", "failed"]
+    finished: str
+    commit: str
+
+
+class StatusProject(BaseModel):
+    name: str
+    notebooks: list[StatusNotebook]
+    last_deploy: StatusLastDeploy | None
+
+
+class StatusJob(BaseModel):
+    id: str
+    project: str
+    action: str
+    state: Literal["queued", "running"]
+    created: str
+
+
+class StatusOverview(BaseModel):
+    admin: bool
+    projects: list[StatusProject]
+    jobs: list[StatusJob]
+    commit: str | None  # the branch's last fetched commit
+    servers: list[Server]  # users' servers, for an admin
+
+
 class Index(BaseModel):
     name: str
     version: str

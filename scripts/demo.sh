@@ -128,31 +128,26 @@ ENV
   start_bg gateway "$BIN/notebook-gateway" serve --env-file "$DEMO_DIR/gateway.env"
   wait_http gateway "http://127.0.0.1:$GATEWAY_PORT/health" 60
 
+  # The client commands read the gateway's address and token from the environment.
+  export GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" AUTH_TOKEN="$token"
   local project
   for project in $(cd "$ROOT/examples/notebooks" && find . -mindepth 1 -maxdepth 1 -type d ! -name '.*' -printf '%f\n' | sort); do
-    log "POST /projects {\"project\": \"$project\", \"action\": \"update\"}"
-    if ! curl -fsS -o "$DEMO_DIR/last-response.json" -X POST "http://127.0.0.1:$GATEWAY_PORT/projects" \
-        -H "Authorization: Bearer $token" -H "Content-Type: application/json" \
-        -d "{\"project\": \"$project\", \"action\": \"update\"}"; then
-      log "deploying $project failed:"; cat "$DEMO_DIR/last-response.json" >&2; echo >&2
-      log "gateway log: $DEMO_DIR/gateway.log"; return 1
+    log "notebook-gateway deploy $project   (POST /projects, then its progress as it happens)"
+    if ! "$BIN/notebook-gateway" deploy "$project" --env-file /dev/null; then
+      log "deploying $project failed; gateway log: $DEMO_DIR/gateway.log"; return 1
     fi
   done
 
   echo
-  echo "Published notebooks (open them in a browser, or: curl -sL URL):"
-  "$BIN/python" - "$DEMO_DIR/state/gateway.db" <<'PY'
-import json, sqlite3, sys
-for (record,) in sqlite3.connect(sys.argv[1]).execute("SELECT record FROM notebooks ORDER BY project, path"):
-    nb = json.loads(record)
-    print(f"  {nb['project']}/{nb['name']}: {nb['url']}  ({nb['state']})")
-PY
+  echo "Published notebooks (notebook-gateway list; open them in a browser, or: curl -sL URL):"
+  "$BIN/notebook-gateway" list --env-file /dev/null | sed 's/^/  /'
   echo
   echo "URL.md, as committed to the example repository ($DEMO_DIR/notebooks.git):"
   echo
   git --git-dir "$DEMO_DIR/notebooks.git" show main:URL.md | sed 's/^/    /'
   echo
   start_server
+  echo "The status page: http://localhost:$GATEWAY_PORT/ (log in there with AUTH_TOKEN to deploy and watch)."
   echo "The API token is in $DEMO_DIR/gateway.env. Stop everything with: make demo-stop"
 }
 

@@ -7,9 +7,9 @@ import hmac
 
 from aiohttp import web
 
-from gateway.errors import Forbidden, Unauthorized
+from gateway.errors import Forbidden, RateLimited, Unauthorized
 from gateway.models import Identity
-from gateway.web.keys import GITLAB, SETTINGS, SIGNER
+from gateway.web.keys import GITLAB, RATE_LIMITER, SETTINGS, SIGNER
 
 ADMIN_COOKIE = "notebook_gateway_admin"
 ADMIN_PURPOSE = "admin"
@@ -25,6 +25,16 @@ def credential(request: web.Request) -> str | None:
     if scheme.lower() in ("bearer", "token") and token.strip():
         return token.strip()
     return None
+
+
+async def login_token(request: web.Request) -> str:
+    """The token a login form sent (the status page's or a notebook host's), within the
+    login rate limit per client: a form is where tokens get guessed."""
+    limiter = request.app.get(RATE_LIMITER)
+    if limiter is not None and (wait := limiter.wait_time(f"login:{request.remote}")) > 0:
+        raise RateLimited(wait)
+    form = await request.post()
+    return str(form.get("token", "")).strip()
 
 
 def is_admin_token(request: web.Request, token: str) -> bool:

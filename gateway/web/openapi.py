@@ -23,7 +23,7 @@ REQUESTS: list[type[BaseModel]] = [
 ANSWERS: list[type[BaseModel]] = [
     schemas.Index, schemas.Health, schemas.Job, schemas.JobList, schemas.WebhookAnswer,
     schemas.Server, schemas.ServerList, schemas.ServerOptions, schemas.ServerLogs,
-    schemas.ErrorEnvelope,
+    schemas.StatusOverview, schemas.ErrorEnvelope,
 ]  # fmt: skip
 ERRORS = {
     400: "The request is malformed or asks for something not allowed",
@@ -88,9 +88,24 @@ def _paths() -> dict[str, Any]:
         },
         "/health": {
             "get": _op(
-                "Whether the gateway can work",
+                "Whether the gateway can work: the engine, registry, git remote and Traefik",
                 {200: ("Healthy", "Health"), 503: ("Unhealthy", "Health")},
                 public=True,
+            )
+        },
+        "/status": {
+            "get": _op(
+                "Every project and notebook with its state, link, commit and last deploy",
+                {200: ("The overview (users' servers for an admin)", "StatusOverview")},
+                errors=(401,),
+                public=True,
+            )
+        },
+        "/metrics": {
+            "get": _op(
+                "Prometheus metrics (public with METRICS_PUBLIC=true)",
+                {200: ("Prometheus' text format", None)},
+                content={"text/plain": {"schema": {"type": "string"}}},
             )
         },
         "/projects": {
@@ -171,6 +186,18 @@ def _paths() -> dict[str, Any]:
                 params=[_path_param("id", "A job id")],
             )
         },
+        "/jobs/{id}/events": {
+            "get": _op(
+                "The job's progress as server-sent events, until it ends",
+                {200: ("Events named by phase; the last has final: true", None)},
+                errors=(401, 404),
+                params=[
+                    _path_param("id", "A job id"),
+                    _header("Last-Event-ID", False, "The last event seen, to go on after it"),
+                ],
+                content={"text/event-stream": {"schema": {"type": "string"}}},
+            )
+        },
         "/servers": {
             "get": _op(
                 "The caller's servers (an admin's: every server)",
@@ -228,11 +255,13 @@ def _op(
     body: str | None = None,
     params: list[dict[str, Any]] | None = None,
     public: bool = False,
+    content: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    responses: dict[str, Any] = {
-        str(status): {"description": text, **({"content": _json(model)} if model else {})}
-        for status, (text, model) in answers.items()
-    }
+    """`content` describes answers that are not JSON (every 2xx of them)."""
+    responses: dict[str, Any] = {}
+    for status, (text, model) in answers.items():
+        answer = _json(model) if model else content
+        responses[str(status)] = {"description": text, **({"content": answer} if answer else {})}
     for status in errors if public else sorted({*errors, 401}):
         responses[str(status)] = {"description": ERRORS[status], "content": _json("ErrorEnvelope")}
     operation: dict[str, Any] = {"summary": summary, "responses": responses}

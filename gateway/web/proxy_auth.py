@@ -13,12 +13,12 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 from aiohttp import web
 
 from gateway.adapters.gitlab import REPORTER
-from gateway.errors import BadRequest, RateLimited, Unauthorized
+from gateway.errors import BadRequest, Unauthorized
 from gateway.models import Identity
 from gateway.services.servers import Target
 from gateway.sessions import SESSION_COOKIE
-from gateway.web.auth import credential, identity_for
-from gateway.web.keys import GITLAB, RATE_LIMITER, SERVERS, SETTINGS, SIGNER
+from gateway.web.auth import credential, identity_for, login_token
+from gateway.web.keys import GITLAB, SERVERS, SETTINGS, SIGNER
 from gateway.web.middleware import error_response
 from gateway.web.render import page
 from gateway.webhooks import repository_path
@@ -70,12 +70,8 @@ async def login_page(request: web.Request) -> web.Response:
 
 @routes.post("/auth/login")
 async def login(request: web.Request) -> web.StreamResponse:
-    limiter = request.app.get(RATE_LIMITER)
-    if limiter is not None and (wait := limiter.wait_time(f"login:{request.remote}")) > 0:
-        raise RateLimited(wait)
-    form = await request.post()
-    target_url = _checked_next(request, str(form.get("next", "")))
-    token = str(form.get("token", "")).strip()
+    token = await login_token(request)
+    target_url = _checked_next(request, str((await request.post()).get("next", "")))
     if not token:
         return _page(request, target_url, "Paste a GitLab access token.", 400)
     try:

@@ -3,18 +3,23 @@ login that lets the page redeploy, stop and read logs with AUTH_TOKEN kept out o
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from gateway import __version__
-from gateway.errors import RateLimited
 from gateway.models import Identity
-from gateway.web.auth import ADMIN_COOKIE, ADMIN_PURPOSE, admin_session, require_admin
+from gateway.web.auth import (
+    ADMIN_COOKIE,
+    ADMIN_PURPOSE,
+    admin_session,
+    is_admin_token,
+    login_token,
+    require_admin,
+)
 from gateway.web.handlers import index_json
-from gateway.web.keys import RATE_LIMITER, SERVERS, SETTINGS, SIGNER, STATUS
+from gateway.web.keys import SERVERS, SETTINGS, SIGNER, STATUS
 from gateway.web.render import page
 
 routes = web.RouteTableDef()
@@ -47,13 +52,7 @@ async def board(request: web.Request) -> web.Response:
 
 @routes.post("/login")
 async def log_in(request: web.Request) -> web.StreamResponse:
-    limiter = request.app.get(RATE_LIMITER)
-    if limiter is not None and (wait := limiter.wait_time(f"login:{request.remote}")) > 0:
-        raise RateLimited(wait)
-    form = await request.post()
-    token = str(form.get("token", "")).strip().encode()
-    expected = request.app[SETTINGS].auth_token.get_secret_value().encode()
-    if not hmac.compare_digest(token, expected):
+    if not is_admin_token(request, await login_token(request)):
         return _page(
             request, False, None, error="That is not the gateway's AUTH_TOKEN.", status=401
         )

@@ -155,3 +155,14 @@ def test_swarm_needs_a_registry_and_says_why() -> None:
         Settings.from_env({**REQUIRED, "RUNTIME": "kubernetes"})
     swarm = Settings.from_env({**REQUIRED, "RUNTIME": "swarm", "REGISTRY_HOST": "reg:5000"})
     assert swarm.runtime == "swarm" and Settings.from_env(REQUIRED).runtime == "docker"
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme[readme.index("## Configuration") : readme.index("## API")]
+    missing = [
+        field.alias
+        for field in Settings.model_fields.values()
+        if field.alias and f"`{field.alias}`" not in table
+    ]
+    assert not missing, f"settings missing from the README's Configuration table: {missing}"
