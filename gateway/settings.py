@@ -78,6 +78,9 @@ class Settings(BaseModel):
     registry_host: str = Field("", alias="REGISTRY_HOST")
     registry_username: str = Field("", alias="REGISTRY_USERNAME")
     registry_password: SecretStr | None = Field(None, alias="REGISTRY_PASSWORD")
+    # Where the gateway itself reaches the registry's API, when that differs from where the
+    # engine pushes (a registry on the host's loopback, seen from the gateway's container).
+    registry_api_url: str = Field("", alias="REGISTRY_API_URL")
 
     # Where notebooks run: containers on this engine, or services across a Docker Swarm.
     runtime: Literal["docker", "swarm"] = Field("docker", alias="RUNTIME")
@@ -183,7 +186,9 @@ class Settings(BaseModel):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("gateway_url", "traefik_url", "gitlab_url", "gateway_internal_url")
+    @field_validator(
+        "gateway_url", "traefik_url", "gitlab_url", "gateway_internal_url", "registry_api_url"
+    )
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value and (

@@ -49,14 +49,19 @@ class RegistryAuth:
 
 class RegistryClient:
     def __init__(
-        self, session: aiohttp.ClientSession, server: str, auth: RegistryAuth | None
+        self,
+        session: aiohttp.ClientSession,
+        server: str,
+        auth: RegistryAuth | None,
+        api_url: str = "",
     ) -> None:
         self.session = session
         self.server = server
         self.auth = auth
         host = server.rsplit(":", 1)[0] if server.count(":") == 1 else server
         # Like the Docker engine: loopback registries speak plain HTTP, others HTTPS.
-        self.base = f"{'http' if _is_loopback(host) else 'https'}://{server}/v2"
+        origin = api_url.rstrip("/") or f"{'http' if _is_loopback(host) else 'https'}://{server}"
+        self.base = f"{origin}/v2"
 
     async def has(self, image: str) -> bool:
         """Whether the registry holds image (host/repository:tag); False when it cannot tell."""
@@ -73,7 +78,9 @@ class RegistryClient:
         """Whether the registry answers and, with credentials, accepts them."""
         result = await self._request("GET", "", "")
         if result["status"] != 200:
-            raise RegistryError(f"registry {self.server} answered {result['status']} to GET /v2/")
+            raise RegistryError(
+                f"registry {self.server} answered {result['status']} to {self.base}/"
+            )
         return f"registry {self.server} answers" + (
             " and accepts the credentials" if self.auth else ""
         )

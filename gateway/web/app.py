@@ -124,7 +124,9 @@ def _registry_auth(settings: Settings) -> RegistryAuth | None:
 def _registry(settings: Settings, session: aiohttp.ClientSession) -> RegistryClient | None:
     if not settings.registry_host:
         return None
-    return RegistryClient(session, settings.registry_server, _registry_auth(settings))
+    return RegistryClient(
+        session, settings.registry_server, _registry_auth(settings), settings.registry_api_url
+    )
 
 
 async def _jobs(app: web.Application) -> AsyncIterator[None]:

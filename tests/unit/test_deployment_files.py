@@ -23,11 +23,10 @@ def test_compose_runs_gateway_traefik_and_registry_on_one_network() -> None:
     traefik_config = tomllib.loads((ROOT / "traefik" / "traefik.toml").read_text())
     assert traefik_config["providers"]["docker"]["network"] == network
     assert services["gateway"]["environment"]["DOCKER_NETWORK"] == network
-    assert all(
-        service["networks"] == ["notebooks"]
-        for name, service in services.items()
-        if name != "registry"
-    )
+    assert all(service["networks"] == ["notebooks"] for service in services.values())
+    # The engine pushes on the host's loopback; the gateway's container reads the API by name.
+    assert services["registry"]["ports"] == ["127.0.0.1:5000:5000"]
+    assert services["gateway"]["environment"]["REGISTRY_API_URL"] == "http://registry:5000"
 
 
 def test_compose_gateway_is_built_here_and_reaches_docker_and_traefik() -> None:

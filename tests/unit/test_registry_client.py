@@ -36,7 +36,7 @@ def token_registry(tags: list[str], allow_delete: bool = True) -> tuple[web.Appl
         expected = "Basic " + base64.b64encode(b"ci:pw").decode()
         if request.headers.get("Authorization") != expected:
             return web.Response(status=401)
-        seen.append(f"scope={request.query['scope']}")
+        seen.append(f"scope={request.query.get('scope', '')}")
         return web.json_response({"token": TOKEN})
 
     async def tag_list(request: web.Request) -> web.Response:
@@ -91,3 +91,27 @@ async def test_wrong_credentials_are_a_clear_error(aiohttp_server: Server) -> No
         registry = RegistryClient(session, address, RegistryAuth(address, "ci", "wrong"))
         with pytest.raises(RegistryError, match="refused the credentials"):
             await registry.prune("x")
+
+
+async def test_the_api_can_be_reached_elsewhere_than_the_engine_pushes(
+    aiohttp_server: Server,
+) -> None:
+    """docker-compose: the engine pushes to 127.0.0.1:5000, the gateway's container asks
+    http://registry:5000 (here: another port of loopback)."""
+    app, _ = token_registry(["old", "current"])
+    app.router.add_get("/v2/", token_registry_ping)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    async with aiohttp.ClientSession() as session:
+        auth = RegistryAuth("127.0.0.1:5000", "ci", "pw")
+        registry = RegistryClient(
+            session, "127.0.0.1:5000", auth, f"http://127.0.0.1:{server.port}"
+        )
+        assert await registry.has("127.0.0.1:5000/team/climate/intro:current")
+        assert "accepts the credentials" in await registry.ping()
+
+
+async def token_registry_ping(request: web.Request) -> web.Response:
+    if request.headers.get("Authorization") == f"Bearer {TOKEN}":
+        return web.json_response({})
+    realm = f"http://{request.host}/jwt/auth"
+    return web.Response(status=401, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
