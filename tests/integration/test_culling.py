@@ -64,3 +64,23 @@ async def test_an_idle_server_is_culled_and_a_published_notebook_is_not(
         name == "notebook_gateway_culled_servers_total" and ("kind", "published") in labels
         for name, labels in metrics
     )
+
+
+async def test_with_cull_published_an_idle_published_notebook_goes_too(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit({"published/p.ipynb": notebook("print('p')")})
+    gateway = await make_gateway(CULL_PUBLISHED="true", CULL_IDLE_TIMEOUT="3", CULL_INTERVAL="1")
+    status, body = await gateway.notify("published")
+    assert status == 200, job_summary(body)
+    async with asyncio.timeout(40):
+        while True:
+            if not owned_containers(gateway.instance):
+                break
+            await asyncio.sleep(0.5)
+    metrics = await scrape(gateway)
+    culled = ("notebook_gateway_culled_servers_total", (("kind", "published"), ("reason", "idle")))
+    assert metrics[culled] == 1
+    # It comes back with the next deploy.
+    status, body = await gateway.notify("published")
+    assert status == 200 and body["notebooks"][0]["action"] == "restarted", job_summary(body)

@@ -13,6 +13,7 @@ import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
 from tests.conftest import Gateway, MakeGateway, job_summary
+from tests.support.engine import owned_containers
 from tests.support.gitrepo import GitRemote, notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
@@ -104,6 +105,12 @@ async def test_an_admin_deploys_from_the_page_and_watches_it_become_a_working_li
     await notebook_page.goto(href)
     await expect(notebook_page).to_have_title(re.compile("JupyterLab|intro"), timeout=60_000)
     await expect(notebook_page.get_by_text("print(6 * 7)").first).to_be_visible(timeout=60_000)
+
+    # Stopping it from the page (after a confirmation) removes its container; the board says so.
+    page.on("dialog", lambda dialog: dialog.accept())
+    await board_row.get_by_role("button", name="Stop").click()
+    await expect(board_row.locator(".badge")).to_have_text("missing", timeout=30_000)
+    assert owned_containers(gateway.instance) == []
     assert not problems, problems
     # Nothing the page asked for was missing or refused, but the wrong token.
     assert refused == [f"POST {address(gateway)}/login 401"], refused
