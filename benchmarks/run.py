@@ -80,7 +80,7 @@ class Lab:
     gateways: list[GatewayProcess] = field(default_factory=list)
     instances: list[str] = field(default_factory=list)
     peak_memory: dict[str, int] = field(default_factory=dict)  # scenario -> bytes
-    trace: bool = False  # print where the time of each P3 run went
+    trace: bool = False  # print where the time of each P2 and P3 run went
 
     @property
     def network(self) -> str:
@@ -439,6 +439,19 @@ def print_log(job: dict[str, Any], elapsed: float) -> None:
 # -- P2 ----------------------------------------------------------------------------------------
 
 
+def print_milestones(job: dict[str, Any], elapsed: float) -> None:
+    """Where the time of a P2 run went: when each phase first and last showed, in seconds from
+    the job's creation."""
+    start = datetime.fromisoformat(job["created"])
+    seen: dict[str, list[float]] = {}
+    for line in job.get("log", []):
+        at = (datetime.fromisoformat(line["at"]) - start).total_seconds()
+        seen.setdefault(line["phase"], []).append(at)
+    print(f"  {elapsed:.3f} s until every notebook answered; phases (first .. last line):")
+    for phase, times in seen.items():
+        print(f"  {phase:<10} {min(times):7.3f} .. {max(times):7.3f}  ({len(times)} lines)")
+
+
 async def p2(lab: Lab, notebooks_count: int) -> Figure:
     assert lab.traefik is not None
     requirements = f"tabulate==0.9.0\n# {lab.run_id}\n".encode()
@@ -456,6 +469,8 @@ async def p2(lab: Lab, notebooks_count: int) -> Figure:
         ours = elapsed()
         running = [nb for nb in body["notebooks"] if nb["state"] == "running"]
         assert len(running) == notebooks_count, body
+        if lab.trace:
+            print_milestones(await wait_for_job(gateway, body["id"]), ours)
     remove_instance(gateway.instance)  # the other side gets an idle engine
 
     print(f"P2: cold deploy of {notebooks_count} notebooks the original way ...", flush=True)
@@ -635,7 +650,9 @@ def main() -> int:
     parser.add_argument("--servers", type=int, default=200, help="running servers for P4")
     parser.add_argument("--samples", type=int, default=200, help="requests timed for P4")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--trace", action="store_true", help="print each P3 run's job log")
+    parser.add_argument(
+        "--trace", action="store_true", help="print where each P2 and P3 run's time went"
+    )
     args = parser.parse_args()
     only = {name.strip().upper() for name in args.only.split(",") if name.strip()}
     try:

@@ -18,7 +18,11 @@ CALL_TIMEOUT = aiohttp.ClientTimeout(total=60)
 
 
 class ClientError(GatewayError):
-    """The gateway refused, or could not be reached."""
+    """The gateway refused."""
+
+
+class Unreachable(ClientError):
+    """The gateway could not be reached, or went away."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class GatewayClient:
             ) as response:
                 text = await response.text()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ClientError(f"cannot reach the gateway at {self.url}: {exc}") from None
+            raise Unreachable(f"cannot reach the gateway at {self.url}: {exc}") from None
         try:
             body = json.loads(text) if text else None
         except ValueError:
@@ -71,7 +75,7 @@ class GatewayClient:
                     if event.data.get("final"):
                         return
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ClientError(f"lost the gateway at {self.url}: {exc}") from None
+            raise Unreachable(f"lost the gateway at {self.url}: {exc}") from None
         raise ClientError("the gateway ended the stream before the job finished")
 
 

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import aiohttp
 from dotenv import dotenv_values
 
-from gateway.client import ClientError, Event, GatewayClient
+from gateway.client import ClientError, Event, GatewayClient, Unreachable
 from gateway.errors import ConfigError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
@@ -45,8 +45,7 @@ async def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except ClientError as exc:
         print(f"notebook-gateway: {exc.message}", file=sys.stderr)
-        unreachable = exc.message.startswith(("cannot reach", "lost the gateway"))
-        return EXIT_UNREACHABLE if unreachable else EXIT_FAILED
+        return EXIT_UNREACHABLE if isinstance(exc, Unreachable) else EXIT_FAILED
 
 
 @contextlib.asynccontextmanager
@@ -91,10 +90,9 @@ async def _local_gateway(env_file: Path) -> AsyncIterator[tuple[str, str]]:
     runner = web.AppRunner(create_app(settings), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        yield f"http://127.0.0.1:{port}", settings.auth_token.get_secret_value()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}", settings.auth_token.get_secret_value()
     finally:
         await runner.cleanup()
 

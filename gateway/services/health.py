@@ -42,15 +42,19 @@ class HealthChecks:
             "git": lambda: repo.check_remote(timeout),
             "traefik": lambda: _traefik(probe),
         }
+        self._unconfigured: dict[str, str] = {}
         if registry is not None:
             self._checks["registry"] = registry.ping
-        self._none = {} if registry is not None else {"registry": "none configured"}
+        else:
+            self._unconfigured["registry"] = "none configured: images stay on this engine"
 
     async def run(self) -> dict[str, CheckResult]:
         names = list(self._checks)
         results = await asyncio.gather(*(self._one(self._checks[name]) for name in names))
         found = dict(zip(names, results, strict=True))
-        found.update({name: CheckResult(True, text, 0.0) for name, text in self._none.items()})
+        found.update(
+            {name: CheckResult(True, text, 0.0) for name, text in self._unconfigured.items()}
+        )
         return dict(sorted(found.items()))
 
     async def _one(self, check: Callable[[], Awaitable[str]]) -> CheckResult:
