@@ -13,7 +13,8 @@ import aiohttp
 
 from gateway.sessions import SESSION_COOKIE, Signer
 
-PROBE_TIMEOUT = aiohttp.ClientTimeout(total=5)
+PATIENCE = 5.0  # seconds for one question that should answer at once
+PROBE_TIMEOUT = aiohttp.ClientTimeout(total=PATIENCE)
 # A request that Traefik sends to a container that has just gone waits for a connection that
 # never comes; a poller asks again sooner than that, with more patience after each such wait.
 FIRST_PATIENCE, MOST_PATIENCE = 1.0, 8.0
@@ -41,7 +42,7 @@ class TraefikProbe:
         connections), through Traefik; None when it does not answer. Asking does not count
         as activity."""
         try:
-            async with self._get(host, "/api/status", PROBE_TIMEOUT.total or 5.0) as response:
+            async with self._get(host, "/api/status", PATIENCE) as response:
                 if response.status != 200:
                     return None
                 body = await response.json(content_type=None)
@@ -62,7 +63,7 @@ class TraefikProbe:
         ) as response:
             yield response
 
-    async def answers(self, host: str, patience: float = 5.0) -> bool:
+    async def answers(self, host: str, patience: float = PATIENCE) -> bool:
         """True when Jupyter's /api answers through Traefik for this Host within `patience`
         seconds."""
         try:
