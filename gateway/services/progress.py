@@ -22,6 +22,8 @@ FollowerQueue = asyncio.Queue[LogLine | None]
 class _Feed:
     last_seq: int
     unwritten: list[LogLine] = field(default_factory=list)
+    writing: list[LogLine] = field(default_factory=list)  # the batch on its way to the store
+    flushing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class JobFeeds:
@@ -45,11 +47,23 @@ class JobFeeds:
 
     async def flush(self, job_id: str) -> None:
         feed = self._feeds.get(job_id)
-        if feed is None or not feed.unwritten:
+        if feed is None:
             return
-        batch = feed.unwritten[:]
-        await self.store.append_log(job_id, batch)
-        del feed.unwritten[: len(batch)]
+        async with feed.flushing:
+            batch = feed.writing = feed.unwritten[:]
+            del feed.unwritten[: len(batch)]
+            if not batch:
+                return
+            # A write, once begun, ends: cut off halfway it would leave the lines neither
+            # written nor waiting, or, retried, written twice.
+            write = asyncio.ensure_future(self.store.append_log(job_id, batch))
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                await write
+                raise
+            finally:
+                feed.writing = []
 
     def close(self, job_id: str) -> None:
         """The job's record is final: tell its followers to read it."""
@@ -67,7 +81,7 @@ class JobFeeds:
         queue: FollowerQueue = asyncio.Queue()
         self._followers[job_id].add(queue)
         feed = self._feeds.get(job_id)
-        return queue, list(feed.unwritten) if feed else []
+        return queue, [*feed.writing, *feed.unwritten] if feed else []
 
     def unfollow(self, job_id: str, queue: FollowerQueue) -> None:
         followers = self._followers.get(job_id)

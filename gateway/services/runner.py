@@ -160,6 +160,13 @@ class JobRunner:
             outcome = await self._execute(job)
             if outcome is not None and _forgettable(job, covered, outcome):
                 await self.store.delete_job(job.id)  # a periodic pass that found nothing
+        except Exception as exc:  # in the bookkeeping itself: the job must still end
+            log.exception("job %s could not be recorded", job.id)
+            error = {"code": "internal_error", "status": 500, "detail": None,
+                     "message": self.redact(f"internal error: {exc}")}  # fmt: skip
+            with contextlib.suppress(Exception):
+                await self.store.finish_job(job.id, JobState.FAILED, None, [], error)
+            self.feeds.close(job.id)
         finally:
             if not self._closing:
                 self._resolve(job.id)

@@ -7,12 +7,13 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.models import Phase, ProgressEvent
 from gateway.services.progress import END, JobFeeds
-from gateway.services.store import JobAction, Store
+from gateway.services.store import JobAction, LogLine, Store
 
 
 async def follow_at(ops: list[str], join: int, root: Path) -> tuple[list[int], list[int]]:
@@ -72,5 +73,38 @@ async def test_numbering_goes_on_from_what_the_store_has(tmp_path: Path) -> None
             feeds.close(job.id)
         assert [line["seq"] for line in await store.job_log(job.id)] == [1, 2]
         assert [line["seq"] for line in await store.job_log(job.id, after=1)] == [2]
+    finally:
+        await store.close()
+
+
+async def test_a_flush_cut_off_mid_write_is_not_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner cancels its periodic flusher when a job ends, possibly while it writes; the
+    final flush once wrote the same lines again (UNIQUE constraint failed: job_log.seq)."""
+    store = await Store.open(tmp_path / "gateway.db")
+    write = store.append_log
+
+    async def slow_write(job_id: str, lines: list[LogLine]) -> None:
+        await write(job_id, lines)
+        await asyncio.sleep(0.2)  # the rows are in; the commit is still on its way
+
+    monkeypatch.setattr(store, "append_log", slow_write)
+    try:
+        job, _ = await store.create_job("p", JobAction.UPDATE)
+        feeds = JobFeeds(store)
+        await feeds.open(job.id)
+        for n in range(3):
+            feeds.publish(job.id, ProgressEvent(Phase.BUILDING, f"line {n}"))
+        writing = asyncio.create_task(feeds.flush(job.id))
+        await asyncio.sleep(0.1)
+        queue, unwritten = feeds.follow(job.id)
+        assert [u.seq for u in unwritten] == [1, 2, 3]  # followers still see the batch
+        writing.cancel()
+        await asyncio.gather(writing, return_exceptions=True)
+        feeds.publish(job.id, ProgressEvent(Phase.DONE, "done"))
+        await feeds.flush(job.id)
+        assert [line["seq"] for line in await store.job_log(job.id)] == [1, 2, 3, 4]
+        feeds.unfollow(job.id, queue)
     finally:
         await store.close()

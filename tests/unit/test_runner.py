@@ -8,6 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
+
 from gateway.redact import Redactor
 from gateway.services.pipeline import JobProgress, Pipeline
 from gateway.services.runner import REPOSITORY, JobRunner
@@ -122,3 +124,30 @@ async def test_unfinished_jobs_resume_in_order_and_fold(tmp_path: Path) -> None:
     assert len(pipeline.ran) <= 2 and pipeline.ran[-1] == left[-1].id
     await runner.close()
     await store.close()
+
+
+async def test_a_job_whose_bookkeeping_fails_still_ends_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner, pipeline, store = await make_runner(tmp_path)
+
+    async def broken(job_id: str) -> None:
+        raise RuntimeError("disk I/O error")
+
+    monkeypatch.setattr(store, "mark_running", broken)
+    try:
+        job, _ = await runner.submit("p", JobAction.UPDATE)
+        async with asyncio.timeout(5):
+            finished = await runner.wait(job.id)
+        assert finished.state is JobState.FAILED
+        assert finished.error is not None and finished.error["code"] == "internal_error"
+        assert "disk I/O error" in finished.error["message"]
+        # The queue goes on.
+        monkeypatch.undo()
+        pipeline.release.set()
+        second, _ = await runner.submit("p", JobAction.UPDATE)
+        async with asyncio.timeout(5):
+            assert (await runner.wait(second.id)).state is JobState.SUCCEEDED
+    finally:
+        await runner.close()
+        await store.close()
