@@ -367,12 +367,15 @@ async def p1_and_p3(lab: Lab, repeats: int) -> list[Figure]:
 
 
 async def p3(lab: Lab, gateway: Gateway, remote: GitRemote, repeats: int) -> Figure:
+    """Each of our runs is followed by a run of the floor with the image it deployed, so both
+    sides see the machine as it is at that moment."""
     assert lab.traefik is not None
     project, path = "project0", "nb0.ipynb"
     host = gateway.host(project, path)
     contents = f"{lab.traefik.url}/api/contents/{path}"
-    ours = []
-    image = ""
+    ours: list[float] = []
+    floor: list[float] = []
+    floor_instance = lab.instance("p3floor")
     async with aiohttp.ClientSession(timeout=PATIENCE) as http:
         for edition in range(repeats):
             marker = f"edition {edition} of {lab.run_id}"
@@ -384,14 +387,11 @@ async def p3(lab: Lab, gateway: Gateway, remote: GitRemote, repeats: int) -> Fig
             finished = await wait_for_job(gateway, job["id"])
             if lab.trace:
                 print_log(finished, ours[-1])
-        image = docker(
-            "ps", "--filter", f"label={naming.LABEL_INSTANCE}={gateway.instance}",
-            "--filter", f"label={naming.LABEL_NOTEBOOK}={path}",
-            "--filter", f"label={naming.LABEL_PROJECT}={project}", "--format", "{{.Image}}",
-        )  # fmt: skip
-        floor = []
-        floor_instance = lab.instance("p3floor")
-        for _ in range(repeats):
+            image = docker(
+                "ps", "--filter", f"label={naming.LABEL_INSTANCE}={gateway.instance}",
+                "--filter", f"label={naming.LABEL_NOTEBOOK}={path}",
+                "--filter", f"label={naming.LABEL_PROJECT}={project}", "--format", "{{.Image}}",
+            )  # fmt: skip
             with stopwatch() as elapsed:
                 container = docker(
                     "run", "-d", "--network", lab.network,
@@ -405,6 +405,8 @@ async def p3(lab: Lab, gateway: Gateway, remote: GitRemote, repeats: int) -> Fig
                 await until_answers(http, f"http://{address}:8888/api/status")
             floor.append(elapsed())
             docker("rm", "-f", container)
+            if lab.trace:
+                print(f"  run {edition + 1}: ours {ours[-1]:.3f} s, floor {floor[-1]:.3f} s")
     return Figure(
         "P3",
         "one changed notebook, notification to new version answering / docker run to answer",
