@@ -142,7 +142,8 @@ async def list_all(client: GatewayClient, out: TextIO, as_json: bool = False) ->
         print("no projects", file=out)
     for project in status["projects"]:
         last = project["last_deploy"]
-        when = f"  (last deploy {last['finished'][:19]}, {last['state']})" if last else ""
+        finished = last["finished"][:19].replace("T", " ") if last else ""
+        when = f"  (last deploy {finished} UTC, {last['state']})" if last else ""
         print(f"{project['name']}{when}", file=out)
         for nb in project["notebooks"]:
             print(f"  {nb['state']:<8} {nb['name']}  {nb['url']}  [{nb['container']}]", file=out)

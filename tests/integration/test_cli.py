@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from pathlib import Path
 
 import aiohttp
@@ -61,7 +62,10 @@ async def test_deploy_list_and_logs_against_a_live_gateway(
 
         code, out = await cli("list", env=client)
         assert code == 0, out
-        assert out.splitlines()[0].startswith("climate  (last deploy ")
+        assert re.fullmatch(
+            r"climate  \(last deploy \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, succeeded\)",
+            out.splitlines()[0],
+        ), out
         assert f"running  intro.ipynb  {url}  [{instance}-intro--climate]" in out
         code, out = await cli("list", "--json", env=client)
         assert json.loads(out)["projects"][0]["notebooks"][0]["url"] == url
