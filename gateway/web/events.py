@@ -56,7 +56,8 @@ async def _follow(
         queue, unwritten = feeds.follow(job_id)
         try:
             job = await store.get_job(job_id)
-            assert job is not None, job_id
+            if job is None:
+                break
             for line in await store.job_log(job_id, after=after):
                 after = await _send_line(stream, job_id, line)
             for line in (u.to_json() for u in unwritten):
@@ -75,7 +76,9 @@ async def _follow(
         finally:
             feeds.unfollow(job_id, queue)
         job = await store.get_job(job_id)
-        assert job is not None, job_id
+        if job is None:  # a periodic check that found nothing to do leaves no record
+            await _send_failure(stream, NotFound(f"job {job_id} is gone: it found nothing to do"))
+            return
         if job.state is JobState.COALESCED and job.covered_by:
             message = f"folded into job {job.covered_by}, which does the work"
             await _send(stream, "waiting", {"job": job_id, "message": message, "final": False})

@@ -12,7 +12,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.client import Event, parse_events
+from gateway.services.store import JobAction, JobOrigin
 from gateway.web import events
+from gateway.web.keys import RUNNER, STORE
 from tests.conftest import Gateway, MakeGateway, Stack, job_summary
 from tests.support.gitrepo import GitRemote, notebook
 
@@ -223,3 +225,22 @@ async def test_metrics_count_builds_launches_jobs_and_failures(
         failed[("notebook_gateway_jobs_total", (("action", "update"), ("outcome", "failed")))] == 1
     )
     assert failed[("notebook_gateway_notebook_deploys_total", (("outcome", "failed"),))] == 1
+
+
+async def test_a_job_forgotten_while_followed_ends_the_stream_with_a_failed_event(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    """Periodic reconcile passes that find nothing to do leave no record; a follower of one
+    learns it is gone instead of waiting forever."""
+    remote.commit({"climate/intro.ipynb": notebook("print(1)")})
+    gateway = await make_gateway()
+    store, feeds = gateway.client.app[STORE], gateway.client.app[RUNNER].feeds
+    job, _ = await store.create_job("*", JobAction.RECONCILE, origin=JobOrigin.RECONCILE)
+    reading = asyncio.create_task(read_stream(gateway, job.id))
+    await asyncio.sleep(0.5)
+    assert not reading.done()
+    await store.delete_job(job.id)
+    feeds.close(job.id)
+    found, _ = await reading
+    assert [e.name for e in found] == ["failed"]
+    assert found[0].data["final"] is True and "gone" in found[0].data["reason"]
