@@ -49,8 +49,15 @@ down() {
   local ids
   ids=$(docker ps -aq --filter "label=notebook-gateway.instance=$INSTANCE" 2>/dev/null || true)
   [ -z "$ids" ] || docker rm -f -v $ids >/dev/null
-  ids=$(docker images -q --filter "label=notebook-gateway.instance=$INSTANCE" 2>/dev/null | sort -u || true)
-  [ -z "$ids" ] || docker rmi -f $ids >/dev/null 2>&1 || true
+  # The engine removes a parent image (a project's environment) only after its children:
+  # repeat while that frees more.
+  local left=""
+  for _ in 1 2 3 4 5; do
+    ids=$(docker images -q --filter "label=notebook-gateway.instance=$INSTANCE" 2>/dev/null | sort -u || true)
+    { [ -z "$ids" ] || [ "$ids" = "$left" ]; } && break
+    docker rmi -f $ids >/dev/null 2>&1 || true
+    left=$ids
+  done
   docker network rm "$NETWORK" >/dev/null 2>&1 || true
 }
 

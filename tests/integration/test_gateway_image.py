@@ -79,6 +79,6 @@ async def test_gateway_image_publishes_from_a_container(
         assert "| intro.ipynb |" in (remote.read("URL.md") or "")
     finally:
         print(docker("logs", "--tail", "40", name, check=False))
-        docker("rm", "-f", name, check=False)
+        docker("rm", "-f", "-v", name, check=False)  # -v: its STATE_DIR volume too
         remove_instance(instance)
         docker("rmi", "-f", image, check=False)
