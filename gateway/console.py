@@ -16,10 +16,10 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 import aiohttp
-from dotenv import dotenv_values
 
 from gateway.client import ClientError, Event, GatewayClient, Unreachable
 from gateway.errors import ConfigError
+from gateway.settings import read_environment
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
@@ -55,21 +55,13 @@ async def _gateway(args: argparse.Namespace) -> AsyncIterator[GatewayClient]:
             async with _local_gateway(args.env_file) as (url, token):
                 yield GatewayClient(session, url, token)
             return
-        env = _environment(args.env_file)
+        env = read_environment(os.environ, args.env_file)
         token = args.token or env.get("AUTH_TOKEN", "")
         if not token:
             raise ConfigError("no admin token: pass --token or set AUTH_TOKEN")
         port = env.get("GATEWAY_PORT") or "3000"
         url = args.url or env.get("GATEWAY_URL") or f"http://localhost:{port}"
         yield GatewayClient(session, url, token)
-
-
-def _environment(env_file: Path) -> dict[str, str]:
-    """The environment over the .env file, as `serve` reads its settings."""
-    if not env_file.is_file():
-        return dict(os.environ)
-    values = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
-    return {**values, **os.environ}
 
 
 @contextlib.asynccontextmanager

@@ -329,10 +329,7 @@ class Settings(BaseModel):
     def from_env(cls, environ: Mapping[str, str], env_file: Path | None = None) -> Settings:
         """Build from a `.env` file (if present) overlaid by the environment; raise ConfigError
         listing every problem at once."""
-        values: dict[str, str] = {}
-        if env_file is not None and env_file.is_file():
-            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-        values.update(environ)
+        values = read_environment(environ, env_file)
         known = {field.alias for field in cls.model_fields.values() if field.alias}
         chosen = {k: v for k, v in values.items() if k in known and v.strip() != ""}
         # Shells and containers set HOSTNAME to a bare host name; only a URL is the legacy setting.
@@ -349,6 +346,15 @@ class Settings(BaseModel):
         if problems:
             raise ConfigError("invalid configuration:\n" + "\n".join(problems))
         return settings
+
+
+def read_environment(environ: Mapping[str, str], env_file: Path | None) -> dict[str, str]:
+    """The environment over the `.env` file (if there is one): where settings come from."""
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(environ)
+    return values
 
 
 def _origin(repo_url: str) -> str:

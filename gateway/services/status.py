@@ -74,10 +74,10 @@ class StatusBoard:
         by_project: dict[str, list[NotebookRow]] = {name: [] for name in names}
         recorded = {(r.project, r.path) for r in records}
         for record in records:
-            by_project[record.project].append(_row(record, live.get((record.project, record.path))))
+            by_project[record.project].append(_row(live.get((record.project, record.path)), record))
         for key, notebook in live.items():
             if key not in recorded:  # running, but no job has recorded it yet (adopted)
-                by_project[notebook.project].append(_live_row(notebook))
+                by_project[notebook.project].append(_row(notebook))
         projects = [
             ProjectRow(name, sorted(rows, key=lambda r: r.name), _last(last_jobs.get(name)))
             for name, rows in sorted(by_project.items())
@@ -89,21 +89,17 @@ class StatusBoard:
         return Overview(projects, jobs, commit)
 
 
-def _row(record: NotebookOutcome, container: RunningNotebook | None) -> NotebookRow:
-    state, message = str(record.state), record.message
-    if container is None and record.state is NotebookState.RUNNING:
+def _row(container: RunningNotebook | None, record: NotebookOutcome | None = None) -> NotebookRow:
+    """What the last job recorded, corrected by what runs now (a container alone: adopted)."""
+    source = record or container
+    assert source is not None
+    state, message = (str(record.state), record.message) if record else ("running", "")
+    if container is None and state == NotebookState.RUNNING:
         state, message = "missing", "its container is gone; the next reconcile brings it back"
     elif container is not None and not container.running:
         state, message = "stopped", f"the container is {container.status}"
-    return NotebookRow(
-        record.path, container.name if container else "", state, record.url, record.commit, message
-    )
-
-
-def _live_row(notebook: RunningNotebook) -> NotebookRow:
-    state = "running" if notebook.running else "stopped"
-    message = "" if notebook.running else f"the container is {notebook.status}"
-    return NotebookRow(notebook.path, notebook.name, state, notebook.url, notebook.commit, message)
+    name = container.name if container else ""
+    return NotebookRow(source.path, name, state, source.url, source.commit, message)
 
 
 def _last(job: Job | None) -> LastDeploy | None:

@@ -79,10 +79,8 @@ routes.static("/static", STATIC, append_version=False)
 def _viewer(request: web.Request) -> bool:
     """Whether an admin asks; with PROTECT_PUBLISHED only admins see the notebooks at all."""
     admin = bool(request.headers.get("Authorization")) or admin_session(request)
-    if admin:
-        require_admin(request)
-    elif _hidden(request, admin):
-        require_admin(request)  # refuses, with the usual message
+    if admin or _hidden(request, admin):
+        require_admin(request)  # checks the token, or refuses with the usual message
     return admin
 
 
