@@ -88,7 +88,10 @@ class Culler:
     async def _verdict(self, host: str, created: float | None) -> tuple[str, str] | None:
         """(reason, in words) when the server at `host` should go; None to keep it."""
         settings, now = self.settings, time.time()
-        status = await self.probe.activity(host)
+        # Jupyter is asked only for what it alone knows: its activity, or a published
+        # notebook's age.
+        needed = settings.cull_idle_timeout or (created is None and settings.cull_max_age)
+        status = await self.probe.activity(host) if needed else None
         if created is None and status is not None:
             created = _timestamp(str(status.get("started", "")))
         if settings.cull_max_age and created is not None and now - created > settings.cull_max_age:

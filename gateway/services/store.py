@@ -364,16 +364,16 @@ class Store:
         if not lines:
             return
         async with self._write_lock:
-            (last,) = await self.db.execute_fetchall(
-                "SELECT COALESCE(MAX(seq), 0) FROM job_log WHERE job_id = ?", (job_id,)
-            )
+            # Lines numbered by whoever wrote them (a running job's) need no look-up.
+            unnumbered = any(line.seq is None for line in lines)
+            last = await self.last_log_seq(job_id) if unnumbered else 0
             await self.db.executemany(
                 "INSERT INTO job_log (job_id, seq, at, phase, notebook, message, output)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         job_id,
-                        line.seq if line.seq is not None else last[0] + i,
+                        line.seq if line.seq is not None else last + i,
                         line.at,
                         str(line.event.phase),
                         line.event.notebook,
