@@ -54,3 +54,23 @@ def test_the_ui_choice_and_no_notebook(script: ModuleType) -> None:
         "", "/tree", installed=lambda m: m == "jupyterlab", server_major=lambda: 2
     )
     assert lab_only[:2] == ["jupyter", "lab"]
+
+
+def test_jupyter_runs_in_this_process_when_this_python_has_it(script: ModuleType) -> None:
+    # pytest's own console script stands in for jupyter-lab: found in this Python, loaded.
+    from importlib.metadata import entry_points
+
+    (expected,) = entry_points(group="console_scripts", name="pytest")
+    assert script._console_script("pytest") is expected.load()
+    assert script._console_script("jupyter-no-such-app") is None
+
+
+def test_the_slow_format_checker_is_not_imported(
+    script: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.delitem(sys.modules, "rfc3987_syntax", raising=False)
+    script._skip_slow_imports()
+    with pytest.raises(ImportError):
+        importlib.import_module("rfc3987_syntax")
