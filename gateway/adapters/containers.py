@@ -133,21 +133,32 @@ class ContainerRuntime(Runtime):
         return [from_summary(c._container) for c in listed]
 
     async def start(self, launch: Launch, replaces: Sequence[str] = ()) -> str:
-        """A new version starts beside the old ones under a passing name, so they serve until
-        it runs; then they are removed and it takes the notebook's name. They are killed, not
-        asked to shut down: what they hold is discarded anyway, and a slow shutdown would take
-        the processor from the new Jupyter starting up."""
+        """A new version is created beside the old ones under a passing name; they are
+        stopped just before it starts, then removed, and it takes the notebook's name.
+        Stopping them first keeps the proxy from sending requests to an address that has
+        just gone (they would wait for a connection that never comes), and leaves the
+        processor to the new Jupyter. If it cannot start, those that were running start
+        again and serve on."""
         if not replaces:
-            return await self._run(launch, launch.name)
+            container_id = await self._create(launch, launch.name)
+            await self._start_created(launch, container_id)
+            return container_id
         passing = naming.fit(f"{launch.name}-next-{secrets.token_hex(3)}")
-        container_id = await self._run(launch, passing)
+        container_id = await self._create(launch, passing)
+        running = [old for old in replaces if await self._halt(old)]
+        try:
+            await self._start_created(launch, container_id)
+        except NotebookFailed:
+            for old in running:
+                await self._resume(old)
+            raise
         for old in replaces:
             await self.remove(old, graceful=False)
         await self._rename(container_id, launch.name)
         return container_id
 
-    @engine_call("starting a container")
-    async def _run(self, launch: Launch, create_as: str) -> str:
+    @engine_call("creating a container")
+    async def _create(self, launch: Launch, create_as: str) -> str:
         limits = launch.limits
         config: dict[str, Any] = {
             "Image": launch.image,
@@ -174,15 +185,38 @@ class ContainerRuntime(Runtime):
             raise NotebookFailed(
                 "start_failed", f"cannot create container {launch.name}: {exc.message}"
             ) from None
+        return str(container.id)
+
+    @engine_call("starting a container")
+    async def _start_created(self, launch: Launch, container_id: str) -> None:
         try:
-            await container.start()
+            await self.client.containers.container(container_id).start()
         except aiodocker.DockerError as exc:
-            await self.remove(container.id)
+            await self.remove(container_id)
             raise NotebookFailed(
                 "start_failed", f"cannot start container {launch.name}: {exc.message}"
             ) from None
-        await self._reread(container.id)
-        return str(container.id)
+        await self._reread(container_id)
+
+    @engine_call("stopping a container")
+    async def _halt(self, container_id: str) -> bool:
+        """Stop an old version at once (it is replaced, what it holds is discarded); True if
+        it was running."""
+        found = await self._reread(container_id)
+        if found is None or not found.state.running:
+            return False
+        with contextlib.suppress(aiodocker.DockerError):  # gone or stopped meanwhile
+            await self.client.containers.container(container_id).stop(t=0)
+        return True
+
+    async def _resume(self, container_id: str) -> None:
+        """Start an old version again after its successor failed to start."""
+        try:
+            await self.client.containers.container(container_id).start()
+        except aiodocker.DockerError as exc:
+            log.warning("cannot start %s again: %s", container_id[:12], exc.message)
+        with contextlib.suppress(DockerError):
+            await self._reread(container_id)
 
     @engine_call("renaming a container")
     async def _rename(self, container_id: str, name: str) -> None:

@@ -4,12 +4,15 @@ gateway's back (kills, restarts, renames, removals) and agrees with `docker ps`.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiodocker
 import pytest
 
 from gateway import naming
 from gateway.adapters.containers import ContainerIndex, ContainerRuntime
+from gateway.adapters.runtime import Launch, ResourceLimits
+from gateway.errors import NotebookFailed
 from gateway.web.keys import RUNTIME
 from tests.conftest import MakeGateway, Stack, agrees, docker_ps, indexed, job_summary
 from tests.support.engine import docker, remove_instance
@@ -119,3 +122,51 @@ async def test_the_servers_api_reflects_what_happens_behind_the_gateways_back(
     await becomes((404, ""))
     assert await agrees(index, gateway.instance) == {}
     assert index.live
+
+
+def launch(stack: Stack, instance: str, command: list[str]) -> Launch:
+    return Launch(
+        name=f"{instance}-nb",
+        image=stack.base_image,
+        labels={naming.LABEL_INSTANCE: instance},
+        hostname="nb",
+        network=stack.network,
+        user="1000:100",
+        limits=ResourceLimits(memory=256 * 2**20, cpus=1.0, pids=64),
+        command=command,
+    )
+
+
+async def test_a_new_version_takes_over_the_name_and_the_old_one_goes(
+    stack: Stack, instance: str
+) -> None:
+    async with aiodocker.Docker() as client:
+        runtime = ContainerRuntime(client, instance)
+        old = await runtime.start(launch(stack, instance, ["sleep", "600"]))
+        since = str(int(time.time()) - 1)
+        new = await runtime.start(launch(stack, instance, ["sleep", "601"]), replaces=[old])
+        assert await runtime.state(old) is None
+        assert docker_ps(instance) == {new: (f"{instance}-nb", "running")}
+        # The old one has died before the new one starts: the proxy never routes to both.
+        events = docker(
+            "events", "--since", since, "--until", str(int(time.time()) + 1),
+            "--filter", f"label={naming.LABEL_INSTANCE}={instance}",
+            "--filter", "event=die", "--filter", "event=start", "--format", "{{.Action}} {{.ID}}",
+        ).splitlines()  # fmt: skip
+        assert events.index(f"die {old}") < events.index(f"start {new}"), events
+
+
+async def test_a_new_version_that_cannot_start_leaves_the_old_one_serving(
+    stack: Stack, instance: str
+) -> None:
+    async with aiodocker.Docker() as client:
+        runtime = ContainerRuntime(client, instance)
+        old = await runtime.start(launch(stack, instance, ["sleep", "600"]))
+        broken = launch(stack, instance, ["/no/such/program"])
+        with pytest.raises(NotebookFailed) as failure:
+            await runtime.start(broken, replaces=[old])
+        assert failure.value.reason == "start_failed"
+        # The old version was stopped for the hand-over, and runs again under its own name.
+        assert docker_ps(instance) == {old: (f"{instance}-nb", "running")}
+        restarts = docker("inspect", "--format", "{{.RestartCount}}", old)
+        assert restarts == "0"
