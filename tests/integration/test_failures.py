@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import aiodocker
 import pytest
 
+from gateway import naming
 from gateway.adapters.docker import DockerEngine
 from gateway.context_tar import write_context_tar
 from gateway.errors import NotebookFailed
@@ -154,11 +156,22 @@ async def test_unreachable_git_remote_leaves_everything_as_it_was(
 
 
 async def test_notebook_that_never_answers_in_time_is_stopped_and_reported(
-    make_gateway: MakeGateway, remote: GitRemote
+    make_gateway: MakeGateway, remote: GitRemote, stack: Stack, tmp_path: Path
 ) -> None:
     remote.commit({"climate/a.ipynb": notebook("print('a')")})
-    # Jupyter needs a few seconds to start; one is not enough.
-    gateway = await make_gateway(NOTEBOOK_READY_TIMEOUT="1")
+    # A base image whose Jupyter hangs while reading its configuration: it runs, never answers.
+    instance = new_instance(stack)
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {stack.base_image}\nUSER root\n"
+        "RUN mkdir -p /etc/jupyter"
+        " && echo 'import time; time.sleep(3600)' > /etc/jupyter/jupyter_server_config.py\n"
+    )
+    silent = f"{instance}-silent:latest"
+    labels = ("--label", f"{naming.LABEL_INSTANCE}={instance}")
+    docker("build", "-q", "--force-rm", *labels, "-t", silent, str(tmp_path))
+    gateway = await make_gateway(
+        GATEWAY_INSTANCE=instance, BASE_IMAGE=silent, NOTEBOOK_READY_TIMEOUT="3"
+    )
     status, body = await gateway.notify("climate")
     assert status == 422, job_summary(body)
     (nb,) = body["error"]["detail"]["job"]["notebooks"]
