@@ -73,8 +73,15 @@ class Deployer:
             raise ProxyError(
                 f"Traefik does not answer at {self.settings.traefik_url}; nothing was changed"
             )
-        kept, silent = await self._verify(plan.keep, emit)
-        deployed = await self._deploy([*plan.deploy, *silent], mtime, emit)
+        # What changed need not wait for the unchanged to prove they answer.
+        try:
+            async with asyncio.TaskGroup() as group:
+                verifying = group.create_task(self._verify(plan.keep, emit))
+                deploying = group.create_task(self._deploy(plan.deploy, mtime, emit))
+        except* GatewayError as failures:
+            raise failures.exceptions[0] from None
+        kept, silent = verifying.result()
+        deployed = [*deploying.result(), *await self._deploy(silent, mtime, emit)]
         removed = await self._remove(plan.remove, {o.path for o in [*kept, *deployed]}, emit)
         for outcome in deployed:
             if outcome.state is NotebookState.RUNNING:  # its older images are not needed now

@@ -175,3 +175,31 @@ async def test_notification_endpoints_are_rate_limited(
     # Reading is not limited, and nothing was started.
     response = await gateway.client.get("/jobs", headers=gateway.auth())
     assert response.status == 200 and (await response.json())["jobs"] == []
+
+
+async def test_an_unchanged_notebook_that_stopped_answering_is_restarted_beside_a_change(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    remote.commit(
+        {"climate/a.ipynb": notebook("print('a')"), "climate/b.ipynb": notebook("print('b')")}
+    )
+    gateway = await make_gateway()
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    before = containers_by_notebook(gateway.instance)
+    urls = {nb["name"]: nb["url"] for nb in body["notebooks"]}
+
+    # a.ipynb runs the right content but is frozen; b.ipynb changes in the same job.
+    docker("pause", before["a.ipynb"])
+    remote.commit({"climate/b.ipynb": notebook("print('b, again')")})
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    actions = {nb["name"]: nb["action"] for nb in body["notebooks"]}
+    assert actions == {"a.ipynb": "restarted", "b.ipynb": "built"}, job_summary(body)
+    after = containers_by_notebook(gateway.instance)
+    assert after["a.ipynb"] != before["a.ipynb"] and after["b.ipynb"] != before["b.ipynb"]
+    assert set(owned_containers(gateway.instance)) == set(after.values())
+    async with jupyter.session() as http:
+        for url in urls.values():
+            async with http.get(url + "api/status") as response:
+                assert response.status == 200, url
