@@ -139,12 +139,9 @@ class ContainerRuntime(Runtime):
         just gone (they would wait for a connection that never comes), and leaves the
         processor to the new Jupyter. If it cannot start, those that were running start
         again and serve on."""
-        if not replaces:
-            container_id = await self._create(launch, launch.name)
-            await self._start_created(launch, container_id)
-            return container_id
-        passing = naming.fit(f"{launch.name}-next-{secrets.token_hex(3)}")
-        container_id = await self._create(launch, passing)
+        name = launch.name
+        create_as = naming.fit(f"{name}-next-{secrets.token_hex(3)}") if replaces else name
+        container_id = await self._create(launch, create_as)
         running = [old for old in replaces if await self._halt(old)]
         try:
             await self._start_created(launch, container_id)
@@ -154,7 +151,8 @@ class ContainerRuntime(Runtime):
             raise
         for old in replaces:
             await self.remove(old, graceful=False)
-        await self._rename(container_id, launch.name)
+        if create_as != name:
+            await self._rename(container_id, name)
         return container_id
 
     @engine_call("creating a container")
