@@ -11,14 +11,13 @@ from typing import Any
 import aiodocker
 import pytest
 
-from gateway import naming
 from gateway.adapters.docker import DockerEngine
 from gateway.context_tar import write_context_tar
 from gateway.errors import NotebookFailed
 from gateway.models import ContextFile
 from tests.conftest import Gateway, MakeGateway, Stack, job_summary, new_instance
 from tests.support import jupyter
-from tests.support.engine import docker, owned_containers, owned_images
+from tests.support.engine import build_image, docker, owned_containers, owned_images
 from tests.support.gitrepo import GitRemote, notebook
 from tests.support.stack import free_port
 
@@ -161,14 +160,14 @@ async def test_notebook_that_never_answers_in_time_is_stopped_and_reported(
     remote.commit({"climate/a.ipynb": notebook("print('a')")})
     # A base image whose Jupyter hangs while reading its configuration: it runs, never answers.
     instance = new_instance(stack)
-    (tmp_path / "Dockerfile").write_text(
+    silent = build_image(
+        tmp_path,
         f"FROM {stack.base_image}\nUSER root\n"
         "RUN mkdir -p /etc/jupyter"
-        " && echo 'import time; time.sleep(3600)' > /etc/jupyter/jupyter_server_config.py\n"
+        " && echo 'import time; time.sleep(3600)' > /etc/jupyter/jupyter_server_config.py\n",
+        f"{instance}-silent:latest",
+        instance,
     )
-    silent = f"{instance}-silent:latest"
-    labels = ("--label", f"{naming.LABEL_INSTANCE}={instance}")
-    docker("build", "-q", "--force-rm", *labels, "-t", silent, str(tmp_path))
     gateway = await make_gateway(
         GATEWAY_INSTANCE=instance, BASE_IMAGE=silent, NOTEBOOK_READY_TIMEOUT="3"
     )

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import MakeGateway, Stack, job_summary
+from tests.conftest import Gateway, MakeGateway, Stack, job_summary
 from tests.support import jupyter
 from tests.support.engine import docker, owned_containers, owned_images
 from tests.support.gitrepo import GitRemote, notebook
@@ -21,6 +21,20 @@ def labels_of(container: str) -> dict[str, str]:
 
 def containers_by_notebook(instance: str) -> dict[str, str]:
     return {labels_of(c)["notebook-gateway.notebook"]: c for c in owned_containers(instance)}
+
+
+async def two_notebooks_deployed(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> tuple[Gateway, dict[str, str], dict[str, str]]:
+    """climate/a.ipynb and b.ipynb, deployed: the gateway, their containers and URLs."""
+    remote.commit(
+        {"climate/a.ipynb": notebook("print('a')"), "climate/b.ipynb": notebook("print('b')")}
+    )
+    gateway = await make_gateway()
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    urls = {nb["name"]: nb["url"] for nb in body["notebooks"]}
+    return gateway, containers_by_notebook(gateway.instance), urls
 
 
 async def test_a_burst_of_notifications_runs_at_most_twice_and_the_last_commit_wins(
@@ -48,15 +62,8 @@ async def test_a_burst_of_notifications_runs_at_most_twice_and_the_last_commit_w
 async def test_reconcile_restarts_removes_adopts_and_leaves_the_rest_alone(
     make_gateway: MakeGateway, remote: GitRemote, stack: Stack
 ) -> None:
-    remote.commit(
-        {"climate/a.ipynb": notebook("print('a')"), "climate/b.ipynb": notebook("print('b')")}
-    )
-    gateway = await make_gateway()
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
-    before = containers_by_notebook(gateway.instance)
+    gateway, before, urls = await two_notebooks_deployed(make_gateway, remote)
     images = owned_images(gateway.instance)
-    urls = {nb["name"]: nb["url"] for nb in body["notebooks"]}
 
     # A crashed notebook, an orphan of a project that is gone, an owned container without
     # labels to place it, and a container that is not the gateway's at all.
@@ -180,14 +187,7 @@ async def test_notification_endpoints_are_rate_limited(
 async def test_an_unchanged_notebook_that_stopped_answering_is_restarted_beside_a_change(
     make_gateway: MakeGateway, remote: GitRemote
 ) -> None:
-    remote.commit(
-        {"climate/a.ipynb": notebook("print('a')"), "climate/b.ipynb": notebook("print('b')")}
-    )
-    gateway = await make_gateway()
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
-    before = containers_by_notebook(gateway.instance)
-    urls = {nb["name"]: nb["url"] for nb in body["notebooks"]}
+    gateway, before, urls = await two_notebooks_deployed(make_gateway, remote)
 
     # a.ipynb runs the right content but is frozen; b.ipynb changes in the same job.
     docker("pause", before["a.ipynb"])

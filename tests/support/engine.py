@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 from gateway import naming
 
@@ -16,6 +17,16 @@ def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
     if check and result.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout.strip()
+
+
+def build_image(context: Path, dockerfile: str, image: str, instance: str) -> str:
+    """A test's own image, labelled with its instance so that its cleanup removes it; a
+    failed build leaves no container behind."""
+    context.mkdir(parents=True, exist_ok=True)
+    (context / "Dockerfile").write_text(dockerfile)
+    label = f"{naming.LABEL_INSTANCE}={instance}"
+    docker("build", "-q", "--force-rm", "--label", label, "-t", image, str(context))
+    return image
 
 
 def owned_containers(instance: str) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gateway import naming
 from gateway.traefik import static_config, write_static_config
-from tests.support.engine import docker, remove_services
+from tests.support.engine import build_image, docker, remove_services
 from tests.support.stack import Registry, free_port
 
 
@@ -58,12 +58,13 @@ def _push_traefik_image(root: Path, registry: Registry, tag: str) -> str:
     context = root / "traefik-image"
     context.mkdir(parents=True, exist_ok=True)
     shutil.copy2(binary, context / "traefik")
-    (context / "Dockerfile").write_text(
-        'FROM scratch\nCOPY traefik /traefik\nENTRYPOINT ["/traefik"]\n'
+    image = build_image(
+        context,
+        'FROM scratch\nCOPY traefik /traefik\nENTRYPOINT ["/traefik"]\n',
+        f"{registry.host}/{tag}/traefik:test",
+        tag,
     )
-    image = f"{registry.host}/{tag}/traefik:test"
     config = root / "docker-config"
-    docker("build", "-q", "--label", f"{naming.LABEL_INSTANCE}={tag}", "-t", image, str(context))
     subprocess.run(
         ["docker", "--config", str(config), "login", "-u", registry.username,
          "--password-stdin", registry.host],
