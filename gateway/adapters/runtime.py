@@ -95,6 +95,10 @@ class Runtime(abc.ABC):
     """Starts, watches and removes the gateway's notebooks. Ids are the runtime's own (a
     container's or a service's); names are the gateway's."""
 
+    # True when it runs images from the registry (on any node) rather than from the engine
+    # that built them: the registry must then have an image before it starts.
+    pulls_from_registry = False
+
     def __init__(self, client: aiodocker.Docker, instance: str) -> None:
         self.client = client
         self.instance = instance

@@ -154,6 +154,8 @@ class ServiceIndex(WorkloadIndex):
 
 
 class SwarmRuntime(Runtime):
+    pulls_from_registry = True  # a task may land on any node
+
     def __init__(
         self,
         client: aiodocker.Docker,

@@ -117,42 +117,52 @@ class Deployer:
 
     async def _deploy(self, deploys: list[Deploy], mtime: int, emit: Emit) -> list[NotebookOutcome]:
         """Every notebook at once, within the build, push and start limits. A job-level
-        failure (the engine gone) cancels the rest."""
+        failure (the engine gone) cancels the rest.
+
+        Unless the runtime starts images from the registry, the registry gets them once every
+        notebook answers: the first upload of an environment compresses hundreds of megabytes,
+        and beside the builds and starts it would slow them all down."""
         ordered = sorted(deploys, key=lambda d: d.desired.path)
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self._deploy_one(item, mtime, emit)) for item in ordered]
+            outcomes = [task.result() for task in tasks]
+            if not self.runtime.pulls_from_registry:
+                async with asyncio.TaskGroup() as group:
+                    for item, outcome in zip(ordered, outcomes, strict=True):
+                        if outcome.state is NotebookState.RUNNING:
+                            group.create_task(self._push_running(item.desired, outcome, emit))
         except* GatewayError as failures:
             raise failures.exceptions[0] from None
-        return [task.result() for task in tasks]
+        return outcomes
 
     async def _deploy_one(self, item: Deploy, mtime: int, emit: Emit) -> NotebookOutcome:
         spec = item.desired.spec
         try:
             action = await self.ensure_image(spec, self.repo, mtime, emit)
+            if self.runtime.pulls_from_registry:
+                await self.push_image(spec, emit)
         except NotebookFailed as failure:
             return await self._failed(item, failure, emit)  # the previous version serves on
-        # The push runs alongside the start: the notebook need not wait for the registry.
-        pushing = asyncio.create_task(self.push_image(spec, emit))
         launched = time.monotonic()
         try:
             container_id = await self._replace(item, emit)
         except NotebookFailed as failure:
-            pushing.cancel()
             self.observe_launch("published", launched, ok=False)
             return await self._failed(item, failure, emit)
-        except BaseException:
-            pushing.cancel()
-            raise
         outcome = await self._await_ready(item.desired, container_id, action, emit)
         self.observe_launch("published", launched, ok=outcome.state is NotebookState.RUNNING)
+        return outcome
+
+    async def _push_running(
+        self, desired: DesiredNotebook, outcome: NotebookOutcome, emit: Emit
+    ) -> None:
         try:
-            await pushing
+            await self.push_image(desired.spec, emit)
         except NotebookFailed as failure:
-            emit(ProgressEvent(Phase.FAILED, failure.message, item.desired.path))
+            emit(ProgressEvent(Phase.FAILED, failure.message, desired.path))
             outcome.state, outcome.reason = NotebookState.FAILED, failure.reason
             outcome.message = f"running, but not in the registry: {failure.message}"
-        return outcome
 
     async def _remove(
         self, gone: list[RunningNotebook], still_wanted: set[str], emit: Emit

@@ -314,7 +314,8 @@ class ServerManager:
             await self.deployer.check_registry(emit)
             mtime = await repo.commit_time(record.commit_sha)
             await self.deployer.ensure_image(spec, repo, mtime, emit)
-            pushing = asyncio.create_task(self.deployer.push_image(spec, emit))
+            if self.runtime.pulls_from_registry:  # any node may start it
+                await self.deployer.push_image(spec, emit)
             await step("starting Jupyter")
             launched = time.monotonic()
             memory = parse_bytes(str(record.options["mem_request"]))
@@ -336,14 +337,14 @@ class ServerManager:
             failure = await self.deployer.wait_until_answering(container_id, host, memory)
             self.deployer.observe_launch("user", launched, ok=failure is None)
             if failure is not None:
-                pushing.cancel()
                 raise failure
-            try:
-                await pushing
-            except NotebookFailed as push_failure:  # it runs; only the registry lacks the image
-                lines.append(f"warning: {push_failure.message}")
             lines.append(f"answering at {record.url}")
             await self.store.set_server_state(name, ServerState.RUNNING)
+            if not self.runtime.pulls_from_registry:
+                try:  # the registry's copy: the server runs on without it
+                    await self.deployer.push_image(spec, emit)
+                except (NotebookFailed, GatewayError) as push_failure:
+                    lines.append(f"warning: {push_failure.message}")
         except asyncio.CancelledError:
             raise
         except NotebookFailed as failure:

@@ -59,6 +59,20 @@ async def job_log(gateway: Gateway, job_id: str) -> list[dict[str, Any]]:
     return list((await response.json())["log"])
 
 
+def assert_pushed_in_order(log: list[dict[str, Any]], runtime: str) -> None:
+    """Containers run what their engine built: the registry gets the images once every
+    notebook answers. Swarm tasks may land on any node: there the push comes first."""
+    steps = [(line["phase"], line["notebook"]) for line in log if not line["output"]]
+    notebooks = {notebook for phase, notebook in steps if phase == "starting"}
+    assert notebooks, log
+    first_push = {n: steps.index(("pushing", n)) for n in notebooks}
+    if runtime == "docker":
+        last_ready = max(steps.index(("ready", n)) for n in notebooks)
+        assert last_ready < min(first_push.values()), steps
+    else:
+        assert all(first_push[n] < steps.index(("starting", n)) for n in notebooks), steps
+
+
 async def test_notification_publishes_routed_notebooks(
     make_gateway: MakeGateway, remote: GitRemote, stack: Stack, lane: Lane
 ) -> None:
@@ -81,6 +95,7 @@ async def test_notification_publishes_routed_notebooks(
             assert nb["url"].endswith(f".{gateway.instance}.localhost:{lane.web_port}/")
             # Pushed: the registry has the content-addressed tag.
             assert nb["image"].rsplit(":", 1)[1] in stack.registry.tags(nb["image"])
+        assert_pushed_in_order(await job_log(gateway, body["id"]), lane.runtime)
 
     # Checkpoints and hidden folders are not notebooks.
     assert len(owned_containers(gateway.instance)) == 3

@@ -129,6 +129,12 @@ async def test_users_start_open_and_stop_their_own_servers(
     assert status == 200 and again["name"] == name
     server = await wait_until(gateway, name, alice.token, "running")
     assert server["image"]
+    # Running first; the registry's copy of the image follows.
+    async with asyncio.timeout(120):
+        while True:
+            if server["image"].rsplit(":", 1)[1] in stack.registry.tags(server["image"]):
+                break
+            await asyncio.sleep(0.5)
 
     # Alice logs in through the browser flow and runs the notebook's code through Traefik.
     async with jupyter.session(browser=True) as http:
