@@ -18,6 +18,7 @@ from gateway.adapters.docker import engine_call, log_lines
 from gateway.adapters.runtime import (
     Container,
     ContainerState,
+    Handover,
     Launch,
     Runtime,
     WorkloadIndex,
@@ -132,28 +133,33 @@ class ContainerRuntime(Runtime):
             raise DockerError(f"cannot list containers: {exc.message}") from None
         return [from_summary(c._container) for c in listed]
 
-    async def start(self, launch: Launch, replaces: Sequence[str] = ()) -> str:
+    async def start(self, launch: Launch, replaces: Sequence[str] = ()) -> Handover:
         """A new version is created beside the old ones under a passing name; they are
-        stopped just before it starts, then removed, and it takes the notebook's name.
-        Stopping them first keeps the proxy from sending requests to an address that has
-        just gone (they would wait for a connection that never comes), and leaves the
-        processor to the new Jupyter. If it cannot start, those that were running start
-        again and serve on."""
+        stopped just before it starts. Stopping them first keeps the proxy from sending
+        requests to an address that has just gone (they would wait for a connection that
+        never comes), and leaves the processor to the new Jupyter. If it cannot start, those
+        that were running start again and serve on."""
         name = launch.name
         create_as = naming.fit(f"{name}-next-{secrets.token_hex(3)}") if replaces else name
         container_id = await self._create(launch, create_as)
-        running = [old for old in replaces if await self._halt(old)]
+        halted = tuple([old for old in replaces if await self._halt(old)])
+        handover = Handover(container_id, name, tuple(replaces), halted)
         try:
             await self._start_created(launch, container_id)
         except NotebookFailed:
-            for old in running:
-                await self._resume(old)
+            await self._resume(handover.halted)
             raise
-        for old in replaces:
+        return handover
+
+    async def complete(self, handover: Handover) -> None:
+        for old in handover.replaces:
             await self.remove(old, graceful=False)
-        if create_as != name:
-            await self._rename(container_id, name)
-        return container_id
+        if handover.replaces:
+            await self._rename(handover.id, handover.name)
+
+    async def revert(self, handover: Handover) -> None:
+        await self.remove(handover.id, graceful=False)
+        await self._resume(handover.halted)
 
     @engine_call("creating a container")
     async def _create(self, launch: Launch, create_as: str) -> str:
@@ -207,14 +213,15 @@ class ContainerRuntime(Runtime):
             await self.client.containers.container(container_id).stop(t=0)
         return True
 
-    async def _resume(self, container_id: str) -> None:
-        """Start an old version again after its successor failed to start."""
-        try:
-            await self.client.containers.container(container_id).start()
-        except aiodocker.DockerError as exc:
-            log.warning("cannot start %s again: %s", container_id[:12], exc.message)
-        with contextlib.suppress(DockerError):
-            await self._reread(container_id)
+    async def _resume(self, container_ids: Sequence[str]) -> None:
+        """Start old versions again after their successor failed."""
+        for container_id in container_ids:
+            try:
+                await self.client.containers.container(container_id).start()
+            except aiodocker.DockerError as exc:
+                log.warning("cannot start %s again: %s", container_id[:12], exc.message)
+            with contextlib.suppress(DockerError):
+                await self._reread(container_id)
 
     @engine_call("renaming a container")
     async def _rename(self, container_id: str, name: str) -> None:

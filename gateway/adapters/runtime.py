@@ -76,6 +76,17 @@ class Launch:
 
 
 @dataclass(frozen=True)
+class Handover:
+    """A new version started in place of the previous ones, which stay (stopped) until it
+    answers: then they go; if it fails, they serve again."""
+
+    id: str
+    name: str  # the notebook's, which the new version takes once it answers
+    replaces: tuple[str, ...] = ()
+    halted: tuple[str, ...] = ()  # those of them that were running, and run again on revert
+
+
+@dataclass(frozen=True)
 class ServerContainer:
     """A user server's container, as read back from its labels."""
 
@@ -112,9 +123,17 @@ class Runtime(abc.ABC):
         """Every notebook of this gateway."""
 
     @abc.abstractmethod
-    async def start(self, launch: Launch, replaces: Sequence[str] = ()) -> str:
-        """Start the notebook; it takes over from `replaces` (the ids of its previous
-        versions), which are gone once it runs. Returns its id."""
+    async def start(self, launch: Launch, replaces: Sequence[str] = ()) -> Handover:
+        """Start the notebook in place of `replaces` (the ids of its previous versions): they
+        stop serving, and stay until the handover is completed or reverted."""
+
+    @abc.abstractmethod
+    async def complete(self, handover: Handover) -> None:
+        """The new version answers: the previous ones go, and it takes the notebook's name."""
+
+    @abc.abstractmethod
+    async def revert(self, handover: Handover) -> None:
+        """The new version failed: it goes, and the previous ones serve again."""
 
     @abc.abstractmethod
     async def state(self, container_id: str) -> ContainerState | None:

@@ -22,6 +22,7 @@ from gateway.adapters.registry import RegistryAuth
 from gateway.adapters.runtime import (
     Container,
     ContainerState,
+    Handover,
     Launch,
     Runtime,
     WorkloadIndex,
@@ -202,9 +203,10 @@ class SwarmRuntime(Runtime):
             raise DockerError(f"cannot list services: {exc.message}") from None
 
     @engine_call("starting a service")
-    async def start(self, launch: Launch, replaces: Sequence[str] = ()) -> str:
+    async def start(self, launch: Launch, replaces: Sequence[str] = ()) -> Handover:
         """A notebook keeps its service: a new version updates it (Swarm stops the old task,
-        then starts the new one). Replaced services under other names are removed."""
+        then starts the new one), and Swarm keeps the previous spec to roll back to.
+        Replaced services under other names are removed."""
         spec = self._spec(launch)
         existing = await self._inspect(launch.name)
         try:
@@ -229,7 +231,25 @@ class SwarmRuntime(Runtime):
             if old != service_id:
                 await self.remove(old)
         await self._reread(service_id)
-        return service_id
+        updated = (service_id,) if existing is not None else ()
+        return Handover(service_id, launch.name, replaces=updated)
+
+    async def complete(self, handover: Handover) -> None:
+        """Nothing is left to remove: the service was updated in place."""
+
+    @engine_call("rolling back a service")
+    async def revert(self, handover: Handover) -> None:
+        """The service goes back to its spec before the update (Swarm's rollback)."""
+        if not handover.replaces:
+            return
+        service = await self._inspect(handover.id)
+        if service is None:
+            return
+        try:
+            await self._update(service, service.get("Spec") or {}, rollback=True)
+        except aiodocker.DockerError as exc:
+            raise DockerError(f"cannot roll back service {handover.name}: {exc.message}") from None
+        await self._reread(handover.id)
 
     def _spec(self, launch: Launch) -> dict[str, Any]:
         # Traefik's Swarm provider reads service labels; ours go on the tasks' containers too,
@@ -285,11 +305,17 @@ class SwarmRuntime(Runtime):
                 return None
             raise DockerError(f"cannot inspect service {service}: {exc.message}") from None
 
-    async def _update(self, service: Mapping[str, Any], spec: Mapping[str, Any]) -> None:
-        version = (service.get("Version") or {}).get("Index")
+    async def _update(
+        self, service: Mapping[str, Any], spec: Mapping[str, Any], rollback: bool = False
+    ) -> None:
+        """With rollback, Swarm returns to the spec before the last update (and ignores
+        `spec`)."""
+        params = {"version": str((service.get("Version") or {}).get("Index"))}
+        if rollback:
+            params["rollback"] = "previous"
         await self.client._query_json(
             f"services/{service['ID']}/update", method="POST", data=json.dumps(spec),
-            params={"version": str(version)}, headers=self._auth_header(),
+            params=params, headers=self._auth_header(),
         )  # fmt: skip
 
     async def _reread(self, service_id: str) -> Container | None:

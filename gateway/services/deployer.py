@@ -16,7 +16,7 @@ from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.probe import FIRST_PATIENCE, MOST_PATIENCE, TraefikProbe
 from gateway.adapters.registry import RegistryClient, is_transient
-from gateway.adapters.runtime import Launch, ResourceLimits, Runtime
+from gateway.adapters.runtime import Handover, Launch, ResourceLimits, Runtime
 from gateway.context_tar import write_context_tar
 from gateway.desired import container_labels
 from gateway.discovery import notebook_problem
@@ -146,11 +146,11 @@ class Deployer:
             return await self._failed(item, failure, emit)  # the previous version serves on
         launched = time.monotonic()
         try:
-            container_id = await self._replace(item, emit)
+            handover = await self._replace(item, emit)
         except NotebookFailed as failure:
             self.observe_launch("published", launched, ok=False)
             return await self._failed(item, failure, emit)
-        outcome = await self._await_ready(item.desired, container_id, action, emit)
+        outcome = await self._await_ready(item, handover, action, emit)
         self.observe_launch("published", launched, ok=outcome.state is NotebookState.RUNNING)
         return outcome
 
@@ -363,13 +363,12 @@ class Deployer:
                 del self._first_pushes[environment]
                 first.set()
 
-    async def _replace(self, item: Deploy, emit: Emit) -> str:
-        """Start the new version; the runtime hands over from the old ones, which serve until
-        then (and on, if it fails to start)."""
+    async def _replace(self, item: Deploy, emit: Emit) -> Handover:
+        """Start the new version; the old ones stop serving, but stay until it answers."""
         desired = item.desired
         async with self._start_slots:
             emit(ProgressEvent(Phase.STARTING, f"starting {desired.container}", desired.path))
-            container_id = await self.runtime.start(
+            return await self.runtime.start(
                 Launch(
                     name=desired.container,
                     image=desired.image,
@@ -381,24 +380,26 @@ class Deployer:
                 ),
                 replaces=[old.id for old in item.replaces],
             )
-        for old in item.replaces:
-            if old.id != container_id and await self.runtime.state(old.id) is not None:
-                emit(
-                    ProgressEvent(
-                        Phase.REMOVING,
-                        f"warning: {old.name} cannot be removed yet; a later reconcile will",
-                        old.path,
-                    )
-                )
-        return container_id
 
     async def _await_ready(
-        self, desired: DesiredNotebook, container_id: str, action: NotebookAction, emit: Emit
+        self, item: Deploy, handover: Handover, action: NotebookAction, emit: Emit
     ) -> NotebookOutcome:
-        failure = await self.wait_until_answering(container_id, self._host(desired))
+        """Answering, the new version takes over for good. Failing, it gives way to the
+        previous version, if there is one; without one it is stopped, left for its logs."""
+        desired = item.desired
+        previous = bool(handover.replaces)
+        failure = await self.wait_until_answering(
+            handover.id, self._host(desired), stop=not previous
+        )
         if failure is None:
+            await self._complete(item, handover, emit)
             emit(ProgressEvent(Phase.READY, f"answering at {desired.url}", desired.path))
             return _outcome(desired, NotebookState.RUNNING, action, desired.commit)
+        if previous:
+            emit(ProgressEvent(Phase.STARTING, "bringing back the previous version", desired.path))
+            await self.runtime.revert(handover)
+            await self._answers(desired, KEEP_CHECK_TIMEOUT)  # so the outcome tells the truth
+            return await self._failed(item, failure, emit)
         emit(ProgressEvent(Phase.FAILED, failure.message, desired.path))
         return NotebookOutcome(
             project=desired.project,
@@ -412,15 +413,28 @@ class Deployer:
             log=failure.log,
         )
 
+    async def _complete(self, item: Deploy, handover: Handover, emit: Emit) -> None:
+        await self.runtime.complete(handover)
+        for old in item.replaces:
+            if old.id != handover.id and await self.runtime.state(old.id) is not None:
+                emit(
+                    ProgressEvent(
+                        Phase.REMOVING,
+                        f"warning: {old.name} cannot be removed yet; a later reconcile will",
+                        old.path,
+                    )
+                )
+
     async def wait_until_answering(
         self,
         container_id: str,
         host: str,
         memory_limit: int | None = None,
+        stop: bool = True,
     ) -> NotebookFailed | None:
         """Running means answering through Traefik. A container that exits, runs out of
-        memory or stays silent past the deadline is stopped, and the failure (with the
-        container's log tail) returned."""
+        memory or stays silent past the deadline is stopped (unless `stop` is False), and
+        the failure (with the container's log tail) returned."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.ready_timeout
         memory = (memory_limit or self.settings.memory_limit) // 2**20
@@ -456,7 +470,8 @@ class Deployer:
                 )
             if failure is not None:
                 failure.log = await self.runtime.logs_tail(container_id, LOG_TAIL)
-                await self.runtime.stop(container_id)
+                if stop:
+                    await self.runtime.stop(container_id)
                 return failure
             await asyncio.sleep(delay)
             delay = min(delay * 1.2, 1.0)

@@ -320,7 +320,7 @@ class ServerManager:
             launched = time.monotonic()
             memory = parse_bytes(str(record.options["mem_request"]))
             host = f"{name}.{self.settings.base_domain}"
-            container_id = await self.runtime.start(
+            handover = await self.runtime.start(
                 Launch(
                     name=naming.fit(f"{self.settings.instance}-{name}"),
                     image=spec.image,
@@ -333,8 +333,8 @@ class ServerManager:
                     ),
                     command=start_command(record.notebook, str(record.options["defaultUrl"])),
                 )
-            )
-            failure = await self.deployer.wait_until_answering(container_id, host, memory)
+            )  # a server replaces nothing: there is no handover to complete
+            failure = await self.deployer.wait_until_answering(handover.id, host, memory)
             self.deployer.observe_launch("user", launched, ok=failure is None)
             if failure is not None:
                 raise failure

@@ -142,9 +142,14 @@ async def test_a_new_version_takes_over_the_name_and_the_old_one_goes(
 ) -> None:
     async with aiodocker.Docker() as client:
         runtime = ContainerRuntime(client, instance)
-        old = await runtime.start(launch(stack, instance, ["sleep", "600"]))
+        old = (await runtime.start(launch(stack, instance, ["sleep", "600"]))).id
         since = str(int(time.time()) - 1)
-        new = await runtime.start(launch(stack, instance, ["sleep", "601"]), replaces=[old])
+        handover = await runtime.start(launch(stack, instance, ["sleep", "601"]), replaces=[old])
+        new = handover.id
+        # Until the handover completes, the old version waits, stopped, under its name.
+        ps = docker_ps(instance)
+        assert ps[old] == (f"{instance}-nb", "exited") and ps[new][1] == "running", ps
+        await runtime.complete(handover)
         assert await runtime.state(old) is None
         assert docker_ps(instance) == {new: (f"{instance}-nb", "running")}
         # The old one has died before the new one starts: the proxy never routes to both.
@@ -161,7 +166,7 @@ async def test_a_new_version_that_cannot_start_leaves_the_old_one_serving(
 ) -> None:
     async with aiodocker.Docker() as client:
         runtime = ContainerRuntime(client, instance)
-        old = await runtime.start(launch(stack, instance, ["sleep", "600"]))
+        old = (await runtime.start(launch(stack, instance, ["sleep", "600"]))).id
         broken = launch(stack, instance, ["/no/such/program"])
         with pytest.raises(NotebookFailed) as failure:
             await runtime.start(broken, replaces=[old])
@@ -170,3 +175,13 @@ async def test_a_new_version_that_cannot_start_leaves_the_old_one_serving(
         assert docker_ps(instance) == {old: (f"{instance}-nb", "running")}
         restarts = docker("inspect", "--format", "{{.RestartCount}}", old)
         assert restarts == "0"
+
+
+async def test_a_reverted_handover_brings_the_old_version_back(stack: Stack, instance: str) -> None:
+    async with aiodocker.Docker() as client:
+        runtime = ContainerRuntime(client, instance)
+        old = (await runtime.start(launch(stack, instance, ["sleep", "600"]))).id
+        handover = await runtime.start(launch(stack, instance, ["sleep", "601"]), replaces=[old])
+        await runtime.revert(handover)
+        assert await runtime.state(handover.id) is None
+        assert docker_ps(instance) == {old: (f"{instance}-nb", "running")}

@@ -15,7 +15,7 @@ from gateway.adapters.docker import DockerEngine
 from gateway.context_tar import write_context_tar
 from gateway.errors import NotebookFailed
 from gateway.models import ContextFile
-from tests.conftest import Gateway, MakeGateway, Stack, job_summary, new_instance
+from tests.conftest import Gateway, Lane, MakeGateway, Stack, job_summary, new_instance
 from tests.support import jupyter
 from tests.support.engine import build_image, docker, owned_containers, owned_images
 from tests.support.gitrepo import GitRemote, notebook
@@ -179,6 +179,47 @@ async def test_notebook_that_never_answers_in_time_is_stopped_and_reported(
     (container,) = owned_containers(gateway.instance)
     assert docker("inspect", "--format", "{{.State.Running}}", container) == "false"
     assert "| a.ipynb | - | failed: the notebook did not answer" in (remote.read("URL.md") or "")
+
+
+async def test_a_new_version_that_never_answers_gives_way_to_the_previous_one(
+    make_gateway: MakeGateway, remote: GitRemote, stack: Stack, lane: Lane, tmp_path: Path
+) -> None:
+    good = remote.commit({"climate/a.ipynb": notebook("print('first')")})
+    gateway = await make_gateway(**lane.env())
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    url = body["notebooks"][0]["url"]
+    before = owned_containers(gateway.instance)
+
+    # The same gateway restarted on a base image whose Jupyter never answers.
+    silent = build_image(
+        tmp_path,
+        f"FROM {stack.base_image}\nUSER root\n"
+        "RUN mkdir -p /etc/jupyter"
+        " && echo 'import time; time.sleep(3600)' > /etc/jupyter/jupyter_server_config.py\n",
+        f"{gateway.instance}-silent:latest",
+        gateway.instance,
+    )
+    broken = await make_gateway(
+        GATEWAY_INSTANCE=gateway.instance,
+        STATE_DIR=str(gateway.settings.state_dir),
+        BASE_DOMAIN=gateway.settings.base_domain,
+        BASE_IMAGE=silent,
+        NOTEBOOK_READY_TIMEOUT="3",
+        **lane.env(),
+    )
+    remote.commit({"climate/a.ipynb": notebook("print('second')")})
+    status, body = await broken.notify("climate")
+    assert status == 422, job_summary(body)
+    (nb,) = body["error"]["detail"]["job"]["notebooks"]
+    assert nb["reason"] == "not_ready", nb
+    assert "still served" in nb["message"] and nb["url"] == url and nb["commit"] == good, nb
+    if lane.runtime == "docker":
+        assert owned_containers(gateway.instance) == before  # the same container, running
+    async with jupyter.session() as http, http.get(url + "api/contents/a.ipynb") as response:
+        assert response.status == 200
+        assert "first" in json.dumps(await response.json())
+    assert f"<{url}> | failed: " in (remote.read("URL.md") or "")
 
 
 async def test_without_traefik_nothing_is_touched(
