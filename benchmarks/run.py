@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,13 @@ import aiohttp
 
 from gateway import naming
 from gateway.services.store import ServerRecord, ServerState, Store
-from tests.support.engine import docker, images_of_run, remove_images, remove_instance
+from tests.support.engine import (
+    docker,
+    images_of_run,
+    remove_images,
+    remove_instance,
+    remove_network,
+)
 from tests.support.gitrepo import GitRemote, notebook
 from tests.support.process import GatewayProcess
 from tests.support.stack import Registry, Traefik, free_port, stop
@@ -137,16 +144,23 @@ class Lab:
         return Gateway(scenario, process, env, self)
 
     def close(self) -> None:
-        for process in self.gateways:
-            process.stop()
-        for instance in self.instances:
-            remove_instance(instance)
-        remove_images(images_of_run(self.run_id))
+        """Every step is tried, even after one fails; the first failure is raised."""
+        steps: list[Callable[[], object]] = [process.stop for process in self.gateways]
+        steps += [partial(remove_instance, instance) for instance in self.instances]
+        steps.append(lambda: remove_images(images_of_run(self.run_id)))
         if self.traefik is not None:
-            stop(self.traefik.process)
-        for registry in self.registries:
-            registry.stop()
-        docker("network", "rm", self.network, check=False)
+            steps.append(partial(stop, self.traefik.process))
+        steps += [registry.stop for registry in self.registries]
+        steps.append(partial(remove_network, self.network))
+        failures = []
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:
+                print(f"cleanup step failed: {exc!r}", file=sys.stderr)
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
 
 @dataclass

@@ -30,8 +30,10 @@ from tests.support.engine import (
     docker,
     images_of_run,
     owned_containers,
+    remove_containers,
     remove_images,
     remove_instance,
+    remove_network,
 )
 from tests.support.gitlab_server import GitLab
 from tests.support.gitrepo import GitRemote
@@ -133,11 +135,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             if process is not None:
                 stop(process.process)
         # Anything a test of this run left behind, whatever its instance.
-        leftovers = docker("ps", "-aq", "--filter", f"network={network}", check=False).split()
-        if leftovers:
-            docker("rm", "-f", "-v", *leftovers, check=False)
+        leftovers = docker("ps", "-aq", "--filter", f"network={network}", check=False)
+        remove_containers(leftovers.split())
         remove_images(images_of_run(run_id))
-        docker("network", "rm", network, check=False)
+        remove_network(network)
 
 
 @pytest.fixture(scope="session")

@@ -191,7 +191,9 @@ async def test_a_new_version_that_never_answers_gives_way_to_the_previous_one(
     url = body["notebooks"][0]["url"]
     before = owned_containers(gateway.instance)
 
-    # The same gateway restarted on a base image whose Jupyter never answers.
+    # The gateway restarted (same instance and state) on a base image whose Jupyter never
+    # answers.
+    await gateway.client.close()
     silent = build_image(
         tmp_path,
         f"FROM {stack.base_image}\nUSER root\n"

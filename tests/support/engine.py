@@ -45,9 +45,24 @@ def owned_images(instance: str, kind: str | None = None) -> list[str]:
 def remove_instance(instance: str) -> None:
     """Every service, container and image labelled with the instance."""
     remove_services(instance)
-    if containers := owned_containers(instance):
-        docker("rm", "-f", "-v", *containers, check=False)
+    remove_containers(owned_containers(instance))
     remove_images(owned_images(instance))
+
+
+def remove_containers(containers: list[str]) -> None:
+    """The engine removes a few containers a second when it is busy: hundreds take minutes."""
+    if containers:
+        docker("rm", "-f", "-v", *containers, check=False, timeout=120 + 2 * len(containers))
+
+
+def remove_network(name: str) -> None:
+    """A network can be removed only a moment after its last container went."""
+    for _ in range(60):
+        docker("network", "rm", name, check=False)
+        if not docker("network", "ls", "-q", "--filter", f"name=^{name}$", check=False):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"network {name} is still in use")
 
 
 def remove_images(images: list[str]) -> None:

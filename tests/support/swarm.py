@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gateway import naming
 from gateway.traefik import static_config, write_static_config
-from tests.support.engine import build_image, docker, remove_services
+from tests.support.engine import build_image, docker, remove_network, remove_services
 from tests.support.stack import Registry, free_port
 
 
@@ -107,7 +107,7 @@ def swarm_traefik(root: Path, registry: Registry, run_id: str) -> Iterator[Swarm
         yield SwarmTraefik(network, web_port, service)
     finally:
         remove_services(run_id)
-        docker("network", "rm", network, check=False)
+        remove_network(network)
 
 
 def _wait_for_ping(url: str, service: str, timeout: float = 120) -> None:
