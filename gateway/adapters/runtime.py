@@ -255,7 +255,8 @@ class WorkloadIndex(abc.ABC):
         """Follow the engine from now on; wait (a while) for the first full picture."""
         self._task = asyncio.create_task(self._follow(), name=self.name)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._synced.wait(), wait)
+            async with asyncio.timeout(wait):
+                await self._synced.wait()
 
     async def close(self) -> None:
         self.live = False
@@ -325,7 +326,10 @@ class WorkloadIndex(abc.ABC):
             self._synced.set()
             while True:
                 try:
-                    event = await asyncio.wait_for(subscriber.get(), self.resync_interval)
+                    # Not wait_for: on Python 3.11 it loses a cancellation that comes as an
+                    # event arrives, and closing the gateway would wait for ever.
+                    async with asyncio.timeout(self.resync_interval):
+                        event = await subscriber.get()
                 except TimeoutError:
                     await self.resync()
                     continue

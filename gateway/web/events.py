@@ -65,7 +65,8 @@ async def _follow(
                     after = await _send_line(stream, job_id, line)
             while not job.finished:
                 try:
-                    item = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                    async with asyncio.timeout(KEEPALIVE):  # wait_for can lose a cancellation
+                        item = await queue.get()
                 except TimeoutError:
                     await stream.write(b": keep-alive\n\n")
                     continue
