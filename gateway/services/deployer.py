@@ -399,19 +399,7 @@ class Deployer:
             emit(ProgressEvent(Phase.STARTING, "bringing back the previous version", desired.path))
             await self.runtime.revert(handover)
             await self._answers(desired, KEEP_CHECK_TIMEOUT)  # so the outcome tells the truth
-            return await self._failed(item, failure, emit)
-        emit(ProgressEvent(Phase.FAILED, failure.message, desired.path))
-        return NotebookOutcome(
-            project=desired.project,
-            path=desired.path,
-            state=NotebookState.FAILED,
-            action=NotebookAction.NONE,
-            image=desired.image,
-            commit=desired.commit,
-            reason=failure.reason,
-            message=failure.message,
-            log=failure.log,
-        )
+        return await self._failed(item, failure, emit)
 
     async def _complete(self, item: Deploy, handover: Handover, emit: Emit) -> None:
         await self.runtime.complete(handover)

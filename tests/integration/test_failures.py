@@ -154,20 +154,25 @@ async def test_unreachable_git_remote_leaves_everything_as_it_was(
     assert remote.read("URL.md") == url_md
 
 
-async def test_notebook_that_never_answers_in_time_is_stopped_and_reported(
-    make_gateway: MakeGateway, remote: GitRemote, stack: Stack, tmp_path: Path
-) -> None:
-    remote.commit({"climate/a.ipynb": notebook("print('a')")})
-    # A base image whose Jupyter hangs while reading its configuration: it runs, never answers.
-    instance = new_instance(stack)
-    silent = build_image(
-        tmp_path,
+def silent_base(stack: Stack, context: Path, instance: str) -> str:
+    """A base image whose Jupyter hangs while reading its configuration: it runs, never
+    answers."""
+    return build_image(
+        context,
         f"FROM {stack.base_image}\nUSER root\n"
         "RUN mkdir -p /etc/jupyter"
         " && echo 'import time; time.sleep(3600)' > /etc/jupyter/jupyter_server_config.py\n",
         f"{instance}-silent:latest",
         instance,
     )
+
+
+async def test_notebook_that_never_answers_in_time_is_stopped_and_reported(
+    make_gateway: MakeGateway, remote: GitRemote, stack: Stack, tmp_path: Path
+) -> None:
+    remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    instance = new_instance(stack)
+    silent = silent_base(stack, tmp_path, instance)
     gateway = await make_gateway(
         GATEWAY_INSTANCE=instance, BASE_IMAGE=silent, NOTEBOOK_READY_TIMEOUT="3"
     )
@@ -194,14 +199,7 @@ async def test_a_new_version_that_never_answers_gives_way_to_the_previous_one(
     # The gateway restarted (same instance and state) on a base image whose Jupyter never
     # answers.
     await gateway.client.close()
-    silent = build_image(
-        tmp_path,
-        f"FROM {stack.base_image}\nUSER root\n"
-        "RUN mkdir -p /etc/jupyter"
-        " && echo 'import time; time.sleep(3600)' > /etc/jupyter/jupyter_server_config.py\n",
-        f"{gateway.instance}-silent:latest",
-        gateway.instance,
-    )
+    silent = silent_base(stack, tmp_path, gateway.instance)
     broken = await make_gateway(
         GATEWAY_INSTANCE=gateway.instance,
         STATE_DIR=str(gateway.settings.state_dir),
