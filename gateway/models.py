@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +116,24 @@ class RunningNotebook:
     url: str
     running: bool
     status: str
+    server: str  # the name it is known by; during a hand-over `name` is a passing one
+
+
+def serving(notebooks: Iterable[RunningNotebook]) -> dict[tuple[str, str], RunningNotebook]:
+    """The one container that stands for each notebook (project, path). During a hand-over,
+    or after one was cut short, a notebook has two: the old version stopped under its name and
+    the new one running under a passing name. The running one is the notebook."""
+    chosen: dict[tuple[str, str], RunningNotebook] = {}
+    for notebook in notebooks:
+        key = (notebook.project, notebook.path)
+        other = chosen.get(key)
+        if other is None or _standing(notebook) > _standing(other):
+            chosen[key] = notebook
+    return chosen
+
+
+def _standing(notebook: RunningNotebook) -> tuple[bool, bool]:
+    return notebook.running, notebook.name == notebook.server
 
 
 class NotebookState(enum.StrEnum):

@@ -200,6 +200,7 @@ class Runtime(abc.ABC):
                     url=labels.get(naming.LABEL_URL, ""),
                     running=container.state.status == "running",
                     status=container.state.describe(),
+                    server=labels.get(naming.LABEL_CONTAINER, container.name),
                 )
             )
         return found

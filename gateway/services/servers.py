@@ -40,7 +40,7 @@ from gateway.errors import (
     NotFound,
     Unavailable,
 )
-from gateway.models import Identity, ProgressEvent, RunningNotebook
+from gateway.models import Identity, ProgressEvent, RunningNotebook, serving
 from gateway.schemas import ServerOptionsRequest, ServerRequest
 from gateway.services.deployer import Deployer
 from gateway.services.store import ServerRecord, ServerState, Store, now
@@ -183,7 +183,8 @@ class ServerManager:
         containers = {c.server: c for c in await self.runtime.list_servers()}
         views = [await self._view(r, containers) for r in records]
         if who.admin:
-            views += [self._view_published(n) for n in await self.runtime.list_notebooks()]
+            notebooks = serving(await self.runtime.list_notebooks()).values()
+            views += [self._view_published(n) for n in notebooks]
         return {
             view["name"]: view
             for view in views
@@ -419,7 +420,8 @@ class ServerManager:
         raise NotFound(f"there is no server {name!r}")
 
     async def _published(self, name: str) -> RunningNotebook | None:
-        return next((n for n in await self.runtime.list_notebooks() if n.name == name), None)
+        notebooks = serving(await self.runtime.list_notebooks()).values()
+        return next((n for n in notebooks if n.server == name), None)
 
     async def _view(
         self, record: ServerRecord, containers: dict[str, ServerContainer] | None = None
@@ -462,7 +464,7 @@ class ServerManager:
 
     def _view_published(self, notebook: RunningNotebook) -> dict[str, Any]:
         return {
-            "name": notebook.name,
+            "name": notebook.server,
             "url": notebook.url,
             "image": notebook.image,
             "started": "",

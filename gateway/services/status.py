@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.runtime import Runtime
-from gateway.models import NotebookOutcome, NotebookState, RunningNotebook
+from gateway.models import NotebookOutcome, NotebookState, RunningNotebook, serving
 from gateway.services.store import Job, Store
 
 
@@ -65,7 +65,7 @@ class StatusBoard:
 
     async def overview(self) -> Overview:
         records = await self.store.published()
-        live = {(n.project, n.path): n for n in await self.runtime.list_notebooks()}
+        live = serving(await self.runtime.list_notebooks())
         last_jobs = await self.store.last_jobs()
         commit = await self.repo.last_fetched()
         names = set(await self.repo.projects(commit)) if commit else set()
@@ -98,7 +98,7 @@ def _row(container: RunningNotebook | None, record: NotebookOutcome | None = Non
         state, message = "missing", "its container is gone; the next reconcile brings it back"
     elif container is not None and not container.running:
         state, message = "stopped", f"the container is {container.status}"
-    name = container.name if container else ""
+    name = container.server if container else ""
     return NotebookRow(source.path, name, state, source.url, source.commit, message)
 
 

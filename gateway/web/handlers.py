@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway import __version__, webhooks
 from gateway.errors import BadRequest, JobFailed, NotFound, Unauthorized, Unavailable
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gateway.models import serving
 from gateway.schemas import ProjectDelete, ProjectUpdate, parse
 from gateway.services.runner import REPOSITORY
 from gateway.services.store import Job, JobAction, JobOrigin, JobState
@@ -71,7 +72,7 @@ async def metrics(request: web.Request) -> web.Response:
         require_admin(request)
     metrics, runtime = request.app[METRICS], request.app[RUNTIME]
     # Counted when asked, from the runtime's in-memory index.
-    published = sum(n.running for n in await runtime.list_notebooks())
+    published = sum(n.running for n in serving(await runtime.list_notebooks()).values())
     users = sum(s.state == "running" for s in await runtime.list_servers())
     metrics.running.labels("published").set(published)
     metrics.running.labels("user").set(users)

@@ -4,6 +4,7 @@ gateway's back (kills, restarts, renames, removals) and agrees with `docker ps`.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import aiodocker
@@ -122,6 +123,51 @@ async def test_the_servers_api_reflects_what_happens_behind_the_gateways_back(
     await becomes((404, ""))
     assert await agrees(index, gateway.instance) == {}
     assert index.live
+
+
+async def test_a_notebook_in_the_middle_of_a_handover_is_one_server_the_new_version(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    """What a hand-over leaves while the new version proves it answers (or for good, when the
+    gateway is killed meanwhile): the old container stopped under the notebook's name, the new
+    one running under a passing name. Every view shows the notebook once, as the new one."""
+    remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    gateway = await make_gateway()
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    runtime = gateway.client.app[RUNTIME]
+    assert isinstance(runtime, ContainerRuntime) and runtime.index is not None
+    ((old, (name, _)),) = docker_ps(gateway.instance).items()
+    labels = json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", old))
+    labels[naming.LABEL_COMMIT] = "f" * 40
+    image = docker("inspect", "--format", "{{.Config.Image}}", old)
+    docker("stop", "-t", "0", old)
+    label_args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
+    new = docker("run", "-d", "--name", f"{name}-next-0a1b2c", *label_args, image)
+    assert (await agrees(runtime.index, gateway.instance))[new][1] == "running"
+    admin = gateway.auth()
+
+    response = await gateway.client.get(f"/servers/{name}", headers=admin)
+    server = await response.json()
+    assert response.status == 200, server
+    assert server["name"] == name and server["status"]["state"] == "running", server
+    assert server["annotations"]["commit_sha"] == "f" * 40
+    response = await gateway.client.get("/servers", headers=admin)
+    listed = (await response.json())["servers"]
+    assert list(listed) == [name], listed
+    assert listed[name]["annotations"]["commit_sha"] == "f" * 40
+    response = await gateway.client.get("/status", headers=admin)
+    board = await response.json()
+    (row,) = [nb for p in board["projects"] for nb in p["notebooks"]]
+    assert (row["container"], row["state"]) == (name, "running"), row
+    response = await gateway.client.get(f"/logs/{name}", headers=admin)
+    assert response.status == 200
+
+    # The next deploy finishes the interrupted hand-over: one container, under the name.
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    ((_, (final_name, state)),) = (await agrees(runtime.index, gateway.instance)).items()
+    assert (final_name, state) == (name, "running")
 
 
 def launch(stack: Stack, instance: str, command: list[str]) -> Launch:

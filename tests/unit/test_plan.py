@@ -1,7 +1,9 @@
+import random
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.models import DesiredNotebook, RunningNotebook
+from gateway.models import DesiredNotebook, RunningNotebook, serving
 from gateway.plan import make_plan
 
 
@@ -23,6 +25,7 @@ def running(
         "url",
         up,
         "",
+        f"c-{path}",
     )
 
 
@@ -77,3 +80,41 @@ def test_every_notebook_and_container_is_accounted_for_once(
     assert sorted(seen) == sorted(c.id for c in containers)
     for keep in plan.keep:
         assert keep.current.running and keep.current.content_hash == keep.desired.content_hash
+
+
+def test_a_notebook_in_the_middle_of_a_handover_is_served_by_the_new_version() -> None:
+    old = running("a", "h1", up=False)
+    new = running("a", "h2", name="c-a-next-0a1b2c")
+    other = running("b")
+    assert serving([old, new, other]) == {("p", "a"): new, ("p", "b"): other}
+    # Neither running: the one under the notebook's name stands for it.
+    stopped_new = running("a", "h2", up=False, name="c-a-next-0a1b2c")
+    assert serving([stopped_new, old]) == {("p", "a"): old}
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.booleans(), st.booleans()),
+        min_size=1,
+        max_size=6,
+    ),
+    st.randoms(),
+)
+def test_the_container_standing_for_a_notebook_does_not_depend_on_the_order(
+    actual: list[tuple[str, bool, bool]], order: random.Random
+) -> None:
+    containers = [
+        running(p, up=up, name=f"c-{p}" if named else f"c-{p}-next-{i}", cid=f"{i}")
+        for i, (p, up, named) in enumerate(actual)
+    ]
+    chosen = serving(containers)
+    assert set(chosen) == {("p", p) for p, _, _ in actual}
+    shuffled = order.sample(containers, len(containers))
+    for key, notebook in serving(shuffled).items():
+        # The same standing: running first, then under its own name.
+        assert (notebook.running, notebook.name == notebook.server) == (
+            chosen[key].running,
+            chosen[key].name == chosen[key].server,
+        )
+        if any(c.running for c in containers if (c.project, c.path) == key):
+            assert notebook.running
