@@ -79,7 +79,7 @@ class Culler:
                 verdict = await self._verdict(host, None)
                 if verdict is not None:  # back with the next deploy or reconcile pass
                     await self.runtime.remove(notebook.id)
-                    culled.append(Culled(notebook.name, "published", *verdict))
+                    culled.append(Culled(notebook.server, "published", *verdict))
         for item in culled:
             log.info("culled %s server %s: %s", item.kind, item.name, item.detail)
             self.metrics.culled.labels(item.kind, item.reason).inc()
