@@ -15,7 +15,7 @@ from gateway.adapters.containers import ContainerIndex, ContainerRuntime
 from gateway.adapters.runtime import Launch, ResourceLimits
 from gateway.errors import NotebookFailed
 from gateway.web.keys import RUNTIME
-from tests.conftest import MakeGateway, Stack, agrees, docker_ps, indexed, job_summary
+from tests.conftest import Gateway, MakeGateway, Stack, agrees, docker_ps, indexed, job_summary
 from tests.support.engine import docker, remove_instance
 from tests.support.gitrepo import GitRemote, notebook
 
@@ -86,16 +86,23 @@ async def test_a_resync_finds_what_no_event_reported(stack: Stack, instance: str
         assert [c.id for c in await runtime.containers()] == [kept]
 
 
-async def test_the_servers_api_reflects_what_happens_behind_the_gateways_back(
+async def one_notebook_published(
     make_gateway: MakeGateway, remote: GitRemote
-) -> None:
+) -> tuple[Gateway, ContainerIndex]:
+    """A gateway that has published climate/a.ipynb, and its container index."""
     remote.commit({"climate/a.ipynb": notebook("print('a')")})
     gateway = await make_gateway()
     status, body = await gateway.notify("climate")
     assert status == 200, job_summary(body)
     runtime = gateway.client.app[RUNTIME]
     assert isinstance(runtime, ContainerRuntime) and runtime.index is not None
-    index = runtime.index
+    return gateway, runtime.index
+
+
+async def test_the_servers_api_reflects_what_happens_behind_the_gateways_back(
+    make_gateway: MakeGateway, remote: GitRemote
+) -> None:
+    gateway, index = await one_notebook_published(make_gateway, remote)
     assert index.live
     (container,) = docker_ps(gateway.instance)
     name = docker("inspect", "--format", "{{.Name}}", container).lstrip("/")
@@ -131,12 +138,7 @@ async def test_a_notebook_in_the_middle_of_a_handover_is_one_server_the_new_vers
     """What a hand-over leaves while the new version proves it answers (or for good, when the
     gateway is killed meanwhile): the old container stopped under the notebook's name, the new
     one running under a passing name. Every view shows the notebook once, as the new one."""
-    remote.commit({"climate/a.ipynb": notebook("print('a')")})
-    gateway = await make_gateway()
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
-    runtime = gateway.client.app[RUNTIME]
-    assert isinstance(runtime, ContainerRuntime) and runtime.index is not None
+    gateway, index = await one_notebook_published(make_gateway, remote)
     ((old, (name, _)),) = docker_ps(gateway.instance).items()
     labels = json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", old))
     labels[naming.LABEL_COMMIT] = "f" * 40
@@ -144,7 +146,7 @@ async def test_a_notebook_in_the_middle_of_a_handover_is_one_server_the_new_vers
     docker("stop", "-t", "0", old)
     label_args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
     new = docker("run", "-d", "--name", f"{name}-next-0a1b2c", *label_args, image)
-    assert (await agrees(runtime.index, gateway.instance))[new][1] == "running"
+    assert (await agrees(index, gateway.instance))[new][1] == "running"
     admin = gateway.auth()
 
     response = await gateway.client.get(f"/servers/{name}", headers=admin)
@@ -166,7 +168,7 @@ async def test_a_notebook_in_the_middle_of_a_handover_is_one_server_the_new_vers
     # The next deploy finishes the interrupted hand-over: one container, under the name.
     status, body = await gateway.notify("climate")
     assert status == 200, job_summary(body)
-    ((_, (final_name, state)),) = (await agrees(runtime.index, gateway.instance)).items()
+    ((_, (final_name, state)),) = (await agrees(index, gateway.instance)).items()
     assert (final_name, state) == (name, "running")
 
 
