@@ -398,8 +398,12 @@ class Deployer:
         if previous:
             emit(ProgressEvent(Phase.STARTING, "bringing back the previous version", desired.path))
             await self.runtime.revert(handover)
-            await self._answers(desired, KEEP_CHECK_TIMEOUT)  # so the outcome tells the truth
+            if await self._any_left(item.replaces):  # an admin may have stopped them all
+                await self._answers(desired, KEEP_CHECK_TIMEOUT)  # so the outcome tells the truth
         return await self._failed(item, failure, emit)
+
+    async def _any_left(self, containers: tuple[RunningNotebook, ...]) -> bool:
+        return any([await self.runtime.state(c.id) is not None for c in containers])
 
     async def _complete(self, item: Deploy, handover: Handover, emit: Emit) -> None:
         await self.runtime.complete(handover)

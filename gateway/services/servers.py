@@ -201,7 +201,7 @@ class ServerManager:
         """Stopping happens in the background; the server shows `stopping` until it is gone."""
         record = await self._find(who, name)
         if isinstance(record, RunningNotebook):
-            await self.runtime.remove(record.id)  # back at the next reconcile
+            await self._remove_published(record)  # back at the next reconcile
             return
         if record.state is ServerState.STOPPING and not forced:
             return
@@ -368,6 +368,18 @@ class ServerManager:
         await self._remove_containers(name, forced)
         await self.store.delete_server(name)
         self._launch_logs.pop(name, None)
+
+    async def _remove_published(self, notebook: RunningNotebook) -> None:
+        """Every container of the notebook: during a hand-over the old version waits, stopped,
+        and would serve again once its successor is found gone. It goes first, so it is not
+        started again meanwhile."""
+        containers = [
+            c
+            for c in await self.runtime.list_notebooks()
+            if (c.project, c.path) == (notebook.project, notebook.path)
+        ]
+        for container in sorted(containers, key=lambda c: c.running):
+            await self.runtime.remove(container.id)
 
     async def _remove_containers(self, name: str, forced: bool) -> None:
         for container in await self.runtime.list_servers():

@@ -222,6 +222,49 @@ async def test_a_new_version_that_never_answers_gives_way_to_the_previous_one(
     assert f"<{url}> | failed: " in (remote.read("URL.md") or "")
 
 
+async def test_an_admin_stopping_a_notebook_during_its_handover_stops_both_versions(
+    make_gateway: MakeGateway, remote: GitRemote, stack: Stack, tmp_path: Path
+) -> None:
+    """While the new version proves it answers, the old one waits, stopped. An admin's stop
+    removes both: the notebook does not come back as the previous version."""
+    remote.commit({"climate/a.ipynb": notebook("print('first')")})
+    gateway = await make_gateway()
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    (old,) = owned_containers(gateway.instance)
+    name = docker("inspect", "--format", "{{.Name}}", old).lstrip("/")
+
+    # The same gateway restarted on a base whose Jupyter never answers: the hand-over waits.
+    await gateway.client.close()
+    slow = await make_gateway(
+        GATEWAY_INSTANCE=gateway.instance,
+        STATE_DIR=str(gateway.settings.state_dir),
+        BASE_DOMAIN=gateway.settings.base_domain,
+        BASE_IMAGE=silent_base(stack, tmp_path, gateway.instance),
+        NOTEBOOK_READY_TIMEOUT="300",
+    )
+    remote.commit({"climate/a.ipynb": notebook("print('second')")})
+    status, body = await slow.notify("climate", wait=False)
+    assert status == 202, body
+    async with asyncio.timeout(120):  # the new version runs, the old one waits stopped
+        while True:
+            running = owned_containers(gateway.instance, "running")
+            if running and old not in running:
+                break
+            await asyncio.sleep(0.2)
+
+    response = await slow.client.delete(f"/servers/{name}", headers=slow.auth())
+    assert response.status == 204, await response.text()
+    job = await slow.wait_for_job(body["id"], timeout=120)
+    assert job["state"] == "failed", job_summary(job)
+    (nb,) = job["notebooks"]
+    assert nb["reason"] == "start_failed" and "removed" in nb["message"], nb
+    assert "still served" not in nb["message"], nb
+    assert owned_containers(gateway.instance) == []
+    response = await slow.client.get(f"/servers/{name}", headers=slow.auth())
+    assert response.status == 404
+
+
 async def test_without_traefik_nothing_is_touched(
     make_gateway: MakeGateway, remote: GitRemote
 ) -> None:
