@@ -206,7 +206,7 @@ class ContainerRuntime(Runtime):
         await self._reread(container_id)
 
     async def _halt_all(self, container_ids: Sequence[str]) -> tuple[str, ...]:
-        """Those that were running."""
+        """Kill them side by side; those that were running."""
         halted = await asyncio.gather(*(self._halt(old) for old in container_ids))
         return tuple(
             old for old, was_running in zip(container_ids, halted, strict=True) if was_running
