@@ -3,7 +3,6 @@ engine, with Traefik's labels on it, and an index of them fed by container event
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -136,23 +135,21 @@ class ContainerRuntime(Runtime):
 
     async def start(self, launch: Launch, replaces: Sequence[str] = ()) -> Handover:
         """A new version is created beside the old ones under a passing name; they are
-        killed while it starts. A kill takes about a third of a start (which sets up the
-        network first), so they are gone before the new Jupyter runs: the proxy does not send
+        stopped just before it starts. Stopping them first keeps the proxy from sending
         requests to an address that has just gone (they would wait for a connection that
-        never comes), and the processor is the new Jupyter's. If it cannot start, those that
-        were running start again and serve on."""
+        never comes), and leaves the processor to the new Jupyter. If it cannot start, those
+        that were running start again and serve on."""
         name = launch.name
         create_as = naming.fit(f"{name}-next-{secrets.token_hex(3)}") if replaces else name
         container_id = await self._create(launch, create_as)
-        halting = asyncio.ensure_future(self._halt_all(replaces))
+        halted = tuple([old for old in replaces if await self._halt(old)])
+        handover = Handover(container_id, name, tuple(replaces), halted)
         try:
             await self._start_created(launch, container_id)
         except NotebookFailed:
-            await self._resume(await halting)
+            await self._resume(handover.halted)
             raise
-        finally:
-            await asyncio.wait([halting])  # never left running behind
-        return Handover(container_id, name, tuple(replaces), halting.result())
+        return handover
 
     async def complete(self, handover: Handover) -> None:
         for old in handover.replaces:
@@ -204,13 +201,6 @@ class ContainerRuntime(Runtime):
                 "start_failed", f"cannot start container {launch.name}: {exc.message}"
             ) from None
         await self._reread(container_id)
-
-    async def _halt_all(self, container_ids: Sequence[str]) -> tuple[str, ...]:
-        """Kill them side by side; those that were running."""
-        halted = await asyncio.gather(*(self._halt(old) for old in container_ids))
-        return tuple(
-            old for old, was_running in zip(container_ids, halted, strict=True) if was_running
-        )
 
     @engine_call("stopping a container")
     async def _halt(self, container_id: str) -> bool:
