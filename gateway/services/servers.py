@@ -375,8 +375,8 @@ class ServerManager:
         started again meanwhile."""
         containers = [
             c
-            for c in await self.runtime.list_notebooks()
-            if (c.project, c.path) == (notebook.project, notebook.path)
+            for c in await self.runtime.list_notebooks(notebook.project)
+            if c.path == notebook.path
         ]
         for container in sorted(containers, key=lambda c: c.running):
             await self.runtime.remove(container.id)

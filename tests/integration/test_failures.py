@@ -15,7 +15,15 @@ from gateway.adapters.docker import DockerEngine
 from gateway.context_tar import write_context_tar
 from gateway.errors import NotebookFailed
 from gateway.models import ContextFile
-from tests.conftest import Gateway, Lane, MakeGateway, Stack, job_summary, new_instance
+from tests.conftest import (
+    Gateway,
+    Lane,
+    MakeGateway,
+    Stack,
+    docker_ps,
+    job_summary,
+    new_instance,
+)
 from tests.support import jupyter
 from tests.support.engine import build_image, docker, owned_containers, owned_images
 from tests.support.gitrepo import GitRemote, notebook
@@ -231,8 +239,7 @@ async def test_an_admin_stopping_a_notebook_during_its_handover_stops_both_versi
     gateway = await make_gateway()
     status, body = await gateway.notify("climate")
     assert status == 200, job_summary(body)
-    (old,) = owned_containers(gateway.instance)
-    name = docker("inspect", "--format", "{{.Name}}", old).lstrip("/")
+    ((old, (name, _)),) = docker_ps(gateway.instance).items()
 
     # The same gateway restarted on a base whose Jupyter never answers: the hand-over waits.
     await gateway.client.close()
@@ -248,7 +255,8 @@ async def test_an_admin_stopping_a_notebook_during_its_handover_stops_both_versi
     assert status == 202, body
     async with asyncio.timeout(120):  # the new version runs, the old one waits stopped
         while True:
-            running = owned_containers(gateway.instance, "running")
+            states = docker_ps(gateway.instance)
+            running = [i for i, (_, state) in states.items() if state == "running"]
             if running and old not in running:
                 break
             await asyncio.sleep(0.2)

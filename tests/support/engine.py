@@ -29,11 +29,9 @@ def build_image(context: Path, dockerfile: str, image: str, instance: str) -> st
     return image
 
 
-def owned_containers(instance: str, status: str | None = None) -> list[str]:
-    filters = ["--filter", f"label={naming.LABEL_INSTANCE}={instance}"]
-    if status:
-        filters += ["--filter", f"status={status}"]
-    return docker("ps", "-aq", *filters).split()
+def owned_containers(instance: str) -> list[str]:
+    out = docker("ps", "-aq", "--filter", f"label={naming.LABEL_INSTANCE}={instance}")
+    return out.split()
 
 
 def owned_images(instance: str, kind: str | None = None) -> list[str]:
