@@ -88,6 +88,20 @@ class Lab:
     instances: list[str] = field(default_factory=list)
     peak_memory: dict[str, int] = field(default_factory=dict)  # scenario -> bytes
     trace: bool = False  # print where the time of each P2 and P3 run went
+    only: set[str] = field(default_factory=lambda: {"P1", "P2", "P3", "P4"})
+    figures: list[Figure] = field(default_factory=list)
+
+    def measured(self, figure: Figure) -> None:
+        """Keep a figure and print it at once: a step that fails later loses nothing."""
+        if figure.name not in self.only:
+            return
+        self.figures.append(figure)
+        mark = "met" if figure.met else "MISSED"
+        print(
+            f"{figure.name}: {figure.ratio:.3f} ({figure.ours:.3f} {figure.unit} / "
+            f"{figure.baseline:.3f} {figure.unit}), goal ≤ {figure.goal}: {mark}",
+            flush=True,
+        )
 
     @property
     def network(self) -> str:
@@ -333,7 +347,7 @@ done
 # -- P1 and P3 ---------------------------------------------------------------------------------
 
 
-async def p1_and_p3(lab: Lab, repeats: int) -> list[Figure]:
+async def p1_and_p3(lab: Lab, repeats: int) -> None:
     projects = [f"project{p}" for p in range(5)]
     requirements = f"# shared by the project's notebooks ({lab.run_id})\n".encode()
     files: dict[str, bytes | None] = {}
@@ -367,17 +381,19 @@ async def p1_and_p3(lab: Lab, repeats: int) -> list[Figure]:
                 await asyncio.to_thread(shell, BUILD_LOOP, contexts, env)
             baseline.append(elapsed())
         remove_instance(env["INSTANCE"])
-        p1 = Figure(
-            "P1",
-            "no-change update of 50 notebooks in 5 projects / 50 cached `docker build`s",
-            statistics.median(ours),
-            statistics.median(baseline),
-            0.05,
+        lab.measured(
+            Figure(
+                "P1",
+                "no-change update of 50 notebooks in 5 projects / 50 cached `docker build`s",
+                statistics.median(ours),
+                statistics.median(baseline),
+                0.05,
+            )
         )
-        print("P3: one changed notebook, against the floor ...", flush=True)
-        figures = [p1, await p3(lab, gateway, remote, repeats)]
+        if "P3" in lab.only:
+            print("P3: one changed notebook, against the floor ...", flush=True)
+            lab.measured(await p3(lab, gateway, remote, repeats))
     remove_instance(gateway.instance)  # the next scenario gets an engine without these 50
-    return figures
 
 
 async def p3(lab: Lab, gateway: Gateway, remote: GitRemote, repeats: int) -> Figure:
@@ -647,15 +663,13 @@ def report(figures: list[Figure], memory: dict[str, int], memory_goal: int) -> s
     return "\n".join(lines)
 
 
-async def run(lab: Lab, only: set[str], args: argparse.Namespace) -> list[Figure]:
-    figures = []
-    if only & {"P1", "P3"}:
-        figures += [f for f in await p1_and_p3(lab, args.repeats) if f.name in only]
-    if "P2" in only:
-        figures.append(await p2(lab, args.p2_notebooks))
-    if "P4" in only:
-        figures.append(await p4(lab, args.servers, args.samples))
-    return sorted(figures, key=lambda f: f.name)
+async def run(lab: Lab, args: argparse.Namespace) -> None:
+    if lab.only & {"P1", "P3"}:
+        await p1_and_p3(lab, args.repeats)
+    if "P2" in lab.only:
+        lab.measured(await p2(lab, args.p2_notebooks))
+    if "P4" in lab.only:
+        lab.measured(await p4(lab, args.servers, args.samples))
 
 
 def main() -> int:
@@ -676,13 +690,20 @@ def main() -> int:
     except RuntimeError:
         print(f"base image {BASE_IMAGE} is missing; run `make stack` first", file=sys.stderr)
         return 2
+    failed = False
     with tempfile.TemporaryDirectory(prefix="nbgw-bench-") as tmp:
-        lab = Lab(Path(tmp), trace=args.trace)
+        lab = Lab(Path(tmp), trace=args.trace, only=only)
         try:
             lab.start()
-            figures = asyncio.run(run(lab, only, args))
-        finally:
+            asyncio.run(run(lab, args))
+        except Exception as exc:  # the figures measured so far still count
+            print(f"the benchmark stopped: {exc!r}", file=sys.stderr)
+            failed = True
+        try:
             lab.close()
+        except Exception:
+            failed = True
+    figures = sorted(lab.figures, key=lambda f: f.name)
     memory_goal = 120 * 2**20
     print("\n" + report(figures, lab.peak_memory, memory_goal))
     if args.json:
@@ -697,7 +718,7 @@ def main() -> int:
                 indent=2,
             )
         )
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -81,18 +81,22 @@ class ContainerIndex(WorkloadIndex):
     async def read(self, workload_id: str) -> Container | None:
         return await read_container(self.client, workload_id)
 
-    async def resync(self) -> None:
-        """Read again only what is new or changed state since the last look."""
-        filters = json.dumps({"label": owned_labels(self.instance)})
+    async def resync(self, labels: Sequence[str] = ()) -> None:
+        """Read again only what is new, renamed or changed state since the last look."""
+        before = self.known_matching(labels)
+        filters = json.dumps({"label": [*owned_labels(self.instance), *labels]})
         listed = await self.client.containers.list(all=True, filters=filters)
         present = set()
         for entry in listed:
             summary = from_summary(entry._container)
             present.add(summary.id)
             known = self.get(summary.id)
-            if known is None or known.state.status != summary.state.status:
+            if known is None or (known.name, known.state.status) != (
+                summary.name,
+                summary.state.status,
+            ):
                 await self.refresh(summary.id)
-        self.keep_only(present)
+        self.keep_only(present, among=before)
 
     def event_filters(self) -> dict[str, list[str]]:
         return {"type": ["container"], "label": owned_labels(self.instance)}
@@ -106,11 +110,12 @@ class ContainerIndex(WorkloadIndex):
 
 
 class ContainerRuntime(Runtime):
+    index: ContainerIndex | None
+
     def __init__(
         self, client: aiodocker.Docker, instance: str, index: ContainerIndex | None = None
     ) -> None:
-        super().__init__(client, instance)
-        self.index = index
+        super().__init__(client, instance, index)
 
     @engine_call("checking the network")
     async def ensure_network(self, name: str) -> None:

@@ -110,9 +110,30 @@ class Runtime(abc.ABC):
     # that built them: the registry must then have an image before it starts.
     pulls_from_registry = False
 
-    def __init__(self, client: aiodocker.Docker, instance: str) -> None:
+    def __init__(
+        self, client: aiodocker.Docker, instance: str, index: WorkloadIndex | None = None
+    ) -> None:
         self.client = client
         self.instance = instance
+        self.index = index
+
+    async def resync(self, project: str | None = None) -> None:
+        """Read what runs from the engine now, into the index: everything, or one project's
+        published notebooks. A decision to change what runs (a reconcile pass, a deploy's
+        plan) must not rest on events that may not have arrived yet; everything else reads
+        the index as it is."""
+        if self.index is None:
+            return  # every read asks the engine
+        labels: tuple[str, ...] = ()
+        if project is not None:
+            labels = (
+                f"{naming.LABEL_KIND}={naming.KIND_PUBLISHED}",
+                f"{naming.LABEL_PROJECT}={project}",
+            )
+        try:
+            await self.index.resync(labels)
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
+            raise DockerError(f"cannot read what runs from the Docker engine: {exc}") from None
 
     @abc.abstractmethod
     async def ensure_network(self, name: str) -> None:
@@ -231,8 +252,9 @@ class WorkloadIndex(abc.ABC):
         """Read one from the engine (None when it is gone), whoever owns it."""
 
     @abc.abstractmethod
-    async def resync(self) -> None:
-        """Compare with the engine's list (see keep_only and put)."""
+    async def resync(self, labels: Sequence[str] = ()) -> None:
+        """Compare with the engine's list: everything of this gateway, or only what also
+        carries every `key=value` of `labels` (see known_matching, keep_only and put)."""
 
     @abc.abstractmethod
     def event_filters(self) -> dict[str, list[str]]:
@@ -297,8 +319,20 @@ class WorkloadIndex(abc.ABC):
     def forget(self, workload_id: str) -> None:
         self._known.pop(workload_id, None)
 
-    def keep_only(self, present: set[str]) -> None:
-        for gone in set(self._known) - present:
+    def known_matching(self, labels: Sequence[str]) -> set[str]:
+        """The ids it knows that carry every `key=value` of `labels`."""
+        wanted = [label.partition("=") for label in labels]
+        return {
+            workload_id
+            for workload_id, known in self._known.items()
+            if all(known.labels.get(key) == value for key, _, value in wanted)
+        }
+
+    def keep_only(self, present: set[str], among: set[str]) -> None:
+        """Forget those of `among` (what it knew when the engine's list was asked for) that
+        the list did not hold. What arrived since, by an event or the gateway's own change,
+        stays: it is newer than the list."""
+        for gone in among - present:
             self._known.pop(gone, None)
 
     def put(self, container: Container) -> None:

@@ -103,9 +103,12 @@ async def read_service(client: aiodocker.Docker, service_id: str) -> Container |
     return from_service(service, tasks)
 
 
-async def list_services(client: aiodocker.Docker, instance: str) -> list[Container]:
-    """Every service of one gateway, with its tasks: two calls, however many there are."""
-    services = await client.services.list(filters={"label": owned_labels(instance)})
+async def list_services(
+    client: aiodocker.Docker, instance: str, labels: Sequence[str] = ()
+) -> list[Container]:
+    """Every service of one gateway (that also carries `labels`), with its tasks: two calls,
+    however many there are."""
+    services = await client.services.list(filters={"label": [*owned_labels(instance), *labels]})
     by_service: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     if services:
         for task in await client.tasks.list():
@@ -122,12 +125,13 @@ class ServiceIndex(WorkloadIndex):
     async def read(self, workload_id: str) -> Container | None:
         return await read_service(self.client, workload_id)
 
-    async def resync(self) -> None:
-        found = await list_services(self.client, self.instance)
+    async def resync(self, labels: Sequence[str] = ()) -> None:
+        before = self.known_matching(labels)
+        found = await list_services(self.client, self.instance, labels)
         for service in found:
             if self.owns(service):
                 self.put(service)
-        self.keep_only({service.id for service in found})
+        self.keep_only({service.id for service in found}, among=before)
 
     def event_filters(self) -> dict[str, list[str]]:
         return {"type": ["service", "container"]}
@@ -156,6 +160,7 @@ class ServiceIndex(WorkloadIndex):
 
 class SwarmRuntime(Runtime):
     pulls_from_registry = True  # a task may land on any node
+    index: ServiceIndex | None
 
     def __init__(
         self,
@@ -164,9 +169,8 @@ class SwarmRuntime(Runtime):
         auth: RegistryAuth | None,
         index: ServiceIndex | None = None,
     ) -> None:
-        super().__init__(client, instance)
+        super().__init__(client, instance, index)
         self.auth = auth
-        self.index = index
 
     @engine_call("checking the Swarm")
     async def ensure_network(self, name: str) -> None:

@@ -70,6 +70,7 @@ class Pipeline:
         emit = progress.emit
         commit = await self._fetch(job, progress)
 
+        await self.runtime.resync(job.project)  # what runs now, not what events said so far
         actual = await self.runtime.list_notebooks(job.project)
         desired: list[DesiredNotebook] = []
         entries = None
@@ -133,12 +134,15 @@ class Pipeline:
             progress.emit(ProgressEvent(Phase.FETCHING, f"changed projects: {names}"))
             return projects
         progress.emit(ProgressEvent(Phase.FETCHING, f"{reason}: updating every project"))
+        await self.runtime.resync()
         return await self._every_project(tip)
 
     async def known_projects(self, job: Job, progress: JobProgress) -> list[str]:
         """Every project in the repository, in containers the gateway owns, or in its records.
-        Owned containers without a project or notebook label cannot be placed: they go."""
+        Owned containers without a project or notebook label cannot be placed: they go.
+        A pass trusts nothing it has not just read: it starts from the engine's own list."""
         tip = await self._fetch(job, progress)
+        await self.runtime.resync()
         for container in await self.runtime.list_notebooks():
             if not (container.project and container.path):
                 progress.emit(

@@ -254,7 +254,8 @@ class ServerManager:
 
     async def reconcile(self) -> None:
         """Containers of servers nobody asked for go; records of servers whose container
-        vanished say so."""
+        vanished say so. It starts from the engine's own list, not from events so far."""
+        await self.runtime.resync()
         records = {r.name: r for r in await self.store.servers()}
         containers = await self.runtime.list_servers()
         for container in containers:

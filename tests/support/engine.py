@@ -3,6 +3,7 @@ owns (and its removal)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from pathlib import Path
@@ -50,14 +51,26 @@ def remove_instance(instance: str) -> None:
 
 
 def remove_containers(containers: list[str]) -> None:
-    """The engine removes a few containers a second when it is busy: hundreds take minutes."""
-    if containers:
-        docker("rm", "-f", "-v", *containers, check=False, timeout=120 + 2 * len(containers))
+    """Remove them and wait until the engine says they are gone. A busy engine removes a few
+    containers a second, so hundreds take minutes; a `docker rm` cut short by its timeout
+    leaves the rest, which the next round asks for again."""
+    deadline = time.monotonic() + 120 + 2 * len(containers)
+    while containers:
+        left = max(5.0, deadline - time.monotonic())
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            docker("rm", "-f", "-v", *containers, check=False, timeout=left)
+        ids = [f"--filter=id={container}" for container in containers]
+        containers = docker("ps", "-aq", "--no-trunc", *ids, check=False).split()
+        if containers and time.monotonic() > deadline:
+            raise RuntimeError(f"containers still there after removing them: {containers}")
 
 
 def remove_network(name: str) -> None:
-    """A network can be removed only a moment after its last container went."""
-    for _ in range(60):
+    """Whatever is still attached goes first (only a run's own containers join its
+    network); the engine then releases the network a moment after its last endpoint."""
+    attached = docker("ps", "-aq", "--no-trunc", "--filter", f"network={name}", check=False)
+    remove_containers(attached.split())
+    for _ in range(120):
         docker("network", "rm", name, check=False)
         if not docker("network", "ls", "-q", "--filter", f"name=^{name}$", check=False):
             return
