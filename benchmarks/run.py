@@ -39,7 +39,8 @@ import aiodocker
 import aiohttp
 
 from gateway import naming
-from gateway.services.store import ServerRecord, ServerState, Store
+from gateway.models import ServerRecord, ServerState
+from gateway.services.store import Store
 from tests.support.engine import (
     docker,
     images_of_run,

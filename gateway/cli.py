@@ -147,6 +147,10 @@ def _serve(env_file: Path) -> int:
             create_app(settings),
             host=settings.gateway_host,
             port=settings.gateway_port,
+            # Also the time a connection has to send a request's headers: half-sent ones
+            # are cut off, not held for ever.
+            keepalive_timeout=settings.http_timeout,
+            lingering_time=settings.http_timeout,  # the rest of a body that came too slowly
             access_log_format='%a "%r" %s %b %Tfs',
             print=None,
         )

@@ -7,12 +7,26 @@ which is a hash of everything that goes into the image.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from gateway import naming
-from gateway.dockerfile import render_dockerfile, render_env_dockerfile, start_script
-from gateway.models import ContextFile, DesiredNotebook, ImageSpec, ProjectSnapshot, RepoFile
-from gateway.settings import Settings
+from gateway.dockerfile import (
+    install_command,
+    render_dockerfile,
+    render_env_dockerfile,
+    start_command,
+)
+from gateway.models import (
+    ContextFile,
+    DesiredNotebook,
+    ImageSpec,
+    Launch,
+    ProjectSnapshot,
+    RepoFile,
+    ResourceLimits,
+    ServerRecord,
+)
+from gateway.settings import Settings, parse_bytes
 from gateway.traefik import guard_labels, router_labels
 
 TAG_LENGTH = 20
@@ -26,8 +40,8 @@ def environment(
     requirements: RepoFile | None,
     project: str,
 ) -> ImageSpec:
-    """The environment image (base image, requirements, start script) that a project's images
-    are built FROM: a requirements change rebuilds it once; a notebook change leaves it be."""
+    """The environment image (base image and requirements) that a project's images are built
+    FROM: a requirements change rebuilds it once; a notebook change leaves it be."""
     labels = {
         naming.LABEL_INSTANCE: settings.instance,
         naming.LABEL_KIND: naming.KIND_ENVIRONMENT,
@@ -43,7 +57,8 @@ def environment(
     digest = content_hash(context, base_identity)
     # "--" never occurs in a label, so no notebook's repository can be this one.
     image = f"{repository}--env:{digest}"
-    return ImageSpec(image, context, labels, f"{project} environment", push=False)
+    install = install_command() if requirements is not None else None
+    return ImageSpec(image, context, labels, f"{project} environment", push=False, install=install)
 
 
 def desired_notebooks(
@@ -82,42 +97,108 @@ def _desired(
     dockerfile = render_dockerfile(
         env_image=env.image,
         user=settings.notebook_user,
-        notebook_path=notebook.path,
         shared=bool(snapshot.shared),
         labels=image_labels,
     ).encode()
     context = build_context(snapshot, notebook, dockerfile)
     # The environment's tag stands for the base image and the requirements.
     digest = content_hash(context, env.image)
+    image = f"{names.image_repository}:{digest}"
+    labels = {
+        **image_labels,
+        naming.LABEL_COMMIT: snapshot.commit,
+        naming.LABEL_CONTENT_HASH: digest,
+        **_routing(names.container, names.host_label, settings, settings.protect_published),
+    }
+    launch = Launch(
+        name=names.container,
+        image=image,
+        labels=labels,
+        hostname=names.host_label,
+        network=settings.docker_network,
+        user=settings.notebook_user,
+        limits=ResourceLimits(settings.memory_limit, settings.cpu_limit, settings.pids_limit),
+        command=start_command(notebook.path),
+        router=names.container,
+    )
     return DesiredNotebook(
         project=snapshot.name,
         path=notebook.path,
         commit=snapshot.commit,
         content_hash=digest,
-        image=f"{names.image_repository}:{digest}",
+        image=image,
         container=names.container,
         host_label=names.host_label,
         url=url,
         context=context,
+        launch=launch,
         environment=env,
         image_labels=image_labels,
     )
 
 
-def container_labels(desired: DesiredNotebook, settings: Settings) -> dict[str, str]:
-    host = f"{desired.host_label}.{settings.base_domain}"
+def server_launch(
+    record: ServerRecord, image: str, settings: Settings, image_labels: Mapping[str, str]
+) -> Launch:
+    """A user's server: its image, always behind the guard, with the options it was asked
+    with. It depends on the record, the image and the settings alone, so a server whose
+    container was started otherwise is known by its shape."""
+    container = naming.fit(f"{settings.instance}-{record.name}")
+    labels = {
+        **image_labels,
+        naming.LABEL_COMMIT: record.commit_sha,
+        naming.LABEL_CONTENT_HASH: image.rpartition(":")[2],
+        naming.LABEL_SERVER: record.name,
+        naming.LABEL_USER_ID: str(record.user_id),
+        naming.LABEL_USERNAME: record.username,
+        naming.LABEL_BRANCH: record.branch,
+        naming.LABEL_NOTEBOOK: record.notebook,
+        naming.LABEL_URL: record.url,
+        **_routing(container, record.name, settings, guarded=True),
+    }
+    return Launch(
+        name=container,
+        image=image,
+        labels=labels,
+        hostname=record.name,
+        network=settings.docker_network,
+        user=settings.notebook_user,
+        limits=ResourceLimits(
+            parse_bytes(str(record.options["mem_request"])),
+            float(record.options["cpu_request"]),
+            settings.pids_limit,
+        ),
+        command=start_command(record.notebook, str(record.options["defaultUrl"])),
+        router=container,
+    )
+
+
+def server_image_labels(settings: Settings, namespace: str, project: str) -> dict[str, str]:
+    """What a user server's image is (written in its Dockerfile)."""
+    return {
+        naming.LABEL_INSTANCE: settings.instance,
+        naming.LABEL_KIND: naming.KIND_USER,
+        naming.LABEL_NAMESPACE: namespace,
+        naming.LABEL_PROJECT: project,
+    }
+
+
+def _routing(router: str, host_label: str, settings: Settings, guarded: bool) -> dict[str, str]:
+    """Traefik's labels: the route to the container, behind the gateway's guard if `guarded`,
+    and always ending in the middleware that gives Jupyter its token."""
     middlewares: tuple[str, ...] = ()
     guard: dict[str, str] = {}
-    if settings.protect_published:
+    if guarded:
         middlewares, guard = guard_labels(settings.instance, forward_auth_url(settings))
+    host = f"{host_label}.{settings.base_domain}"
     routing = router_labels(
-        desired.container, host, settings.traefik_entrypoint, settings.docker_network, middlewares
+        router, host, settings.traefik_entrypoint, settings.docker_network, middlewares
     )
-    return {**desired.labels, **guard, **routing}
+    return {**guard, **routing}
 
 
 def forward_auth_url(settings: Settings) -> str:
-    return f"{settings.gateway_internal_url}/auth/forward"
+    return f"{settings.gateway_internal_url}/auth/forward?key={settings.forward_auth_key()}"
 
 
 def server_image(
@@ -144,16 +225,10 @@ def server_image(
         f"{namespace}/{project}",
     )
     everything = sorted((*snapshot.shared, *snapshot.notebooks), key=lambda f: f.path)
-    labels = {
-        naming.LABEL_INSTANCE: settings.instance,
-        naming.LABEL_KIND: naming.KIND_USER,
-        naming.LABEL_NAMESPACE: namespace,
-        naming.LABEL_PROJECT: project,
-    }
+    labels = server_image_labels(settings, namespace, project)
     dockerfile = render_dockerfile(
         env_image=env.image,
         user=settings.notebook_user,
-        notebook_path="",
         shared=bool(everything),
         labels=labels,
         notebook=False,
@@ -183,12 +258,8 @@ def build_context(
 
 
 def _environment_context(dockerfile: bytes, requirements: RepoFile | None) -> list[ContextFile]:
-    """The Dockerfile, our start script, and the requirements to install."""
-    script = start_script()
-    files = [
-        ContextFile("Dockerfile", len(dockerfile), data=dockerfile),
-        ContextFile(".gateway/start-notebook.py", len(script), data=script),
-    ]
+    """The Dockerfile and the requirements to install."""
+    files = [ContextFile("Dockerfile", len(dockerfile), data=dockerfile)]
     if requirements is not None:
         files.append(
             ContextFile(".gateway/requirements.txt", requirements.size, blob=requirements.blob)

@@ -9,8 +9,11 @@ from importlib import resources
 import jinja2
 
 WORKDIR = "/home/jovyan/work"
-START_SCRIPT = "/opt/notebook-gateway/start-notebook.py"
 PORT = 8888
+REQUIREMENTS = "/tmp/notebook-gateway/requirements.txt"
+# The one step of a build that runs code from the repository (setup scripts, build backends):
+# it runs in a container with the build's limits, not inside the engine's builder.
+INSTALL_COMMAND = ["python3", "-m", "pip", "install", "--no-cache-dir", "--requirement"]
 
 
 @cache
@@ -31,25 +34,32 @@ def start_script() -> bytes:
 
 
 def start_command(notebook_path: str, ui: str = "/lab") -> list[str]:
-    """How the image starts Jupyter; user servers pass their own at run time."""
-    return ["python3", START_SCRIPT, notebook_path, ui]
+    """How every container starts Jupyter: the start script itself is the command, so a
+    container always runs the gateway's current script, whichever image it runs (one built
+    by an earlier version included)."""
+    return ["python3", "-c", start_script().decode(), notebook_path, ui]
+
+
+def install_command() -> list[str]:
+    return [*INSTALL_COMMAND, REQUIREMENTS]
 
 
 def render_env_dockerfile(
     *, base_image: str, user: str, requirements: bool, labels: Mapping[str, str]
 ) -> str:
-    """The environment: base image, requirements, our start script. base_image and user are
-    validated settings (or an allowed image)."""
+    """The environment: base image and requirements (installed afterwards, by
+    install_command, in a container of its own). base_image and user are validated
+    settings (or an allowed image)."""
     template = _environment().get_template("env.Dockerfile.j2")
     return template.render(
         labels=labels,
         base_image=base_image,
         user=user,
         requirements=requirements,
-        start_script=START_SCRIPT,
+        requirements_path=REQUIREMENTS,
+        install=install_command(),
         workdir=WORKDIR,
         port=PORT,
-        command=start_command(""),
     )
 
 
@@ -57,14 +67,12 @@ def render_dockerfile(
     *,
     env_image: str,
     user: str,
-    notebook_path: str,
     shared: bool,
     labels: Mapping[str, str],
     notebook: bool = True,
 ) -> str:
-    """Files on top of an environment image: the shared files, and one notebook (which the
-    image then opens). notebook_path is arbitrary and therefore only ever rendered as a JSON
-    string. Without `notebook`, a user server's whole repository is in shared/."""
+    """Files on top of an environment image: the shared files, and one notebook. Without
+    `notebook`, a user server's whole repository is in shared/."""
     template = _environment().get_template("Dockerfile.j2")
     return template.render(
         labels=labels,
@@ -73,7 +81,6 @@ def render_dockerfile(
         shared=shared,
         notebook=notebook,
         workdir=WORKDIR,
-        command=start_command(notebook_path),
     )
 
 

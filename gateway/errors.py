@@ -26,6 +26,13 @@ class BadRequest(GatewayError):
     code = "bad_request"
 
 
+class RequestTimeout(GatewayError):
+    """A body that did not arrive in time; the connection is closed after the answer."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class Unauthorized(GatewayError):
     status = 401
     code = "unauthorized"

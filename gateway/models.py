@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +69,70 @@ class ImageSpec:
     notebook_blob: str | None = None  # checked to be a notebook before any build
     parent: ImageSpec | None = None  # the environment image it is built FROM, ensured first
     push: bool = True  # environments travel inside the images built on them
+    # Run after the build, in a container with the build's limits, and committed as the image:
+    # the step that runs the repository's code (installing its requirements).
+    install: list[str] | None = None
+
+
+# Bump when a runtime changes what it asks the engine for beyond a Launch's fields (a new
+# security option, say): running containers then differ in shape and are replaced.
+CONTAINER_SPEC = 1
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    memory: int
+    cpus: float
+    pids: int
+
+
+@dataclass(frozen=True)
+class BuildLimits:
+    """What one image build may use. Only the install step runs code from a repository; it
+    runs in a container held to these."""
+
+    memory: int
+    cpus: float
+    pids: int
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything a runtime needs to start one notebook. Its `shape` is a hash of all of it:
+    a running container carries the shape it was started with, so one started under other
+    settings (routing, guard, limits, network) or by an earlier version of the gateway is
+    replaced, not kept. The container's Jupyter token is not part of it: each runtime draws a
+    new one for every container it starts."""
+
+    name: str
+    image: str
+    labels: Mapping[str, str]
+    hostname: str
+    network: str
+    user: str
+    limits: ResourceLimits
+    command: list[str] | None = None
+    router: str = ""  # its Traefik router, whose last middleware gives Jupyter the token
+
+    @property
+    def shape(self) -> str:
+        # The commit is not a shape: a notebook whose content did not change keeps running.
+        labels = {k: v for k, v in self.labels.items() if k != naming.LABEL_COMMIT}
+        described = {
+            "spec": CONTAINER_SPEC,
+            "name": self.name,
+            "image": self.image,
+            "labels": labels,
+            "hostname": self.hostname,
+            "network": self.network,
+            "user": self.user,
+            "limits": [self.limits.memory, self.limits.cpus, self.limits.pids],
+            "command": self.command,
+            "router": self.router,
+        }
+        text = json.dumps(described, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -82,6 +148,7 @@ class DesiredNotebook:
     host_label: str
     url: str
     context: tuple[ContextFile, ...]
+    launch: Launch
     environment: ImageSpec | None = None
     image_labels: dict[str, str] = field(default_factory=dict)  # in its Dockerfile
 
@@ -117,6 +184,7 @@ class RunningNotebook:
     running: bool
     status: str
     server: str  # the name it is known by; during a hand-over `name` is a passing one
+    shape: str = ""  # of the Launch it was started with; none on an earlier version's
 
 
 def serving(notebooks: Iterable[RunningNotebook]) -> dict[tuple[str, str], RunningNotebook]:
@@ -134,6 +202,36 @@ def serving(notebooks: Iterable[RunningNotebook]) -> dict[tuple[str, str], Runni
 
 def _standing(notebook: RunningNotebook) -> tuple[bool, bool]:
     return notebook.running, notebook.name == notebook.server
+
+
+class ServerState(enum.StrEnum):
+    STARTING = "starting"  # building the image, or waiting for Jupyter to answer
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
+@dataclass
+class ServerRecord:
+    """A user's server as recorded when it was asked for, and how far its start got."""
+
+    name: str
+    user_id: int
+    username: str
+    namespace: str
+    project: str
+    branch: str
+    commit_sha: str
+    notebook: str
+    image: (
+        str  # what the user asked for ("" for the base image); the built image is on the container
+    )
+    options: dict[str, Any]
+    state: ServerState
+    message: str
+    url: str
+    created_at: str
+    updated_at: str
 
 
 class NotebookState(enum.StrEnum):

@@ -32,6 +32,8 @@ LABEL_URL = "notebook-gateway.url"
 # Set on the containers the gateway runs, never on images: the classic builder's intermediate
 # containers inherit image labels and must not pass for the gateway's own.
 LABEL_CONTAINER = "notebook-gateway.container"
+# A hash of everything that shaped the container (see models.Launch.shape).
+LABEL_SHAPE = "notebook-gateway.shape"
 KIND_PUBLISHED = "published"
 KIND_USER = "user"
 KIND_ENVIRONMENT = "environment"

@@ -31,9 +31,10 @@ class Plan:
 
 
 def make_plan(desired: list[DesiredNotebook], actual: list[RunningNotebook]) -> Plan:
-    """Keep containers that run exactly the desired content under the desired name; deploy
-    everything else; remove containers of notebooks that are no longer desired (and
-    duplicates)."""
+    """Keep containers that run exactly the desired content, under the desired name, shaped
+    as the desired launch (routing, guard, token, limits, network: what the settings and this
+    version of the gateway make); deploy everything else; remove containers of notebooks that
+    are no longer desired (and duplicates)."""
     by_path: dict[str, list[RunningNotebook]] = {}
     for container in actual:
         by_path.setdefault(container.path, []).append(container)
@@ -44,7 +45,10 @@ def make_plan(desired: list[DesiredNotebook], actual: list[RunningNotebook]) -> 
             (
                 c
                 for c in current
-                if c.running and c.content_hash == want.content_hash and c.name == want.container
+                if c.running
+                and c.content_hash == want.content_hash
+                and c.name == want.container
+                and c.shape == want.launch.shape
             ),
             None,
         )

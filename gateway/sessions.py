@@ -22,6 +22,7 @@ class Signer:
         self._key = hashlib.sha256(b"notebook-gateway sessions\0" + secret.encode()).digest()
         self._clock = clock
         self._used_tickets: dict[str, float] = {}
+        self.revoked: dict[str, float] = {}  # session id -> when it would have expired
 
     def sign(self, purpose: str, payload: dict[str, Any], ttl: float) -> str:
         body = _encode(json.dumps({**payload, "exp": self._clock() + ttl}, sort_keys=True).encode())
@@ -38,7 +39,24 @@ class Signer:
             return None
         if not isinstance(payload, dict) or payload.get("exp", 0) < self._clock():
             return None
+        if payload.get("sid") in self.revoked:
+            return None
         return payload
+
+    def revocable(self, purpose: str, payload: dict[str, Any], ttl: float) -> str:
+        """A signed token with an id of its own, which revoke() can take back."""
+        return self.sign(purpose, {**payload, "sid": secrets.token_hex(12)}, ttl)
+
+    def revoke(self, purpose: str, token: str) -> tuple[str, float] | None:
+        """Take a revocable token back for good: its id and expiry, to be kept as long as it
+        would have lasted (None if it was not valid anyway)."""
+        payload = self.verify(purpose, token)
+        if payload is None or not isinstance(sid := payload.get("sid"), str):
+            return None
+        now = self._clock()
+        self.revoked = {s: exp for s, exp in self.revoked.items() if exp > now}
+        self.revoked[sid] = float(payload["exp"])
+        return sid, self.revoked[sid]
 
     def ticket(self, payload: dict[str, Any]) -> str:
         return self.sign("ticket", {**payload, "nonce": secrets.token_hex(8)}, TICKET_TTL)

@@ -6,6 +6,8 @@ GITLAB_REPO_URL, REGISTRY_USERNAME, REGISTRY_PASSWORD, REGISTRY_HOST) so existin
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -62,6 +64,11 @@ class Settings(BaseModel):
     gateway_port: int = Field(3000, alias="GATEWAY_PORT", ge=1, le=65535)
     webhook_secret: SecretStr | None = Field(None, alias="WEBHOOK_SECRET")
     rate_limit: int = Field(120, alias="RATE_LIMIT", ge=0)  # requests/minute/client; 0: off
+    # Failed credential checks (a wrong token, anywhere) per minute per client; 0: off.
+    auth_failure_limit: int = Field(30, alias="AUTH_FAILURE_LIMIT", ge=0)
+    # Seconds a connection may take to send a request's headers (or sit idle between
+    # requests), and a request its body, before the gateway gives up on it.
+    http_timeout: float = Field(30.0, alias="HTTP_TIMEOUT", gt=0)
     reconcile_interval: float = Field(300.0, alias="RECONCILE_INTERVAL", ge=0)  # 0: off
     # The in-memory container index follows Docker events; this is its safety-net resync.
     container_resync_interval: float = Field(60.0, alias="CONTAINER_RESYNC_INTERVAL", gt=0)
@@ -94,6 +101,11 @@ class Settings(BaseModel):
     cpu_limit: float = Field(1.0, alias="NOTEBOOK_CPU_LIMIT", gt=0, le=256)
     pids_limit: int = Field(512, alias="NOTEBOOK_PIDS_LIMIT", ge=16, le=1_000_000)
     build_timeout: float = Field(1200.0, alias="BUILD_TIMEOUT", gt=0)
+    # The install step of a build (requirements.txt) runs the repository's code: held to these.
+    build_memory_limit: int = Field(parse_bytes("2g"), alias="BUILD_MEMORY_LIMIT")
+    build_cpu_limit: float = Field(1.0, alias="BUILD_CPU_LIMIT", gt=0, le=256)
+    build_pids_limit: int = Field(512, alias="BUILD_PIDS_LIMIT", ge=16, le=1_000_000)
+    server_build_timeout: float = Field(600.0, alias="SERVER_BUILD_TIMEOUT", gt=0)
     push_timeout: float = Field(600.0, alias="PUSH_TIMEOUT", gt=0)
     registry_retries: int = Field(4, alias="REGISTRY_RETRIES", ge=1, le=20)
     build_concurrency: int = Field(2, alias="BUILD_CONCURRENCY", ge=1, le=64)
@@ -141,7 +153,9 @@ class Settings(BaseModel):
     cull_interval: float = Field(300.0, alias="CULL_INTERVAL", gt=0)
     cull_published: bool = Field(False, alias="CULL_PUBLISHED")
 
-    @field_validator("memory_limit", "max_file_size", "max_context_size", mode="before")
+    @field_validator(
+        "memory_limit", "build_memory_limit", "max_file_size", "max_context_size", mode="before"
+    )
     @classmethod
     def _size(cls, value: Any) -> int:
         size = parse_bytes(value)
@@ -315,6 +329,12 @@ class Settings(BaseModel):
         """The registry's host[:port], without the repository path prefix."""
         return self.registry_host.split("/", 1)[0]
 
+    def forward_auth_key(self) -> str:
+        """What Traefik's forward-auth requests carry (in the address the routes name), so
+        that the gateway answers them only: derived from AUTH_TOKEN, never the token."""
+        secret = self.auth_token.get_secret_value().encode()
+        return hmac.new(secret, b"notebook-gateway forward-auth", hashlib.sha256).hexdigest()[:32]
+
     def secrets(self) -> list[str]:
         """Every secret value, for the log redactor."""
         found = [
@@ -323,7 +343,8 @@ class Settings(BaseModel):
             self.registry_password,
             self.webhook_secret,
         ]
-        return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+        values = [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+        return [*values, self.forward_auth_key()]  # in every forward-auth request line
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], env_file: Path | None = None) -> Settings:

@@ -13,34 +13,42 @@ from gateway.dockerfile import PORT
 
 
 def router_labels(
-    router: str, host: str, entrypoint: str, network: str, middlewares: tuple[str, ...] = ()
+    router: str, host: str, entrypoint: str, network: str, guard: tuple[str, ...] = ()
 ) -> dict[str, str]:
-    """Route Host(host) to the container's Jupyter port. host and router are DNS-safe names."""
+    """Route Host(host) to the container's Jupyter port, through the `guard` middlewares and
+    then the container's own token middleware (see token_labels), always last. host and
+    router are DNS-safe names."""
     prefix = f"traefik.http.routers.{router}"
-    labels = {
+    return {
         "traefik.enable": "true",
         f"{prefix}.rule": f"Host(`{host}`)",
         f"{prefix}.entrypoints": entrypoint,
         f"{prefix}.service": router,
+        f"{prefix}.middlewares": ",".join([*guard, token_middleware(router)]),
         f"traefik.http.services.{router}.loadbalancer.server.port": str(PORT),
         "traefik.docker.network": network,
     }
-    if middlewares:
-        labels[f"{prefix}.middlewares"] = ",".join(middlewares)
-    return labels
+
+
+def token_middleware(router: str) -> str:
+    return f"{router}-token"
+
+
+def token_labels(router: str, token: str) -> dict[str, str]:
+    """The middleware that gives Jupyter the token of the container behind `router`: set as
+    the Authorization header of every request that came through the route, replacing
+    whatever the client sent (the guard has read it by then), so no credential of the
+    client's reaches the notebook either. Jupyter answers nothing else: a request that did
+    not come through Traefik has no token."""
+    header = f"traefik.http.middlewares.{token_middleware(router)}.headers.customrequestheaders"
+    return {f"{header}.Authorization": f"token {token}"}
 
 
 def guard_labels(instance: str, auth_url: str) -> tuple[tuple[str, ...], dict[str, str]]:
-    """Middlewares that let a request through only when the gateway says so (forwardAuth), then
-    drop its Authorization header: whatever credential passed the proxy must not reach Jupyter,
-    where the server's owner could read it in their logs. Every guarded container declares the
-    same two, which Traefik merges."""
-    auth, strip = f"{instance}-auth", f"{instance}-strip-credentials"
-    labels = {
-        f"traefik.http.middlewares.{auth}.forwardauth.address": auth_url,
-        f"traefik.http.middlewares.{strip}.headers.customrequestheaders.Authorization": "",
-    }
-    return (auth, strip), labels
+    """The middleware that lets a request through only when the gateway says so (forwardAuth).
+    Every guarded container declares the same one, which Traefik merges."""
+    auth = f"{instance}-auth"
+    return (auth,), {f"traefik.http.middlewares.{auth}.forwardauth.address": auth_url}
 
 
 def static_config(
@@ -80,7 +88,9 @@ def static_config(
         "providers": {"providersThrottleDuration": reload_throttle, runtime: provider},
         "ping": {"entryPoint": "ping"},
         "log": {"level": log_level},
-        "accessLog": {},
+        # Traefik's default, said out loud: request headers (Jupyter tokens, cookies) are
+        # never written to the access log.
+        "accessLog": {"fields": {"headers": {"defaultMode": "drop"}}},
     }
 
 

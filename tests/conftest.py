@@ -38,7 +38,7 @@ from tests.support.engine import (
 from tests.support.gitlab_server import GitLab
 from tests.support.gitrepo import GitRemote
 from tests.support.stack import Registry, Traefik, free_port, stop
-from tests.support.swarm import SwarmTraefik, one_node_swarm, swarm_traefik
+from tests.support.swarm import SwarmTraefik, one_node_swarm, swarm_host_address, swarm_traefik
 
 BASE_IMAGE = os.environ.get("TEST_BASE_IMAGE", "notebook-gateway/base:latest")
 
@@ -296,10 +296,15 @@ async def make_gateway(
         instance = new_instance(stack)
         # A known port, so Traefik's forward-auth and browsers sent to log in can reach it.
         port = int(env.get("GATEWAY_PORT") or free_port())
+        internal = "127.0.0.1"
+        if env.get("RUNTIME") == "swarm":
+            # Traefik runs as a Swarm service: it reaches the host on the nodes' bridge.
+            internal = swarm_host_address()
+            env.setdefault("GATEWAY_HOST", "0.0.0.0")
         here = {
             "GATEWAY_PORT": str(port),
             "GATEWAY_URL": f"http://127.0.0.1:{port}",
-            "GATEWAY_INTERNAL_URL": f"http://127.0.0.1:{port}",
+            "GATEWAY_INTERNAL_URL": f"http://{internal}:{port}",
         }
         values = gateway_env(
             stack, remote, tmp_path / f"state-{instance}", instance, **{**here, **env}

@@ -16,13 +16,16 @@ import aiohttp
 from gateway import naming
 from gateway.adapters.docker import engine_call, log_lines
 from gateway.adapters.runtime import (
+    TOKEN_VARIABLE,
     Container,
     ContainerState,
     Handover,
     Launch,
     Runtime,
     WorkloadIndex,
+    new_token,
     owned_labels,
+    workload_labels,
 )
 from gateway.errors import DockerError, NotebookFailed
 
@@ -169,12 +172,14 @@ class ContainerRuntime(Runtime):
     @engine_call("creating a container")
     async def _create(self, launch: Launch, create_as: str) -> str:
         limits = launch.limits
+        token = new_token()
         config: dict[str, Any] = {
             "Image": launch.image,
             **({"Cmd": launch.command} if launch.command else {}),
             "Hostname": launch.hostname[:63],
             "User": launch.user,
-            "Labels": {**launch.labels, naming.LABEL_CONTAINER: launch.name},
+            "Env": [f"{TOKEN_VARIABLE}={token}"],
+            "Labels": workload_labels(launch, token),
             "ExposedPorts": {"8888/tcp": {}},
             "HostConfig": {
                 "NetworkMode": launch.network,

@@ -4,7 +4,9 @@ streams are checked for in-band errors. Where notebooks run is the runtime's (ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import json
 import logging
 import re
 from collections import deque
@@ -17,6 +19,7 @@ import aiohttp
 from gateway import naming
 from gateway.adapters.registry import RegistryAuth
 from gateway.errors import DockerError, NotebookFailed, RegistryError
+from gateway.models import BuildLimits
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -97,11 +100,44 @@ class DockerEngine:
         image: str,
         context: IO[bytes],
         labels: Mapping[str, str],
-        timeout: float,
+        limits: BuildLimits,
         on_line: LineSink,
+        install: list[str] | None = None,
     ) -> None:
-        """Build from a tar context; raise NotebookFailed with the log's tail on any error."""
+        """Build from a tar context, then (with `install`) run that command in a container
+        held to the build's limits and commit the result as the image. The engine's classic
+        builder cannot limit processes, so nothing that runs a repository's code runs in it.
+        Raise NotebookFailed with the log's tail on any error."""
         tail: deque[str] = deque(maxlen=BUILD_LOG_TAIL)
+
+        def output(line: str) -> None:
+            tail.append(line)
+            on_line(line)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limits.timeout
+        staged = f"{image}-setup" if install else image
+        await self._build(staged, context, labels, limits.timeout, output, tail)
+        if install is None:
+            return
+        try:
+            await self._install(staged, image, install, limits, deadline - loop.time(), output)
+        except NotebookFailed as failure:
+            failure.log = list(tail)
+            raise
+        finally:
+            with contextlib.suppress(aiodocker.DockerError):  # the image keeps its layers
+                await self.client.images.delete(staged)
+
+    async def _build(
+        self,
+        image: str,
+        context: IO[bytes],
+        labels: Mapping[str, str],
+        timeout: float,
+        output: LineSink,
+        tail: deque[str],
+    ) -> None:
         layers: list[str] = []
 
         async def consume() -> None:
@@ -116,8 +152,7 @@ class DockerEngine:
             )
             async for chunk in stream:
                 for line in log_lines(chunk.get("stream")):
-                    tail.append(line)
-                    on_line(line)
+                    output(line)
                     if layer := _LAYER.match(line):
                         layers.append(layer.group(1))
                 if "error" in chunk:
@@ -145,6 +180,117 @@ class DockerEngine:
             raise NotebookFailed(
                 "build_failed", "the build ended without producing the image", list(tail)
             )
+
+    async def _install(
+        self,
+        staged: str,
+        image: str,
+        command: list[str],
+        limits: BuildLimits,
+        timeout: float,
+        output: LineSink,
+    ) -> None:
+        """Run `command` on the staged image, unprivileged, with the limits and no more than
+        the default bridge network (the package indexes it names); commit it as `image`."""
+        config = (await self.client.images.inspect(staged)).get("Config") or {}
+        refused: list[str] = []  # lines saying a process could not be started
+
+        def heard(line: str) -> None:
+            if not refused and any(marker in line for marker in _NO_MORE_PROCESSES):
+                refused.append(line)
+            output(line)
+
+        # No label of its own: a commit would pass it on to the image. The environment's
+        # labels (this gateway's, kind "environment") tell it from any notebook's.
+        container = await self.client.containers.create(
+            {
+                "Image": staged,
+                "Cmd": command,
+                "HostConfig": {
+                    "NetworkMode": "bridge",
+                    "Memory": limits.memory,
+                    "MemorySwap": limits.memory,  # no swap beyond it
+                    "NanoCpus": int(limits.cpus * 1e9),
+                    "PidsLimit": limits.pids,
+                    "CapDrop": ["ALL"],
+                    "SecurityOpt": ["no-new-privileges:true"],
+                    "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m"}},
+                },
+            }
+        )
+        peak = [0]  # the most processes seen at once
+        try:
+            output(f"installing the requirements: {' '.join(command)}")
+            await container.start()
+            watching = asyncio.create_task(self._count_processes(container.id, peak))
+            try:
+                async with asyncio.timeout(max(timeout, 1.0)):
+                    async for chunk in container.log(stdout=True, stderr=True, follow=True):
+                        for line in log_lines(chunk):
+                            heard(line)
+                    await container.wait()
+            except TimeoutError:
+                raise NotebookFailed(
+                    "build_failed",
+                    "the image build failed: installing the requirements did not finish within"
+                    f" {limits.timeout:.0f} s" + _hit_process_limit(refused, peak[0], limits),
+                ) from None
+            finally:
+                watching.cancel()
+            state = (await container.show()).get("State") or {}
+            if state.get("OOMKilled"):
+                raise NotebookFailed(
+                    "build_failed",
+                    "the image build failed: installing the requirements ran out of memory"
+                    " (the build's limit is"
+                    f" {limits.memory // 2**20} MiB)",
+                )
+            if code := int(state.get("ExitCode") or 0):
+                raise NotebookFailed(
+                    "build_failed",
+                    f"the image build failed: installing the requirements failed (exit code {code})"
+                    + _hit_process_limit(refused, peak[0], limits),
+                )
+            repository, _, tag = image.rpartition(":")
+            # The staged image's own configuration: as a Dockerfile step, the install changes
+            # files, not how the image runs (nor its labels).
+            await container.commit(repository=repository, tag=tag, config=config)
+        except aiodocker.DockerError as exc:
+            raise NotebookFailed(
+                "build_failed",
+                f"the image build failed: installing the requirements failed: {exc.message}",
+            ) from None
+        finally:
+            with contextlib.suppress(aiodocker.DockerError):
+                await container.delete(force=True, v=True)
+
+    async def _count_processes(self, container_id: str, peak: list[int]) -> None:
+        """Keep the most processes the container ran at once: a build that forks without end
+        is held at its limit, and may time out before it says so in its output."""
+        while True:
+            with contextlib.suppress(aiodocker.DockerError, aiohttp.ClientError, OSError):
+                stats = await self.client._query_json(
+                    f"containers/{container_id}/stats",
+                    params={"stream": "false", "one-shot": "true"},
+                )
+                current = int((stats.get("pids_stats") or {}).get("current") or 0)
+                peak[0] = max(peak[0], current)
+            await asyncio.sleep(1.0)
+
+    @engine_call("removing what interrupted builds left")
+    async def remove_build_containers(self) -> int:
+        """Install containers of builds a stopped gateway could not finish: the only
+        containers that run an environment image."""
+        labels = [
+            f"{naming.LABEL_INSTANCE}={self.instance}",
+            f"{naming.LABEL_KIND}={naming.KIND_ENVIRONMENT}",
+        ]
+        filters = json.dumps({"label": labels})
+        found = await self.client.containers.list(all=True, filters=filters)
+        for container in found:
+            with contextlib.suppress(aiodocker.DockerError):
+                await container.delete(force=True, v=True)
+        return len(found)
 
     async def _remove_unused(self, layers: list[str]) -> None:
         """A failed build leaves its intermediate images behind, untagged and unlabelled.
@@ -242,6 +388,16 @@ def log_lines(text: Any) -> list[str]:
     if not isinstance(text, str):
         return []
     return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+# How a process that cannot start another says so: fork(2) and clone(2) fail with EAGAIN.
+_NO_MORE_PROCESSES = ("Resource temporarily unavailable", "can't start new thread")
+
+
+def _hit_process_limit(refused: list[str], peak: int, limits: BuildLimits) -> str:
+    if refused or peak >= limits.pids:
+        return f": it could not start more processes (the build's limit is {limits.pids})"
+    return ""
 
 
 def _error_text(chunk: Mapping[str, Any]) -> str:

@@ -64,13 +64,14 @@ class TraefikProbe:
             yield response
 
     async def answers(self, host: str, patience: float = PATIENCE) -> bool:
-        """True when Jupyter's /api answers through Traefik for this Host within `patience`
-        seconds."""
+        """True when Jupyter answers through Traefik for this Host within `patience` seconds:
+        /api/status, which Jupyter gives only to a request with its token, so an answer also
+        proves that the route hands the token over (and asking is not activity)."""
         try:
-            async with self._get(host, "/api", patience) as response:
+            async with self._get(host, "/api/status", patience) as response:
                 if response.status != 200:
                     return False
                 body = await response.json(content_type=None)
-                return isinstance(body, dict) and "version" in body
+                return isinstance(body, dict) and "started" in body
         except (TimeoutError, aiohttp.ClientError, ValueError):
             return False

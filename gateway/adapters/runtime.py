@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,10 @@ from aiodocker.events import DockerEvents
 
 from gateway import naming
 from gateway.errors import DockerError
-from gateway.models import RunningNotebook
+from gateway.models import Launch, ResourceLimits, RunningNotebook
+from gateway.traefik import token_labels
+
+__all__ = ["Launch", "ResourceLimits"]  # where notebooks run, in the models' words
 
 log = logging.getLogger(__name__)
 
@@ -55,27 +59,6 @@ class Container:
 
 
 @dataclass(frozen=True)
-class ResourceLimits:
-    memory: int
-    cpus: float
-    pids: int
-
-
-@dataclass(frozen=True)
-class Launch:
-    """Everything a runtime needs to start one notebook."""
-
-    name: str
-    image: str
-    labels: Mapping[str, str]
-    hostname: str
-    network: str
-    user: str
-    limits: ResourceLimits
-    command: list[str] | None = None
-
-
-@dataclass(frozen=True)
 class Handover:
     """A new version started in place of the previous ones, which stay (stopped) until it
     answers: then they go; if it fails, they serve again."""
@@ -95,6 +78,29 @@ class ServerContainer:
     image: str
     user_id: int
     state: str  # the engine's: created, running, restarting, exited, dead, ...
+    shape: str = ""  # of the Launch it was started with; none on an earlier version's
+
+
+TOKEN_VARIABLE = "JUPYTER_TOKEN"  # read by the start script (and by Jupyter itself)
+
+
+def new_token() -> str:
+    """A container's Jupyter token: random, drawn for every container a runtime starts, and
+    only ever in that container's environment and in its route's middleware."""
+    return secrets.token_urlsafe(32)
+
+
+def workload_labels(launch: Launch, token: str) -> dict[str, str]:
+    """What a runtime puts on a notebook's container (or service): the launch's labels, the
+    name it is known by, its shape, and the middleware that hands Jupyter its token."""
+    labels = {
+        **launch.labels,
+        naming.LABEL_CONTAINER: launch.name,
+        naming.LABEL_SHAPE: launch.shape,
+    }
+    if launch.router:
+        labels.update(token_labels(launch.router, token))
+    return labels
 
 
 def owned_labels(instance: str) -> list[str]:
@@ -197,6 +203,7 @@ class Runtime(abc.ABC):
                     image=container.image,
                     user_id=int(user_id) if user_id.isdigit() else -1,
                     state=container.state.status,
+                    shape=labels.get(naming.LABEL_SHAPE, ""),
                 )
             )
         return found
@@ -222,6 +229,7 @@ class Runtime(abc.ABC):
                     running=container.state.status == "running",
                     status=container.state.describe(),
                     server=labels.get(naming.LABEL_CONTAINER, container.name),
+                    shape=labels.get(naming.LABEL_SHAPE, ""),
                 )
             )
         return found

@@ -20,13 +20,16 @@ from gateway import naming
 from gateway.adapters.docker import engine_call, log_lines
 from gateway.adapters.registry import RegistryAuth
 from gateway.adapters.runtime import (
+    TOKEN_VARIABLE,
     Container,
     ContainerState,
     Handover,
     Launch,
     Runtime,
     WorkloadIndex,
+    new_token,
     owned_labels,
+    workload_labels,
 )
 from gateway.errors import DockerError, NotebookFailed
 
@@ -258,7 +261,8 @@ class SwarmRuntime(Runtime):
     def _spec(self, launch: Launch) -> dict[str, Any]:
         # Traefik's Swarm provider reads service labels; ours go on the tasks' containers too,
         # so `docker ps` on any node tells which gateway a container belongs to.
-        labels = {**launch.labels, naming.LABEL_CONTAINER: launch.name}
+        token = new_token()
+        labels = workload_labels(launch, token)
         if (network := labels.pop("traefik.docker.network", None)) is not None:
             labels["traefik.swarm.network"] = network
         ours = {k: v for k, v in labels.items() if k.startswith(naming.LABEL_PREFIX)}
@@ -272,6 +276,7 @@ class SwarmRuntime(Runtime):
                     **({"Args": launch.command} if launch.command else {}),
                     "Hostname": launch.hostname[:63],
                     "User": launch.user,
+                    "Env": [f"{TOKEN_VARIABLE}={token}"],
                     "Labels": ours,
                     "CapabilityDrop": ["ALL"],
                 },

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 from gateway.adapters.probe import TraefikProbe
 from gateway.adapters.runtime import Runtime
 from gateway.metrics import Metrics
-from gateway.models import Identity
+from gateway.models import Identity, ServerState
 from gateway.services.servers import ServerManager
-from gateway.services.store import ServerState, Store
+from gateway.services.store import Store
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -16,14 +16,14 @@ from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.probe import FIRST_PATIENCE, MOST_PATIENCE, TraefikProbe
 from gateway.adapters.registry import RegistryClient, is_transient
-from gateway.adapters.runtime import Handover, Launch, ResourceLimits, Runtime
+from gateway.adapters.runtime import Handover, Runtime
 from gateway.context_tar import write_context_tar
-from gateway.desired import container_labels
 from gateway.discovery import notebook_problem
 from gateway.dockerfile import api_labels
 from gateway.errors import GatewayError, NotebookFailed, ProxyError, RegistryError
 from gateway.metrics import Metrics
 from gateway.models import (
+    BuildLimits,
     DesiredNotebook,
     Emit,
     ImageSpec,
@@ -65,7 +65,12 @@ class Deployer:
         self._start_slots = asyncio.Semaphore(settings.start_concurrency)
         self._in_flight: dict[str, asyncio.Future[NotebookAction]] = {}
         self._first_pushes: dict[str, asyncio.Event] = {}  # environment image -> its first push
-        self.limits = ResourceLimits(settings.memory_limit, settings.cpu_limit, settings.pids_limit)
+        self.build_limits = BuildLimits(
+            settings.build_memory_limit,
+            settings.build_cpu_limit,
+            settings.build_pids_limit,
+            settings.build_timeout,
+        )
 
     async def apply(self, plan: Plan, mtime: int, emit: Emit) -> list[NotebookOutcome]:
         if (plan.keep or plan.deploy) and not await self.probe.reachable():
@@ -139,7 +144,7 @@ class Deployer:
     async def _deploy_one(self, item: Deploy, mtime: int, emit: Emit) -> NotebookOutcome:
         spec = item.desired.spec
         try:
-            action = await self.ensure_image(spec, self.repo, mtime, emit)
+            action = await self.ensure_image(spec, self.repo, mtime, self.build_limits, emit)
             if self.runtime.pulls_from_registry:
                 await self.push_image(spec, emit)
         except NotebookFailed as failure:
@@ -258,16 +263,17 @@ class Deployer:
             )
 
     async def ensure_image(
-        self, spec: ImageSpec, repo: NotebookRepo, mtime: int, emit: Emit
+        self, spec: ImageSpec, repo: NotebookRepo, mtime: int, limits: BuildLimits, emit: Emit
     ) -> NotebookAction:
         """Make sure the image is on the engine: already there, pulled from the registry, or
-        built from `repo`'s blobs on its environment (ensured the same way first). BUILT when
-        it had to be built. Requests for an image already being obtained share that one."""
+        built from `repo`'s blobs on its environment (ensured the same way first), within
+        `limits`. BUILT when it had to be built. Requests for an image already being obtained
+        share that one."""
         if await self.docker.image_id(spec.image) is not None:
             return NotebookAction.RESTARTED
         flight = self._in_flight.get(spec.image)
         if flight is None:
-            flight = asyncio.ensure_future(self._obtain(spec, repo, mtime, emit))
+            flight = asyncio.ensure_future(self._obtain(spec, repo, mtime, limits, emit))
             self._in_flight[spec.image] = flight
             flight.add_done_callback(lambda _: self._in_flight.pop(spec.image, None))
         else:
@@ -275,7 +281,7 @@ class Deployer:
         return await asyncio.shield(flight)
 
     async def _obtain(
-        self, spec: ImageSpec, repo: NotebookRepo, mtime: int, emit: Emit
+        self, spec: ImageSpec, repo: NotebookRepo, mtime: int, limits: BuildLimits, emit: Emit
     ) -> NotebookAction:
         def output(text: str) -> None:
             emit(ProgressEvent(Phase.BUILDING, text, spec.subject, output=True))
@@ -293,18 +299,14 @@ class Deployer:
             if problem:
                 raise NotebookFailed("invalid_notebook", f"{spec.subject}: {problem}")
         if spec.parent is not None:
-            await self.ensure_image(spec.parent, repo, mtime, emit)
+            await self.ensure_image(spec.parent, repo, mtime, limits, emit)
         async with self._build_slots:
             emit(ProgressEvent(Phase.BUILDING, f"building {spec.image}", spec.subject))
             context = await asyncio.to_thread(_write_context, repo, spec, mtime)
             started, outcome = time.monotonic(), "failed"
             try:
                 await self.docker.build(
-                    spec.image,
-                    context,
-                    api_labels(spec.labels),
-                    self.settings.build_timeout,
-                    output,
+                    spec.image, context, api_labels(spec.labels), limits, output, spec.install
                 )
                 outcome = "succeeded"
             finally:
@@ -369,37 +371,32 @@ class Deployer:
         async with self._start_slots:
             emit(ProgressEvent(Phase.STARTING, f"starting {desired.container}", desired.path))
             return await self.runtime.start(
-                Launch(
-                    name=desired.container,
-                    image=desired.image,
-                    labels=container_labels(desired, self.settings),
-                    hostname=desired.host_label,
-                    network=self.settings.docker_network,
-                    user=self.settings.notebook_user,
-                    limits=self.limits,
-                ),
-                replaces=[old.id for old in item.replaces],
+                desired.launch, replaces=[old.id for old in item.replaces]
             )
 
     async def _await_ready(
         self, item: Deploy, handover: Handover, action: NotebookAction, emit: Emit
     ) -> NotebookOutcome:
         """Answering, the new version takes over for good. Failing, it gives way to the
-        previous version, if there is one; without one it is stopped, left for its logs."""
+        previous version, if there is one; without one it is stopped, left for its logs.
+        A previous version without a shape was started by a gateway whose Jupyter answered
+        anyone who reached it: it never serves again, it goes."""
         desired = item.desired
-        previous = bool(handover.replaces)
+        fallback = bool(handover.replaces) and all(old.shape for old in item.replaces)
         failure = await self.wait_until_answering(
-            handover.id, self._host(desired), stop=not previous
+            handover.id, self._host(desired), stop=not fallback
         )
         if failure is None:
             await self._complete(item, handover, emit)
             emit(ProgressEvent(Phase.READY, f"answering at {desired.url}", desired.path))
             return _outcome(desired, NotebookState.RUNNING, action, desired.commit)
-        if previous:
+        if fallback:
             emit(ProgressEvent(Phase.STARTING, "bringing back the previous version", desired.path))
             await self.runtime.revert(handover)
             if await self._any_left(item.replaces):  # an admin may have stopped them all
                 await self._answers(desired, KEEP_CHECK_TIMEOUT)  # so the outcome tells the truth
+        elif handover.replaces:
+            await self.runtime.complete(handover)  # the stopped new version keeps its logs
         return await self._failed(item, failure, emit)
 
     async def _any_left(self, containers: tuple[RunningNotebook, ...]) -> bool:

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,15 +23,8 @@ from gateway import discovery, naming
 from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.gitlab import DEVELOPER, GitLabClient
-from gateway.adapters.runtime import (
-    ContainerState,
-    Launch,
-    ResourceLimits,
-    Runtime,
-    ServerContainer,
-)
-from gateway.desired import forward_auth_url, server_image
-from gateway.dockerfile import start_command
+from gateway.adapters.runtime import ContainerState, Runtime, ServerContainer
+from gateway.desired import server_image, server_image_labels, server_launch
 from gateway.errors import (
     BadRequest,
     Forbidden,
@@ -40,12 +33,20 @@ from gateway.errors import (
     NotFound,
     Unavailable,
 )
-from gateway.models import Identity, ProgressEvent, RunningNotebook, serving
+from gateway.models import (
+    BuildLimits,
+    Identity,
+    Launch,
+    ProgressEvent,
+    RunningNotebook,
+    ServerRecord,
+    ServerState,
+    serving,
+)
 from gateway.schemas import ServerOptionsRequest, ServerRequest
 from gateway.services.deployer import Deployer
-from gateway.services.store import ServerRecord, ServerState, Store, now
+from gateway.services.store import Store, now
 from gateway.settings import Settings, parse_bytes
-from gateway.traefik import guard_labels, router_labels
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,13 @@ class ServerManager:
         self._launches: dict[str, asyncio.Task[None]] = {}
         self._launch_logs: dict[str, deque[str]] = {}
         self._clone_locks: dict[str, asyncio.Lock] = {}
+        self._renewal_slots = asyncio.Semaphore(settings.start_concurrency)
+        self.build_limits = BuildLimits(
+            settings.build_memory_limit,
+            settings.build_cpu_limit,
+            settings.build_pids_limit,
+            settings.server_build_timeout,  # users' repositories get less time
+        )
 
     # -- the API --------------------------------------------------------------------------
 
@@ -141,14 +149,6 @@ class ServerManager:
             existing = await self.store.get_server(name)
         if existing is not None and existing.state is not ServerState.FAILED:
             return await self._view(existing), False
-        if (
-            existing is None
-            and len(await self.store.servers(who.user_id)) >= self.settings.max_servers_per_user
-        ):
-            raise Forbidden(
-                f"you already have {self.settings.max_servers_per_user} servers; stop one first",
-                detail={"limit": self.settings.max_servers_per_user},
-            )
         if existing is not None:  # a failed attempt: start afresh
             await self._remove_containers(name, forced=True)
         record = ServerRecord(
@@ -173,7 +173,14 @@ class ServerManager:
             created_at=now(),
             updated_at=now(),
         )
-        await self.store.add_server(record)
+        limit = self.settings.max_servers_per_user
+        if not await self.store.add_server(record, limit):
+            taken = await self.store.get_server(name)
+            if taken is not None and taken.state is not ServerState.FAILED:
+                return await self._view(taken), False  # asked for twice at once
+            raise Forbidden(
+                f"you already have {limit} servers; stop one first", detail={"limit": limit}
+            )
         clone_url = f"{self.settings.gitlab_url}/{path}.git"
         self._launches[name] = asyncio.create_task(self._launch(record, token, clone_url))
         return await self._view(record), True
@@ -254,7 +261,9 @@ class ServerManager:
 
     async def reconcile(self) -> None:
         """Containers of servers nobody asked for go; records of servers whose container
-        vanished say so. It starts from the engine's own list, not from events so far."""
+        vanished say so; running servers started under other settings, or by an earlier
+        version of the gateway, are started again as the current ones would be. It starts
+        from the engine's own list, not from events so far."""
         await self.runtime.resync()
         records = {r.name: r for r in await self.store.servers()}
         containers = await self.runtime.list_servers()
@@ -270,6 +279,80 @@ class ServerManager:
                     ServerState.FAILED,
                     "the server's container is gone; start it again",
                 )
+        renewals = []
+        for container in await self._one_each(containers, records):
+            found = records[container.server]
+            if found.state is not ServerState.RUNNING:
+                continue  # starting, stopping or failed: its own task decides
+            launch = self._current_launch(found, container.image)
+            if container.shape != launch.shape and found.name not in self._launches:
+                task = asyncio.create_task(self._renew(found, container, launch))
+                self._launches[found.name] = task
+                renewals.append(task)
+        await asyncio.gather(*renewals, return_exceptions=True)
+
+    async def _one_each(
+        self, containers: Iterable[ServerContainer], records: dict[str, ServerRecord]
+    ) -> Iterable[ServerContainer]:
+        """One container per recorded server: a hand-over cut short by a restart leaves two,
+        and the one that runs, shaped as now, stays."""
+        by_server: dict[str, Sequence[ServerContainer]] = {}
+        for container in containers:
+            if container.server in records:
+                by_server[container.server] = (*by_server.get(container.server, ()), container)
+        kept = []
+        for name, found in by_server.items():
+            best = max(found, key=lambda c: (c.state == "running", bool(c.shape)))
+            kept.append(best)
+            if name in self._launches:
+                continue  # a start or a hand-over under way
+            for container in found:
+                if container is not best:
+                    await self.runtime.remove(container.id, graceful=False)
+        return kept
+
+    async def _renew(self, record: ServerRecord, old: ServerContainer, launch: Launch) -> None:
+        """One hand-over to a container shaped as the current settings make it, from the
+        image the server runs. Files changed in the old container do not come along. An old
+        container without a shape was started by a gateway whose Jupyter answered anyone who
+        reached it: it never serves again, even if its successor fails."""
+        name = record.name
+        log.info("restarting server %s with the gateway's current settings", name)
+        await self.store.set_server_state(
+            name, ServerState.STARTING, "restarting with the gateway's current settings"
+        )
+        fallback = bool(old.shape)
+        try:
+            async with self._renewal_slots:
+                handover = await self.runtime.start(launch, replaces=[old.id])
+                failure = await self.deployer.wait_until_answering(
+                    handover.id, self._host(name), launch.limits.memory, stop=not fallback
+                )
+            if failure is None:
+                await self.runtime.complete(handover)
+                await self.store.set_server_state(name, ServerState.RUNNING)
+                return
+            if fallback:
+                await self.runtime.revert(handover)
+                await self.store.set_server_state(name, ServerState.RUNNING)
+                log.warning("server %s could not be restarted: %s", name, failure.message)
+                return
+            await self._remove_containers(name, forced=True)
+            await self._fail(name, _in_words(failure, record))
+        except NotebookFailed as failure:
+            await self._fail(name, _in_words(failure, record))
+        except GatewayError as exc:
+            await self._fail(name, exc.message)
+        finally:
+            self._launches.pop(name, None)
+
+    def _current_launch(self, record: ServerRecord, image: str) -> Launch:
+        labels = server_image_labels(self.settings, record.namespace, record.project)
+        # As it was asked for: an engine may add the digest it resolved the tag to.
+        return server_launch(record, image.partition("@")[0], self.settings, labels)
+
+    def _host(self, name: str) -> str:
+        return f"{name}.{self.settings.base_domain}"
 
     async def close(self) -> None:
         tasks = list(self._launches.values())
@@ -315,28 +398,17 @@ class ServerManager:
             await step("building the image")
             await self.deployer.check_registry(emit)
             mtime = await repo.commit_time(record.commit_sha)
-            await self.deployer.ensure_image(spec, repo, mtime, emit)
+            await self.deployer.ensure_image(spec, repo, mtime, self.build_limits, emit)
             if self.runtime.pulls_from_registry:  # any node may start it
                 await self.deployer.push_image(spec, emit)
             await step("starting Jupyter")
             launched = time.monotonic()
-            memory = parse_bytes(str(record.options["mem_request"]))
-            host = f"{name}.{self.settings.base_domain}"
-            handover = await self.runtime.start(
-                Launch(
-                    name=naming.fit(f"{self.settings.instance}-{name}"),
-                    image=spec.image,
-                    labels=self._labels(record, spec.image, spec.labels),
-                    hostname=name,
-                    network=self.settings.docker_network,
-                    user=self.settings.notebook_user,
-                    limits=ResourceLimits(
-                        memory, float(record.options["cpu_request"]), self.settings.pids_limit
-                    ),
-                    command=start_command(record.notebook, str(record.options["defaultUrl"])),
-                )
-            )  # a server replaces nothing: there is no handover to complete
-            failure = await self.deployer.wait_until_answering(handover.id, host, memory)
+            launch = server_launch(record, spec.image, self.settings, spec.labels)
+            # A server replaces nothing: there is no handover to complete.
+            handover = await self.runtime.start(launch)
+            failure = await self.deployer.wait_until_answering(
+                handover.id, self._host(name), launch.limits.memory
+            )
             self.deployer.observe_launch("user", launched, ok=failure is None)
             if failure is not None:
                 raise failure
@@ -386,32 +458,6 @@ class ServerManager:
         for container in await self.runtime.list_servers():
             if container.server == name:
                 await self.runtime.remove(container.id, graceful=not forced)
-
-    def _labels(
-        self, record: ServerRecord, image: str, image_labels: dict[str, str]
-    ) -> dict[str, str]:
-        container = naming.fit(f"{self.settings.instance}-{record.name}")
-        middlewares, guard = guard_labels(self.settings.instance, forward_auth_url(self.settings))
-        routing = router_labels(
-            container,
-            f"{record.name}.{self.settings.base_domain}",
-            self.settings.traefik_entrypoint,
-            self.settings.docker_network,
-            middlewares,
-        )
-        return {
-            **image_labels,
-            naming.LABEL_COMMIT: record.commit_sha,
-            naming.LABEL_CONTENT_HASH: image.rpartition(":")[2],
-            naming.LABEL_SERVER: record.name,
-            naming.LABEL_USER_ID: str(record.user_id),
-            naming.LABEL_USERNAME: record.username,
-            naming.LABEL_BRANCH: record.branch,
-            naming.LABEL_NOTEBOOK: record.notebook,
-            naming.LABEL_URL: record.url,
-            **guard,
-            **routing,
-        }
 
     # -- views ----------------------------------------------------------------------------
 
@@ -566,8 +612,8 @@ def _in_words(failure: NotebookFailed, record: ServerRecord) -> str:
     words = FAILURES.get(failure.reason, "the server could not start")
     if failure.reason == "out_of_memory":
         return f"{words} (limit {record.options['mem_request']}); ask for more memory"
-    if failure.reason == "not_ready":
-        return f"{words}: {failure.message}"
+    if failure.message.startswith(words):
+        return failure.message
     return f"{words}: {failure.message}"
 
 

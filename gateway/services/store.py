@@ -17,7 +17,13 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.models import NotebookOutcome, NotebookState, ProgressEvent
+from gateway.models import (
+    NotebookOutcome,
+    NotebookState,
+    ProgressEvent,
+    ServerRecord,
+    ServerState,
+)
 
 SCHEMA = [
     # version 1
@@ -90,6 +96,10 @@ SCHEMA = [
     """
     ALTER TABLE job_log ADD COLUMN output INTEGER NOT NULL DEFAULT 0;
     """,
+    # version 5: admin sessions taken back by a logout, until they would have expired
+    """
+    CREATE TABLE revoked_sessions (sid TEXT PRIMARY KEY, expires REAL NOT NULL);
+    """,
 ]
 
 
@@ -157,34 +167,6 @@ class Job:
             **({"params": self.params} if self.params else {}),
             **({"result": self.result} if self.result else {}),
         }
-
-
-class ServerState(enum.StrEnum):
-    STARTING = "starting"  # building the image, or waiting for Jupyter to answer
-    RUNNING = "running"
-    STOPPING = "stopping"
-    FAILED = "failed"
-
-
-@dataclass
-class ServerRecord:
-    name: str
-    user_id: int
-    username: str
-    namespace: str
-    project: str
-    branch: str
-    commit_sha: str
-    notebook: str
-    image: (
-        str  # what the user asked for ("" for the base image); the built image is on the container
-    )
-    options: dict[str, Any]
-    state: ServerState
-    message: str
-    url: str
-    created_at: str
-    updated_at: str
 
 
 @dataclass(frozen=True)
@@ -403,18 +385,27 @@ class Store:
 
     # -- users' servers ------------------------------------------------------------------------
 
-    async def add_server(self, server: ServerRecord) -> None:
-        await self._write(
+    async def add_server(self, server: ServerRecord, limit: int | None = None) -> bool:
+        """Record a server, in place of a failed one of that name, if its owner has fewer
+        than `limit` others: checked and taken in one statement, so requests side by side
+        never get past the limit, nor start one server twice. False when it was not added
+        (the name is taken by a server that has not failed, or the limit is reached)."""
+        changed = await self._write(
             "INSERT OR REPLACE INTO servers (name, user_id, username, namespace, project, branch,"
             " commit_sha, notebook, image, options, state, message, url, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+            " WHERE NOT EXISTS (SELECT 1 FROM servers WHERE name = ? AND state != ?)"
+            " AND (SELECT COUNT(*) FROM servers WHERE user_id = ? AND name != ?) < ?",
             (
                 server.name, server.user_id, server.username, server.namespace, server.project,
                 server.branch, server.commit_sha, server.notebook, server.image,
                 json.dumps(server.options), str(server.state), server.message, server.url,
                 server.created_at, server.updated_at,
+                server.name, str(ServerState.FAILED),
+                server.user_id, server.name, 2**62 if limit is None else limit,
             ),
         )  # fmt: skip
+        return changed > 0
 
     async def set_server_state(self, name: str, state: ServerState, message: str = "") -> None:
         await self._write(
@@ -437,6 +428,19 @@ class Store:
 
     async def delete_server(self, name: str) -> None:
         await self._write("DELETE FROM servers WHERE name = ?", (name,))
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def revoke_session(self, sid: str, expires: float) -> None:
+        await self._write(
+            "INSERT OR REPLACE INTO revoked_sessions (sid, expires) VALUES (?, ?)", (sid, expires)
+        )
+
+    async def revoked_sessions(self, now: float) -> dict[str, float]:
+        """Sessions taken back that would still be valid at `now` (the others are forgotten)."""
+        await self._write("DELETE FROM revoked_sessions WHERE expires <= ?", (now,))
+        rows = await self._rows("SELECT sid, expires FROM revoked_sessions")
+        return {row["sid"]: float(row["expires"]) for row in rows}
 
     # -- published notebooks ----------------------------------------------------------------
 

@@ -199,4 +199,13 @@ if (form) {
     deploy(form.elements.project.value.trim());
   });
 }
+// Logging out is a change made with the session cookie: it carries the page's header.
+const logout = document.getElementById("logout-form");
+if (logout) {
+  logout.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    await fetch("/logout", { method: "POST", headers: HEADERS, credentials: "same-origin" });
+    window.location.assign("/");
+  });
+}
 scheduleRefresh();

@@ -1,10 +1,12 @@
-"""Start Jupyter inside a notebook-gateway image, opening one notebook (or none).
+"""Start Jupyter inside a notebook-gateway container, opening one notebook (or none).
 
-    start-notebook.py NOTEBOOK [UI]
+    python3 -c "$(cat start-notebook.py)" NOTEBOOK [UI]
 
 UI is /lab (JupyterLab) or /tree (the Notebook interface). Runs with whatever Python the base
 image has (3.8 or newer), using what is installed: JupyterLab, Notebook 7, or a bare
-jupyter-server. Authentication is left to the proxy in front.
+jupyter-server. Who may come in is decided by the proxy in front; Jupyter answers only requests
+that carry the container's token (JUPYTER_TOKEN), which the proxy adds after its guard, so
+nothing that bypasses the proxy gets an answer. Without a token it does not start.
 
 Jupyter runs in this process when this Python has it: `jupyter lab` would start two more
 interpreters (`jupyter`, then `jupyter-lab`) before the server's own imports begin.
@@ -17,6 +19,7 @@ import sys
 from urllib.parse import quote
 
 PORT = 8888
+TOKEN_VARIABLE = "JUPYTER_TOKEN"
 
 
 def _installed(module):
@@ -32,7 +35,7 @@ def _server_major():
         return 2
 
 
-def command(notebook, ui="/lab", installed=_installed, server_major=_server_major):
+def command(notebook, ui="/lab", token="", installed=_installed, server_major=_server_major):
     path = quote(notebook)
     classic = ui == "/tree" and installed("notebook")
     # The front-end application's own default_url wins over the server's: set both.
@@ -56,10 +59,11 @@ def command(notebook, ui="/lab", installed=_installed, server_major=_server_majo
         "--ServerApp.default_url=" + url,
         "--" + app_class + ".default_url=" + url,
     ]
+    # On the command line, so no configuration file of the base image can turn it off.
     if server_major() >= 2:
-        args.append("--IdentityProvider.token=")
+        args.append("--IdentityProvider.token=" + token)
     else:
-        args += ["--ServerApp.token=", "--ServerApp.password="]
+        args += ["--ServerApp.token=" + token, "--ServerApp.password="]
     return args
 
 
@@ -89,7 +93,15 @@ def _skip_slow_imports():
 
 
 def main():
-    argv = command(sys.argv[1], *sys.argv[2:3])
+    # Kernels and terminals inherit the environment; they need not find the token there.
+    token = os.environ.pop(TOKEN_VARIABLE, "")
+    if not token:
+        sys.stderr.write(
+            "notebook-gateway: no " + TOKEN_VARIABLE + "; Jupyter would answer anyone who"
+            " reaches this container, so it does not start\n"
+        )
+        sys.exit(2)
+    argv = command(sys.argv[1], *sys.argv[2:3], token=token)
     name = "jupyter-" + argv[1]
     _skip_slow_imports()  # before the script's module is loaded
     script = _console_script(name)

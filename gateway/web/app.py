@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -36,6 +37,7 @@ from gateway.settings import Settings
 from gateway.web.events import routes as event_routes
 from gateway.web.handlers import routes
 from gateway.web.keys import (
+    AUTH_FAILURES,
     DOCKER,
     GITLAB,
     HEALTH,
@@ -70,6 +72,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SIGNER] = Signer(settings.auth_token.get_secret_value())
     if settings.rate_limit:
         app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
+    if settings.auth_failure_limit:
+        app[AUTH_FAILURES] = RateLimiter(settings.auth_failure_limit)
     if settings.gitlab_url:
         app[GITLAB] = GitLabClient(settings.gitlab_url, settings.identity_cache_ttl)
     app.cleanup_ctx.extend([_docker, _store, _jobs])
@@ -87,6 +91,7 @@ async def _docker(app: web.Application) -> AsyncIterator[None]:
         await runtime.ensure_network(settings.docker_network)
         await index.start()
         app[DOCKER] = DockerEngine(client, settings.instance)
+        await app[DOCKER].remove_build_containers()  # of builds a stopped gateway left
         app[RUNTIME] = runtime
         yield
     finally:
@@ -108,6 +113,7 @@ def _runtime(settings: Settings, client: aiodocker.Docker) -> tuple[Runtime, Wor
 async def _store(app: web.Application) -> AsyncIterator[None]:
     store = await Store.open(app[SETTINGS].state_dir / "gateway.db")
     app[STORE] = store
+    app[SIGNER].revoked.update(await store.revoked_sessions(time.time()))  # logouts hold
     try:
         yield
     finally:

@@ -23,6 +23,7 @@ RUNTIME = web.AppKey("runtime", Runtime)
 STORE = web.AppKey("store", Store)
 RUNNER = web.AppKey("runner", JobRunner)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+AUTH_FAILURES = web.AppKey("auth_failures", RateLimiter)  # failed credential checks
 GITLAB = web.AppKey("gitlab", GitLabClient)
 SERVERS = web.AppKey("servers", ServerManager)
 SIGNER = web.AppKey("signer", Signer)

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway import logs
-from gateway.errors import GatewayError, RateLimited
+from gateway.errors import GatewayError, RateLimited, RequestTimeout
 from gateway.web.keys import RATE_LIMITER, REDACT
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "request_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
@@ -70,7 +71,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except GatewayError as exc:
-        return error_response(request, exc.status, exc.code, exc.message, exc.detail, exc.headers)
+        response = error_response(
+            request, exc.status, exc.code, exc.message, exc.detail, exc.headers
+        )
+        if isinstance(exc, RequestTimeout):
+            response.force_close()  # rather than wait for the rest of a body that trickles
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -30,6 +30,7 @@ ERRORS = {
     401: "Missing or wrong credentials",
     403: "Authenticated, but not allowed",
     404: "No such thing (or not yours)",
+    408: "The request body did not arrive within HTTP_TIMEOUT",
     413: "The request body is too large",
     422: "The repository's content could not be deployed",
     429: "Too many requests; see Retry-After",
@@ -262,7 +263,12 @@ def _op(
     for status, (text, model) in answers.items():
         answer = _json(model) if model else content
         responses[str(status)] = {"description": text, **({"content": answer} if answer else {})}
-    for status in errors if public else sorted({*errors, 401}):
+    # Any credential may be refused (401), or not looked at after too many failures (429);
+    # any body may arrive too slowly (408).
+    statuses = set(errors) if public else {*errors, 401, 429}
+    if body:
+        statuses.add(408)
+    for status in sorted(statuses):
         responses[str(status)] = {"description": ERRORS[status], "content": _json("ErrorEnvelope")}
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if params:

@@ -8,16 +8,20 @@ that ticket sets a session cookie valid for that host alone.
 
 from __future__ import annotations
 
+import hmac
+import re
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from aiohttp import web
 
 from gateway.adapters.gitlab import REPORTER
-from gateway.errors import BadRequest, Unauthorized
+from gateway.errors import BadRequest, RateLimited, Unauthorized
 from gateway.models import Identity
 from gateway.services.servers import Target
 from gateway.sessions import SESSION_COOKIE
-from gateway.web.auth import credential, identity_for, login_token
+from gateway.settings import Settings
+from gateway.web.auth import CLIENT, credential, identity_for, login_token, same_origin
+from gateway.web.http import form_body
 from gateway.web.keys import GITLAB, SERVERS, SETTINGS, SIGNER
 from gateway.web.middleware import error_response
 from gateway.web.render import page
@@ -26,34 +30,48 @@ from gateway.webhooks import repository_path
 routes = web.RouteTableDef()
 
 LOGIN_PATH = "/_gateway/login"  # on the notebook host; never reaches the notebook
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # one DNS label
 
 
 @routes.route("*", "/auth/forward")
 async def forward_auth(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    # Only Traefik knows the key (it is in the address the routes name): nobody else can ask
+    # on a browser's behalf, and the client Traefik saw is the one to count failures for.
+    given = request.query.get("key", "").encode()
+    if not hmac.compare_digest(given, settings.forward_auth_key().encode()):
+        return _refuse(request, 403, "forbidden", "only the proxy asks here")
+    forwarded_for = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
+    if forwarded_for:
+        request[CLIENT] = forwarded_for
     host = request.headers.get("X-Forwarded-Host", "").split(":")[0].lower()
     uri = request.headers.get("X-Forwarded-Uri", "/")
-    scheme = request.headers.get("X-Forwarded-Proto", request.app[SETTINGS].public_scheme)
     target = await request.app[SERVERS].target(host)
     if target is None:
         return _refuse(request, 403, "forbidden", "this host is not served here")
     path, _, query = uri.partition("?")
     if path == LOGIN_PATH:
-        return _redeem(request, host, scheme, parse_qs(query).get("ticket", [""])[0])
-    settings = request.app[SETTINGS]
+        return _redeem(request, host, parse_qs(query).get("ticket", [""])[0])
     if target.kind == "published" and not settings.protect_published:
         return web.Response(status=200)
+    # Jupyter trusts every request that carries its token, which Traefik adds: a page of
+    # another host (another notebook's, on the same site) must not act with the owner's
+    # cookie, nor open a kernel's websocket.
+    if not same_origin(request, host):
+        return _refuse(request, 403, "forbidden", "requests from other pages are refused")
     try:
         who = await _identify(request, host)
     except Unauthorized as exc:
         return _refuse(request, 401, "unauthorized", exc.message)
+    except RateLimited as exc:
+        return _refuse(request, 429, "rate_limited", exc.message, exc.headers)
     if who is not None and (who.admin or await _may_open(request, who, target)):
         return web.Response(status=200)
     if who is not None:
         return _refuse(request, 403, "forbidden", _not_yours(target))
     wants_page = "text/html" in request.headers.get("Accept", "")
     if wants_page and request.headers.get("X-Forwarded-Method", "GET") == "GET":
-        # X-Forwarded-Host keeps the port the browser used, if it used one.
-        back = f"{scheme}://{request.headers.get('X-Forwarded-Host', host)}{uri}"
+        back = _notebook_url(settings, host, uri)
         raise web.HTTPFound(f"{settings.gateway_url}/auth/login?{urlencode({'next': back})}")
     return _refuse(
         request,
@@ -71,14 +89,14 @@ async def login_page(request: web.Request) -> web.Response:
 @routes.post("/auth/login")
 async def login(request: web.Request) -> web.StreamResponse:
     token = await login_token(request)
-    target_url = _checked_next(request, str((await request.post()).get("next", "")))
+    target_url = _checked_next(request, str((await form_body(request)).get("next", "")))
     if not token:
         return _page(request, target_url, "Paste a GitLab access token.", 400)
     try:
         who = await identity_for(request, token)
     except Unauthorized:
         return _page(request, target_url, "GitLab does not accept this token.", 401)
-    parts = urlsplit(target_url)
+    parts = urlsplit(target_url)  # checked: it parses
     host = (parts.hostname or "").lower()
     target = await request.app[SERVERS].target(host)
     if target is None:
@@ -93,10 +111,12 @@ async def login(request: web.Request) -> web.StreamResponse:
             "next": parts.path + (f"?{parts.query}" if parts.query else ""),
         }
     )
-    raise web.HTTPSeeOther(f"{parts.scheme}://{parts.netloc}{LOGIN_PATH}?ticket={quote(ticket)}")
+    raise web.HTTPSeeOther(
+        _notebook_url(request.app[SETTINGS], host, LOGIN_PATH) + "?ticket=" + quote(ticket)
+    )
 
 
-def _redeem(request: web.Request, host: str, scheme: str, ticket: str) -> web.StreamResponse:
+def _redeem(request: web.Request, host: str, ticket: str) -> web.StreamResponse:
     """The notebook host's side of the login: trade the ticket for a cookie of its own."""
     settings = request.app[SETTINGS]
     signer = request.app[SIGNER]
@@ -109,15 +129,20 @@ def _redeem(request: web.Request, host: str, scheme: str, ticket: str) -> web.St
         "session", {"u": payload["u"], "admin": payload["admin"], "h": host}, settings.session_ttl
     )
     # Absolute: Traefik would resolve a relative Location against the gateway's address.
-    netloc = request.headers.get("X-Forwarded-Host", host)
-    response = web.Response(
-        status=302, headers={"Location": f"{scheme}://{netloc}{payload.get('next') or '/'}"}
-    )
+    back = _notebook_url(settings, host, str(payload.get("next") or "/"))
+    response = web.Response(status=302, headers={"Location": back})
     response.set_cookie(
         SESSION_COOKIE, session, max_age=int(settings.session_ttl), path="/", httponly=True,
-        secure=scheme == "https", samesite="Lax",
+        secure=settings.public_scheme == "https", samesite="Lax",
     )  # fmt: skip
     return response
+
+
+def _notebook_url(settings: Settings, host: str, path: str) -> str:
+    """An address on a notebook host as the gateway makes them: PUBLIC_SCHEME and PUBLIC_PORT,
+    whatever a request's forwarded headers say."""
+    port = f":{settings.public_port}" if settings.public_port else ""
+    return f"{settings.public_scheme}://{host}{port}{path}"
 
 
 async def _identify(request: web.Request, host: str) -> Identity | None:
@@ -155,17 +180,46 @@ def _not_yours(target: Target) -> str:
 
 
 def _checked_next(request: web.Request, next_url: str) -> str:
-    """Only notebook hosts of this gateway: never an open redirect."""
+    """Only an address the gateway itself would make for one of its notebook hosts (its
+    scheme, one label below BASE_DOMAIN, its port, no user, nothing a browser reads
+    otherwise than Python does): never an open redirect."""
     settings = request.app[SETTINGS]
-    parts = urlsplit(next_url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("http", "https") or not host.endswith(f".{settings.base_domain}"):
-        raise BadRequest("the address to return to is not a notebook of this gateway")
+    refused = BadRequest("the address to return to is not a notebook of this gateway")
+    if not next_url or any(ch in next_url for ch in "\\@") or not next_url.isprintable():
+        raise refused
+    if any(ch.isspace() for ch in next_url):
+        raise refused
+    try:
+        parts = urlsplit(next_url)
+        port = parts.port
+    except ValueError:
+        raise refused from None
+    label, dot, domain = (parts.hostname or "").partition(".")
+    expected = f"{settings.public_scheme}://{label}.{domain}"
+    if settings.public_port:
+        expected += f":{settings.public_port}"
+    if (
+        parts.scheme != settings.public_scheme
+        or not dot
+        or domain != settings.base_domain
+        or not _LABEL.fullmatch(label)
+        or port != settings.public_port
+        or f"{parts.scheme}://{parts.netloc}" != expected
+        or not (parts.path == "" or parts.path.startswith("/"))
+    ):
+        raise refused
     return next_url
 
 
-def _refuse(request: web.Request, status: int, code: str, message: str) -> web.Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="notebook-gateway"'} if status == 401 else None
+def _refuse(
+    request: web.Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="notebook-gateway"'}
     return error_response(request, status, code, message, None, headers)
 
 

@@ -19,7 +19,7 @@ from gateway.web.auth import (
     require_admin,
 )
 from gateway.web.handlers import index_json
-from gateway.web.keys import SERVERS, SETTINGS, SIGNER, STATUS
+from gateway.web.keys import SERVERS, SETTINGS, SIGNER, STATUS, STORE
 from gateway.web.render import page
 
 routes = web.RouteTableDef()
@@ -57,7 +57,7 @@ async def log_in(request: web.Request) -> web.StreamResponse:
             request, False, None, error="That is not the gateway's AUTH_TOKEN.", status=401
         )
     settings = request.app[SETTINGS]
-    session = request.app[SIGNER].sign(ADMIN_PURPOSE, {"admin": True}, settings.session_ttl)
+    session = request.app[SIGNER].revocable(ADMIN_PURPOSE, {"admin": True}, settings.session_ttl)
     response = web.HTTPSeeOther("/")
     response.set_cookie(
         ADMIN_COOKIE, session, max_age=int(settings.session_ttl), path="/", httponly=True,
@@ -68,9 +68,17 @@ async def log_in(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/logout")
 async def log_out(request: web.Request) -> web.StreamResponse:
-    response = web.HTTPSeeOther("/")
+    """The session is taken back on the gateway, not only forgotten by this browser: a copy
+    of the cookie stops working too. Like every change made with it, it needs the page's
+    header."""
+    cookie = request.cookies.get(ADMIN_COOKIE, "")
+    if admin_session(request):  # refuses a cookie-borne change without the header
+        revoked = request.app[SIGNER].revoke(ADMIN_PURPOSE, cookie)
+        if revoked is not None:
+            await request.app[STORE].revoke_session(*revoked)
+    response = web.Response(status=204)
     response.del_cookie(ADMIN_COOKIE, path="/")
-    raise response
+    return response
 
 
 routes.static("/static", STATIC, append_version=False)

@@ -14,6 +14,7 @@ from tests.conftest import MakeGateway, job_summary
 from tests.support import jupyter
 from tests.support.engine import docker, owned_containers, owned_images
 from tests.support.gitrepo import GitRemote, Symlink, git, notebook
+from tests.support.package_index import package_index
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -201,3 +202,72 @@ async def test_fork_bombs_and_memory_hogs_hit_the_limits(
             await asyncio.sleep(1)
         else:
             raise AssertionError("the notebook server did not come back")
+
+
+# Build backends that a requirements.txt may make a build run (pip loads them to build).
+BUILD_MEMORY_HOG = "hog = bytearray(2 * 2**30)  # filled with zeros: every page is touched"
+BUILD_FORK_BOMB = """
+import os, time
+while True:
+    if os.fork() == 0:
+        time.sleep(300)
+        os._exit(0)
+"""
+
+
+async def test_builds_run_the_repository_code_within_their_own_limits(
+    make_gateway: MakeGateway, remote: GitRemote, tmp_path: Path
+) -> None:
+    """A requirements.txt that runs code when installed (a package whose build backend
+    allocates, or forks, without end) fails its own build with the reason, beside a build
+    that installs fine; the gateway stays healthy and no build container is left."""
+    with package_index(tmp_path / "index") as index:
+        index.sdist("nbgw-hostile-hog", BUILD_MEMORY_HOG)
+        index.sdist("nbgw-hostile-bomb", BUILD_FORK_BOMB)
+        index.wheel("nbgw-benign", "ANSWER = 42\n")
+        remote.commit(
+            {
+                "hog/a.ipynb": notebook("print(1)"),
+                "hog/requirements.txt": index.requirements("nbgw-hostile-hog"),
+                "bomb/a.ipynb": notebook("print(2)"),
+                "bomb/requirements.txt": index.requirements("nbgw-hostile-bomb"),
+                "fine/a.ipynb": notebook("print(3)"),
+                "fine/requirements.txt": index.requirements("nbgw-benign"),
+            }
+        )
+        # The bomb's children hold its output open: the build hangs at the limit until its
+        # time is up, as a real one would.
+        gateway = await make_gateway(
+            BUILD_MEMORY_LIMIT="256m",
+            BUILD_PIDS_LIMIT="64",
+            BUILD_TIMEOUT="40",
+            BUILD_CONCURRENCY="3",
+        )
+        projects = ("hog", "bomb", "fine")
+        answers = dict(
+            zip(projects, await asyncio.gather(*map(gateway.notify, projects)), strict=True)
+        )
+    status, body = answers["fine"]
+    assert status == 200, job_summary(body)
+    (fine,) = owned_containers(gateway.instance)
+    assert docker("exec", fine, "python3", "-c", "import nbgw_benign; print(nbgw_benign.ANSWER)")
+    reasons = {}
+    for project in ("hog", "bomb"):
+        status, body = answers[project]
+        assert status == 422, job_summary(body)
+        (failed,) = body["error"]["detail"]["job"]["notebooks"]
+        assert failed["reason"] == "build_failed", failed
+        reasons[project] = failed["message"]
+    assert "ran out of memory (the build's limit is 256 MiB)" in reasons["hog"], reasons
+    assert "installing the requirements did not finish within 40 s" in reasons["bomb"], reasons
+    assert "could not start more processes (the build's limit is 64)" in reasons["bomb"], reasons
+    health = await gateway.client.get("/health")
+    assert health.status == 200, await health.text()
+    # No install container is left, and none of its own labels went into an image.
+    left = docker(
+        "ps", "-aq", "--filter", f"label=notebook-gateway.instance={gateway.instance}",
+        "--filter", "label=notebook-gateway.kind=environment",
+    )  # fmt: skip
+    assert left == ""
+    labels = json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", fine))
+    assert labels["notebook-gateway.kind"] == "published"

@@ -14,7 +14,7 @@ import pytest
 from gateway.adapters.docker import DockerEngine
 from gateway.context_tar import write_context_tar
 from gateway.errors import NotebookFailed
-from gateway.models import ContextFile
+from gateway.models import BuildLimits, ContextFile
 from tests.conftest import (
     Gateway,
     Lane,
@@ -315,7 +315,7 @@ async def test_builds_have_a_time_limit(stack: Stack) -> None:
                 f"notebook-gateway/{instance}/slow:1",
                 tar,
                 {"notebook-gateway.instance": instance},
-                timeout=3,
+                BuildLimits(2**30, 1.0, 64, timeout=3),
                 on_line=lines.append,
             )
     assert raised.value.reason == "build_failed"

@@ -88,6 +88,12 @@ async def test_killed_mid_build_the_job_completes_after_a_restart(
         (nb,) = job["notebooks"]
         assert nb["state"] == "running"
         assert f"| a.ipynb | <{nb['url']}> | running |" in (remote.read("URL.md") or "")
+        # The install container the killed gateway left was removed when it started again.
+        left = docker(
+            "ps", "-aq", "--filter", f"label=notebook-gateway.instance={instance}",
+            "--filter", "label=notebook-gateway.kind=environment",
+        )  # fmt: skip
+        assert left == ""
         async with jupyter.session() as http:
             assert await jupyter.execute(http, nb["url"], "print(6 * 7)") == "42\n"
     finally:

@@ -1,5 +1,5 @@
-"""The engine reads the labels and command our Dockerfiles carry back exactly, whatever the
-notebook is called."""
+"""The engine reads the labels our Dockerfiles carry back exactly, and the notebook lands
+under its own name, whatever it is called."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from gateway import naming
 from gateway.adapters.docker import DockerEngine
 from gateway.context_tar import write_context_tar
-from gateway.dockerfile import START_SCRIPT, api_labels, render_dockerfile
-from gateway.models import ContextFile
+from gateway.dockerfile import WORKDIR, api_labels, render_dockerfile
+from gateway.models import BuildLimits, ContextFile
 from tests.conftest import Stack
 from tests.support.engine import docker
 
@@ -43,7 +43,6 @@ async def test_labels_and_command_survive_any_notebook_name(stack: Stack, instan
             dockerfile = render_dockerfile(
                 env_image=stack.base_image,
                 user="1000:100",
-                notebook_path=name,
                 shared=False,
                 labels=labels,
             ).encode()
@@ -53,9 +52,16 @@ async def test_labels_and_command_survive_any_notebook_name(stack: Stack, instan
             )
             image = f"{instance}/labels:{number}"
             with write_context_tar(context, no_blobs, 0) as tar:
-                await engine.build(image, tar, api_labels(labels), 120, lambda _: None)
+                limits = BuildLimits(2**30, 1.0, 64, 120)
+                await engine.build(image, tar, api_labels(labels), limits, lambda _: None)
             config = json.loads(docker("image", "inspect", image))[0]["Config"]
             assert {k: config["Labels"][k] for k in labels} == labels
-            assert config["Cmd"] == ["python3", START_SCRIPT, name, "/lab"]
             listing = docker("run", "--rm", "--network", "none", image, "ls", "-A", "/")
             assert "pwned" not in listing
+            # The notebook is in the work folder under its exact name.
+            check = "import os, sys; print(os.path.isfile(sys.argv[1]))"
+            found = docker(
+                "run", "--rm", "--network", "none", "-w", WORKDIR, image,
+                "python3", "-c", check, name,
+            )  # fmt: skip
+            assert found == "True", found

@@ -61,7 +61,7 @@ def live(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
     env = gateway_env(
         stack, remote, root / "state", instance,
         GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(free_port()), GITLAB_URL=gitlab_url,
-        RATE_LIMIT="0", WEBHOOK_SECRET="hook-" + secrets.token_hex(8),
+        RATE_LIMIT="0", AUTH_FAILURE_LIMIT="0", WEBHOOK_SECRET="hook-" + secrets.token_hex(8),
     )  # fmt: skip
     gateway = GatewayProcess(env, root / "gateway.log")
     gateway.start()

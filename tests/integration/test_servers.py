@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,7 @@ from tests.support import jupyter
 from tests.support.engine import docker, owned_containers, owned_images
 from tests.support.gitlab_server import DEVELOPER, MAINTAINER, REPORTER, GitLab
 from tests.support.gitrepo import GitRemote, notebook
+from tests.support.package_index import package_index
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -273,8 +275,12 @@ async def test_identical_builds_asked_for_at_once_run_once(
     built = [
         e.name for e in engine_events(gateway.instance, since, time.time() + 1) if e.action == "tag"
     ]
-    assert len(built) == 2 and servers[0]["image"] in built, built
-    assert any("--env:" in name for name in built), built
+    # The environment is built in two steps: its files (staged), then its requirements,
+    # installed in a container of their own and committed under its name.
+    staged = [name for name in built if name.endswith("-setup")]
+    final = [name for name in built if name not in staged]
+    assert len(staged) == 1 and len(final) == 2 and servers[0]["image"] in final, built
+    assert any("--env:" in name for name in final), built
 
 
 async def test_failures_are_told_in_words(
@@ -348,3 +354,35 @@ async def test_published_notebooks_can_be_protected_the_same_way(
             refused.status == 403
             and "read access to the notebooks repository" in await refused.text()
         )
+
+
+async def test_a_users_build_has_less_time_than_the_operators(
+    make_gateway: MakeGateway, gitlab: tuple[GitLab, str], tmp_path: Path
+) -> None:
+    """A user's requirements.txt runs code at build time (here, one that never ends): it is
+    stopped after SERVER_BUILD_TIMEOUT, which is shorter than the repository's BUILD_TIMEOUT
+    by default, and the server says why."""
+    lab, gitlab_url = gitlab
+    gail = lab.user("gail", "glpat-gail-666666666666666")
+    project = lab.project("group/slow", {gail: DEVELOPER})
+    with package_index(tmp_path / "index") as index:
+        index.sdist("nbgw-endless-build", "import time\ntime.sleep(3600)")
+        sha = project.remote.commit(
+            {"a.ipynb": notebook("1"), "requirements.txt": index.requirements("nbgw-endless-build")}
+        )
+        gateway = await make_gateway(GITLAB_URL=gitlab_url, SERVER_BUILD_TIMEOUT="15")
+        assert gateway.settings.build_timeout == 1200  # the operator's repository keeps more
+        status, body = await call(
+            gateway,
+            "POST",
+            "/servers",
+            gail.token,
+            json={"namespace": "group", "project": "slow", "commit_sha": sha},
+        )
+        assert status == 201, body
+        started = time.monotonic()
+        failed = await wait_until(gateway, body["name"], gail.token, "failed")
+    assert time.monotonic() - started < 120
+    assert failed["status"]["message"] == (
+        "the image build failed: installing the requirements did not finish within 15 s"
+    ), failed

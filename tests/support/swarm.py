@@ -52,6 +52,14 @@ def one_node_swarm() -> Iterator[None]:
             docker("network", "rm", "docker_gwbridge", check=False)
 
 
+def swarm_host_address() -> str:
+    """Where a Swarm task's container reaches this host: the gateway of the bridge Swarm
+    gives every node's containers a way out through."""
+    return docker(
+        "network", "inspect", "docker_gwbridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"
+    )
+
+
 def _push_traefik_image(root: Path, registry: Registry, tag: str) -> str:
     """FROM scratch with the static Traefik binary; pushed, so Swarm pulls it like any image."""
     binary = shutil.which("traefik") or str(Path(sys.executable).parent / "traefik")

@@ -16,17 +16,25 @@ def compose() -> dict[str, Any]:
     return dict(yaml.safe_load((ROOT / "docker-compose.yml").read_text()))
 
 
-def test_compose_runs_gateway_traefik_and_registry_on_one_network() -> None:
+def test_compose_keeps_the_control_plane_off_the_notebooks_network() -> None:
+    """Notebooks join DOCKER_NETWORK, where only Traefik meets them; the gateway and the
+    registry are on a network no notebook is on (a kernel cannot reach them there)."""
     services = compose()["services"]
     assert set(services) == {"gateway", "traefik", "registry"}
     network = compose()["networks"]["notebooks"]["name"]
     traefik_config = tomllib.loads((ROOT / "traefik" / "traefik.toml").read_text())
     assert traefik_config["providers"]["docker"]["network"] == network
     assert services["gateway"]["environment"]["DOCKER_NETWORK"] == network
-    assert all(service["networks"] == ["notebooks"] for service in services.values())
+    assert {name: sorted(s["networks"]) for name, s in services.items()} == {
+        "gateway": ["control"],
+        "registry": ["control"],
+        "traefik": ["control", "notebooks"],
+    }
     # The engine pushes on the host's loopback; the gateway's container reads the API by name.
     assert services["registry"]["ports"] == ["127.0.0.1:5000:5000"]
     assert services["gateway"]["environment"]["REGISTRY_API_URL"] == "http://registry:5000"
+    # Traefik's own API and dashboard are not served at all.
+    assert "api" not in traefik_config
 
 
 def test_compose_gateway_is_built_here_and_reaches_docker_and_traefik() -> None:
@@ -37,7 +45,7 @@ def test_compose_gateway_is_built_here_and_reaches_docker_and_traefik() -> None:
         "address"
     ]
     assert gateway["environment"]["TRAEFIK_URL"] == f"http://traefik:{web.rsplit(':', 1)[1]}"
-    # Traefik (on the same network) reaches the gateway for forward-auth.
+    # Traefik (on the control network) reaches the gateway for forward-auth.
     assert gateway["environment"]["GATEWAY_INTERNAL_URL"] == "http://gateway:3000"
     assert "3000:3000" in gateway["ports"]
     traefik = compose()["services"]["traefik"]
@@ -73,6 +81,12 @@ def test_stack_file_runs_the_swarm_runtime_on_an_overlay_network() -> None:
     # The gateway builds on, and Traefik's provider reads, a manager's engine.
     for name in ("gateway", "traefik"):
         assert services[name]["deploy"]["placement"]["constraints"] == ["node.role == manager"]
-        assert services[name]["networks"] == ["notebooks"]
+    # The control plane is on a network no notebook service joins.
+    assert stack["networks"]["control"]["driver"] == "overlay"
+    assert {name: sorted(s["networks"]) for name, s in services.items()} == {
+        "gateway": ["control"],
+        "registry": ["control"],
+        "traefik": ["control", "notebooks"],
+    }
     # Swarm's routing mesh is not assumed: ports are published on the host.
     assert all(port["mode"] == "host" for s in services.values() for port in s.get("ports", []))

@@ -4,12 +4,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.dockerfile import (
-    START_SCRIPT,
+    REQUIREMENTS,
     WORKDIR,
     api_labels,
+    install_command,
     label_instruction,
     render_dockerfile,
     render_env_dockerfile,
+    start_command,
+    start_script,
 )
 
 HOSTILE = [
@@ -27,7 +30,6 @@ def render(path: str, shared: bool = True) -> str:
     return render_dockerfile(
         env_image="registry.example.org/nbgw/climate--env:abc",
         user="1000:100",
-        notebook_path=path,
         shared=shared,
         labels={"notebook-gateway.notebook": path, "notebook-gateway.kind": "published"},
     )
@@ -79,62 +81,56 @@ def test_environment_structure() -> None:
         "LABEL",
         "USER",
         "COPY",
-        "RUN",
-        "COPY",
         "WORKDIR",
         "EXPOSE",
-        "CMD",
     ]
     assert lines[0] == "FROM quay.io/jupyter/base-notebook:latest" and lines[2] == "USER 1000:100"
     assert all("--chown=1000:100" in line for line in lines if line.startswith("COPY"))
     assert f"WORKDIR {WORKDIR}" in lines
-    assert lines[-1] == f'CMD ["python3", "{START_SCRIPT}", "", "/lab"]'
+    # No repository code runs in the engine's builder: the install step runs afterwards, in
+    # a container of its own; the Dockerfile names it, so it is part of the image's hash.
+    assert not any(line.startswith(("RUN", "CMD")) for line in lines)
+    text = render_env_dockerfile(base_image="b", user="1000:100", requirements=True, labels={})
+    assert json.dumps(install_command()) in text and install_command()[-1] == REQUIREMENTS
     plain = instructions(
         render_env_dockerfile(base_image="b", user="1000:100", requirements=False, labels={})
     )
-    assert not any("requirements" in line or line.startswith("RUN") for line in plain)
+    assert not any("requirements" in line for line in plain)
 
 
 def test_notebook_images_are_thin_layers_on_their_environment() -> None:
     lines = instructions(render("intro.ipynb"))
     assert lines[0] == "FROM registry.example.org/nbgw/climate--env:abc"
     # What stays the same between versions of the notebook comes before its files.
-    assert [line.split()[0] for line in lines] == ["FROM", "LABEL", "CMD", "COPY", "COPY"]
-    assert lines[2] == f'CMD ["python3", "{START_SCRIPT}", "intro.ipynb", "/lab"]'
+    assert [line.split()[0] for line in lines] == ["FROM", "LABEL", "COPY", "COPY"]
     assert lines[-1] == f'COPY --chown=1000:100 ["notebook/", "{WORKDIR}/"]'
     assert [line.split()[0] for line in instructions(render("a.ipynb", shared=False))] == [
         "FROM",
         "LABEL",
-        "CMD",
         "COPY",
     ]
 
 
 def test_a_server_image_holds_the_repository_without_a_notebook_layer() -> None:
     lines = instructions(
-        render_dockerfile(
-            env_image="e",
-            user="1000:100",
-            notebook_path="",
-            shared=True,
-            labels={},
-            notebook=False,
-        )
+        render_dockerfile(env_image="e", user="1000:100", shared=True, labels={}, notebook=False)
     )
     assert lines == ["FROM e", f'COPY --chown=1000:100 ["shared/", "{WORKDIR}/"]']
 
 
+def test_every_container_runs_the_current_start_script() -> None:
+    command = start_command("sub/a b.ipynb", "/tree")
+    assert command == ["python3", "-c", start_script().decode(), "sub/a b.ipynb", "/tree"]
+
+
 @given(st.one_of(st.sampled_from(HOSTILE), st.text(min_size=1)))
 def test_file_names_never_change_the_structure(path: str) -> None:
-    """Only the CMD's JSON string and the quoted label differ, and both decode back to the
-    exact name; a name the LABEL cannot hold is left to the build API."""
+    """Only the quoted label differs, and it decodes back to the exact name; a name the LABEL
+    cannot hold is left to the build API."""
     plain, hostile = instructions(render("plain.ipynb")), instructions(render(path))
     assert len(plain) == len(hostile)
     assert [line.split()[0] for line in plain] == [line.split()[0] for line in hostile]
-    assert plain[3:] == hostile[3:]
-    command = hostile[2].removeprefix("CMD ")
-    assert json.loads(command) == ["python3", START_SCRIPT, path, "/lab"]
-    assert "\n" not in command and "\r" not in command
+    assert plain[2:] == hostile[2:]
     labels = {"notebook-gateway.notebook": path, "notebook-gateway.kind": "published"}
     held = {k: v for k, v in labels.items() if k not in api_labels(labels)}
     assert parse_label(hostile[1]) == held

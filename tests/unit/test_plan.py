@@ -3,16 +3,30 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.models import DesiredNotebook, RunningNotebook, serving
+from gateway.models import DesiredNotebook, Launch, ResourceLimits, RunningNotebook, serving
 from gateway.plan import make_plan
 
 
+def launch(path: str, entrypoint: str = "web") -> Launch:
+    return Launch(
+        f"c-{path}", "img", {"traefik.http.routers.r.entrypoints": entrypoint}, "host", "net",
+        "1000:100", ResourceLimits(2**30, 1.0, 512), router=f"c-{path}",
+    )  # fmt: skip
+
+
 def desired(path: str, digest: str = "h1") -> DesiredNotebook:
-    return DesiredNotebook("p", path, "c", digest, f"img:{digest}", f"c-{path}", "host", "url", ())
+    return DesiredNotebook(
+        "p", path, "c", digest, f"img:{digest}", f"c-{path}", "host", "url", (), launch(path)
+    )
 
 
 def running(
-    path: str, digest: str = "h1", up: bool = True, name: str | None = None, cid: str | None = None
+    path: str,
+    digest: str = "h1",
+    up: bool = True,
+    name: str | None = None,
+    cid: str | None = None,
+    shape: str | None = None,
 ) -> RunningNotebook:
     return RunningNotebook(
         cid or f"id-{path}-{digest}",
@@ -26,6 +40,7 @@ def running(
         up,
         "",
         f"c-{path}",
+        launch(path).shape if shape is None else shape,
     )
 
 
@@ -48,6 +63,24 @@ def test_changed_stopped_or_renamed_is_deployed_in_place_of_the_old() -> None:
         "stopped": ["stopped"],
     }
     assert plan.remove == []
+
+
+def test_a_container_shaped_otherwise_is_replaced_though_its_content_is_the_same() -> None:
+    """Started under other settings (here another Traefik entrypoint), or by a gateway that
+    gave it no shape at all: the next plan replaces it, one hand-over each."""
+    other = running("a", shape=launch("a", entrypoint="websecure").shape)
+    unshaped = running("b", shape="")
+    plan = make_plan([desired("a"), desired("b")], [other, unshaped])
+    assert plan.keep == []
+    assert {d.desired.path: d.replaces for d in plan.deploy} == {"a": (other,), "b": (unshaped,)}
+
+
+def test_a_shape_does_not_depend_on_the_commit_nor_on_a_token() -> None:
+    base = launch("a")
+    moved = Launch(**{**base.__dict__, "labels": {**base.labels, "notebook-gateway.commit": "x"}})
+    assert moved.shape == base.shape  # an unrelated commit to the project keeps it running
+    limited = Launch(**{**base.__dict__, "limits": ResourceLimits(2**30, 1.0, 128)})
+    assert limited.shape != base.shape
 
 
 def test_gone_notebooks_and_duplicates_are_removed() -> None:

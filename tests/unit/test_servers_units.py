@@ -9,9 +9,9 @@ import pytest
 
 from gateway.adapters.runtime import ContainerState
 from gateway.errors import BadRequest
+from gateway.models import ServerState
 from gateway.schemas import ServerOptionsRequest, ServerRequest, parse
 from gateway.services.servers import ServerManager, server_status
-from gateway.services.store import ServerState
 from gateway.settings import Settings
 
 SETTINGS = Settings.from_env(

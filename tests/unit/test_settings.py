@@ -96,7 +96,10 @@ def test_secrets_do_not_show_in_repr() -> None:
         }
     )
     assert "registry-pw" not in repr(settings) and "s3cret" not in repr(settings)
-    assert set(settings.secrets()) == {"s3cret-token-value", "registry-pw"}
+    # The forward-auth key, derived from AUTH_TOKEN, is masked too (it is in request lines).
+    key = settings.forward_auth_key()
+    assert set(settings.secrets()) == {"s3cret-token-value", "registry-pw", key}
+    assert "s3cret" not in key and len(key) == 32
     assert settings.registry_server == "r.example.org"
 
 
