@@ -444,13 +444,13 @@ def as_released_before(container: str, network: str) -> str:
 
 
 async def test_running_notebooks_follow_a_change_of_settings(
-    make_gateway: MakeGateway, remote: GitRemote, stack: Stack
+    make_gateway: MakeGateway, remote: GitRemote, lane: Lane
 ) -> None:
     """An operator turns PROTECT_PUBLISHED on and lowers the process limit: the next
     reconcile pass replaces the running notebook, whose content did not change, and its
     route is guarded from then on."""
     remote.commit({"climate/a.ipynb": notebook("print('a')")})
-    gateway = await make_gateway()
+    gateway = await make_gateway(**lane.env())
     status, body = await gateway.notify("climate")
     assert status == 200, job_summary(body)
     url = body["notebooks"][0]["url"]
@@ -464,6 +464,7 @@ async def test_running_notebooks_follow_a_change_of_settings(
         STATE_DIR=str(gateway.settings.state_dir),
         PROTECT_PUBLISHED="true",
         NOTEBOOK_PIDS_LIMIT="256",
+        **lane.env(),
     )
     response = await guarded.client.post("/reconcile", headers=guarded.auth())
     result = await response.json()
