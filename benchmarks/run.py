@@ -39,6 +39,7 @@ import aiodocker
 import aiohttp
 
 from gateway import naming
+from gateway.dockerfile import WORKDIR, start_command
 from gateway.models import ServerRecord, ServerState
 from gateway.services.store import Store
 from tests.support.engine import (
@@ -250,20 +251,28 @@ async def until_answers(
     host: str | None = None,
     contains: str = "",
     timeout: float = 600,
+    authorization: str = "",
 ) -> None:
     """Ask every POLL seconds until `url` answers 200 (with `contains` in the body)."""
     async with asyncio.timeout(timeout):
         while True:
-            if await answers(http, url, host, contains):
+            if await answers(http, url, host, contains, authorization):
                 return
             await asyncio.sleep(POLL)
 
 
 async def answers(
-    http: aiohttp.ClientSession, url: str, host: str | None = None, contains: str = ""
+    http: aiohttp.ClientSession,
+    url: str,
+    host: str | None = None,
+    contains: str = "",
+    authorization: str = "",
 ) -> bool:
+    headers = {"Host": host} if host else {}
+    if authorization:
+        headers["Authorization"] = authorization
     try:
-        async with http.get(url, headers={"Host": host} if host else {}) as response:
+        async with http.get(url, headers=headers) as response:
             if response.status != 200:
                 return False
             return contains in await response.text() if contains else True
@@ -423,17 +432,23 @@ async def p3(lab: Lab, gateway: Gateway, remote: GitRemote, repeats: int) -> Fig
                 "--filter", f"label={naming.LABEL_NOTEBOOK}={path}",
                 "--filter", f"label={naming.LABEL_PROJECT}={project}", "--format", "{{.Image}}",
             )  # fmt: skip
+            # The floor starts Jupyter as the gateway's containers do (its command, a token).
+            token = secrets.token_urlsafe(16)
             with stopwatch() as elapsed:
                 container = docker(
-                    "run", "-d", "--network", lab.network,
+                    "run", "-d", "--network", lab.network, "--user", "1000:100",
+                    "-w", WORKDIR, "-e", f"JUPYTER_TOKEN={token}",
                     "--label", f"{naming.LABEL_INSTANCE}={floor_instance}", image,
+                    *start_command(path),
                 )  # fmt: skip
                 address = docker(
                     "inspect", "--format",
                     f'{{{{(index .NetworkSettings.Networks "{lab.network}").IPAddress}}}}',
                     container,
                 )  # fmt: skip
-                await until_answers(http, f"http://{address}:8888/api/status")
+                await until_answers(
+                    http, f"http://{address}:8888/api/status", authorization=f"token {token}"
+                )
             floor.append(elapsed())
             docker("rm", "-f", container)
             if lab.trace:

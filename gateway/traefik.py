@@ -48,7 +48,10 @@ def guard_labels(instance: str, auth_url: str) -> tuple[tuple[str, ...], dict[st
     """The middleware that lets a request through only when the gateway says so (forwardAuth).
     Every guarded container declares the same one, which Traefik merges."""
     auth = f"{instance}-auth"
-    return (auth,), {f"traefik.http.middlewares.{auth}.forwardauth.address": auth_url}
+    prefix = f"traefik.http.middlewares.{auth}.forwardauth"
+    # Traefik's default, said out loud (3.6 asks for it): the gateway gets the client as
+    # Traefik saw it, never a forwarded address the client made up.
+    return (auth,), {f"{prefix}.address": auth_url, f"{prefix}.trustForwardHeader": "false"}
 
 
 def static_config(

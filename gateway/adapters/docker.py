@@ -11,6 +11,7 @@ import logging
 import re
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import IO, Any, ParamSpec, TypeVar
 
 import aiodocker
@@ -193,11 +194,10 @@ class DockerEngine:
         """Run `command` on the staged image, unprivileged, with the limits and no more than
         the default bridge network (the package indexes it names); commit it as `image`."""
         config = (await self.client.images.inspect(staged)).get("Config") or {}
-        refused: list[str] = []  # lines saying a process could not be started
+        seen = _Processes(limits.pids)
 
         def heard(line: str) -> None:
-            if not refused and any(marker in line for marker in _NO_MORE_PROCESSES):
-                refused.append(line)
+            seen.refused = seen.refused or any(m in line for m in _NO_MORE_PROCESSES)
             output(line)
 
         # No label of its own: a commit would pass it on to the image. The environment's
@@ -218,11 +218,10 @@ class DockerEngine:
                 },
             }
         )
-        peak = [0]  # the most processes seen at once
         try:
             output(f"installing the requirements: {' '.join(command)}")
             await container.start()
-            watching = asyncio.create_task(self._count_processes(container.id, peak))
+            watching = asyncio.create_task(self._count_processes(container.id, seen))
             try:
                 async with asyncio.timeout(max(timeout, 1.0)):
                     async for chunk in container.log(stdout=True, stderr=True, follow=True):
@@ -233,7 +232,7 @@ class DockerEngine:
                 raise NotebookFailed(
                     "build_failed",
                     "the image build failed: installing the requirements did not finish within"
-                    f" {limits.timeout:.0f} s" + _hit_process_limit(refused, peak[0], limits),
+                    f" {limits.timeout:.0f} s{seen.hint()}",
                 ) from None
             finally:
                 watching.cancel()
@@ -242,14 +241,13 @@ class DockerEngine:
                 raise NotebookFailed(
                     "build_failed",
                     "the image build failed: installing the requirements ran out of memory"
-                    " (the build's limit is"
-                    f" {limits.memory // 2**20} MiB)",
+                    f" (the build's limit is {limits.memory // 2**20} MiB)",
                 )
             if code := int(state.get("ExitCode") or 0):
                 raise NotebookFailed(
                     "build_failed",
-                    f"the image build failed: installing the requirements failed (exit code {code})"
-                    + _hit_process_limit(refused, peak[0], limits),
+                    "the image build failed: installing the requirements failed"
+                    f" (exit code {code}){seen.hint()}",
                 )
             repository, _, tag = image.rpartition(":")
             # The staged image's own configuration: as a Dockerfile step, the install changes
@@ -264,7 +262,7 @@ class DockerEngine:
             with contextlib.suppress(aiodocker.DockerError):
                 await container.delete(force=True, v=True)
 
-    async def _count_processes(self, container_id: str, peak: list[int]) -> None:
+    async def _count_processes(self, container_id: str, seen: _Processes) -> None:
         """Keep the most processes the container ran at once: a build that forks without end
         is held at its limit, and may time out before it says so in its output."""
         while True:
@@ -274,7 +272,7 @@ class DockerEngine:
                     params={"stream": "false", "one-shot": "true"},
                 )
                 current = int((stats.get("pids_stats") or {}).get("current") or 0)
-                peak[0] = max(peak[0], current)
+                seen.peak = max(seen.peak, current)
             await asyncio.sleep(1.0)
 
     @engine_call("removing what interrupted builds left")
@@ -394,10 +392,19 @@ def log_lines(text: Any) -> list[str]:
 _NO_MORE_PROCESSES = ("Resource temporarily unavailable", "can't start new thread")
 
 
-def _hit_process_limit(refused: list[str], peak: int, limits: BuildLimits) -> str:
-    if refused or peak >= limits.pids:
-        return f": it could not start more processes (the build's limit is {limits.pids})"
-    return ""
+@dataclass
+class _Processes:
+    """What an install step showed of its processes: whether one could not be started, and
+    the most that ran at once."""
+
+    limit: int
+    refused: bool = False
+    peak: int = 0
+
+    def hint(self) -> str:
+        if self.refused or self.peak >= self.limit:
+            return f": it could not start more processes (the build's limit is {self.limit})"
+        return ""
 
 
 def _error_text(chunk: Mapping[str, Any]) -> str:

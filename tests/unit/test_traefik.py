@@ -4,7 +4,13 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.traefik import router_labels, static_config, write_static_config
+from gateway.traefik import (
+    guard_labels,
+    router_labels,
+    static_config,
+    token_labels,
+    write_static_config,
+)
 
 
 def test_static_config_only_routes_containers_that_opt_in(tmp_path: Path) -> None:
@@ -26,6 +32,28 @@ def test_router_labels() -> None:
     assert labels["traefik.http.routers.nbgw-a--b.rule"] == "Host(`a--b.example.org`)"
     assert labels["traefik.http.services.nbgw-a--b.loadbalancer.server.port"] == "8888"
     assert labels["traefik.docker.network"] == "nbnet"
+
+
+def test_every_route_ends_in_its_containers_token_after_the_guard() -> None:
+    guard, definitions = guard_labels("nbgw", "http://gw:3000/auth/forward?key=k")
+    labels = router_labels("nbgw-a--b", "a--b.example.org", "web", "nbnet", guard)
+    assert labels["traefik.http.routers.nbgw-a--b.middlewares"] == "nbgw-auth,nbgw-a--b-token"
+    assert definitions == {
+        "traefik.http.middlewares.nbgw-auth.forwardauth.address": "http://gw:3000/auth/forward?key=k",
+        "traefik.http.middlewares.nbgw-auth.forwardauth.trustForwardHeader": "false",
+    }
+    public = router_labels("nbgw-c--d", "c--d.example.org", "web", "nbnet")
+    assert public["traefik.http.routers.nbgw-c--d.middlewares"] == "nbgw-c--d-token"
+    # The token replaces whatever Authorization the client sent.
+    assert token_labels("nbgw-c--d", "s3cret") == {
+        "traefik.http.middlewares.nbgw-c--d-token.headers.customrequestheaders.Authorization": (
+            "token s3cret"
+        )
+    }
+    # Headers (tokens, cookies) never reach Traefik's access log.
+    config = static_config(network="nbnet")
+    assert config["accessLog"]["fields"]["headers"]["defaultMode"] == "drop"
+    assert "api" not in config  # no Traefik API or dashboard
 
 
 def test_cli_writes_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
