@@ -153,15 +153,6 @@ class DesiredNotebook:
     image_labels: dict[str, str] = field(default_factory=dict)  # in its Dockerfile
 
     @property
-    def labels(self) -> dict[str, str]:
-        """The container's: what its image is, and which commit and content it runs."""
-        return {
-            **self.image_labels,
-            naming.LABEL_COMMIT: self.commit,
-            naming.LABEL_CONTENT_HASH: self.content_hash,
-        }
-
-    @property
     def spec(self) -> ImageSpec:
         notebook = next(f for f in self.context if f.arcname == f"notebook/{self.path}")
         return ImageSpec(

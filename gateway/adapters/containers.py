@@ -20,7 +20,6 @@ from gateway.adapters.runtime import (
     Container,
     ContainerState,
     Handover,
-    Launch,
     Runtime,
     WorkloadIndex,
     new_token,
@@ -28,6 +27,7 @@ from gateway.adapters.runtime import (
     workload_labels,
 )
 from gateway.errors import DockerError, NotebookFailed
+from gateway.models import Launch
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,8 @@ from aiodocker.events import DockerEvents
 
 from gateway import naming
 from gateway.errors import DockerError
-from gateway.models import Launch, ResourceLimits, RunningNotebook
+from gateway.models import Launch, RunningNotebook
 from gateway.traefik import token_labels
-
-__all__ = ["Launch", "ResourceLimits"]  # where notebooks run, in the models' words
 
 log = logging.getLogger(__name__)
 

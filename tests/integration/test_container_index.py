@@ -12,8 +12,8 @@ import pytest
 
 from gateway import naming
 from gateway.adapters.containers import ContainerIndex, ContainerRuntime
-from gateway.adapters.runtime import Launch, ResourceLimits
 from gateway.errors import NotebookFailed
+from gateway.models import Launch, ResourceLimits
 from gateway.web.keys import RUNTIME
 from tests.conftest import Gateway, MakeGateway, Stack, agrees, docker_ps, indexed, job_summary
 from tests.support.engine import docker, remove_instance

@@ -74,11 +74,14 @@ def test_desired_notebook_names_labels_and_url() -> None:
         nb.image
         == f"notebook-gateway/nbgw/climate/{nb.host_label.split('--')[0]}:{nb.content_hash}"
     )
-    assert nb.labels["notebook-gateway.notebook"] == "Análise.ipynb"
-    assert nb.labels["notebook-gateway.commit"] == "c" * 40
-    # Another commit with the same content is the same image.
+    labels = nb.launch.labels
+    assert labels["notebook-gateway.notebook"] == "Análise.ipynb"
+    assert labels["notebook-gateway.commit"] == "c" * 40
+    assert nb.launch.name == nb.container and nb.launch.router == nb.container
+    # Another commit with the same content is the same image, and the same container.
     moved = ProjectSnapshot(**{**SNAPSHOT.__dict__, "commit": "d" * 40})
-    assert desired_notebooks(moved, SETTINGS, "sha256:base")[0].image == nb.image
+    (again,) = desired_notebooks(moved, SETTINGS, "sha256:base")
+    assert again.image == nb.image and again.launch.shape == nb.launch.shape
 
 
 def test_the_environment_is_shared_and_depends_only_on_base_and_requirements() -> None:
