@@ -189,6 +189,18 @@ async def gitlab(tmp_path: Path) -> AsyncIterator[tuple[GitLab, str]]:
 
 
 @pytest.fixture
+async def gitlab_under_path(tmp_path: Path) -> AsyncIterator[tuple[GitLab, str]]:
+    """The same, installed under a relative URL root (/gitlab), as GitLab may be."""
+    lab = GitLab(tmp_path / "gitlab", prefix="/gitlab")
+    server = TestServer(lab.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield lab, f"http://127.0.0.1:{server.port}/gitlab"
+    finally:
+        await server.close()
+
+
+@pytest.fixture
 def remote(tmp_path: Path) -> GitRemote:
     return GitRemote(tmp_path / "git")
 

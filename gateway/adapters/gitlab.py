@@ -1,30 +1,54 @@
 """The GitLab instance, through python-gitlab: who a token belongs to and what it may do.
 
-python-gitlab blocks, so every call runs in a worker thread. Answers are cached briefly, keyed by
-a hash of the token (never the token itself).
+python-gitlab blocks, so every call runs in a worker thread of this adapter's own (a slow or
+limiting GitLab never holds up git or Docker work). There is one client per token (its HTTP
+connections reused), a deadline per request and a bounded retry of passing failures; a GitLab
+that is limiting requests (429) is never waited for: the caller gets 503 with GitLab's
+Retry-After. Answers are cached briefly, keyed by a hash of the token (never the token
+itself).
+
+Access follows GitLab's own rules: a user's level on a project is what
+`GET /projects/:id/members/all/:user_id` says (direct, inherited from the group chain, or
+through a group the project is shared with; doc/api/members.md), and an instance
+administrator may do anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
+from urllib.parse import quote
 
 import gitlab
 import requests
 
-from gateway.errors import Unauthorized, UpstreamError
+from gateway.errors import Forbidden, GatewayError, Unauthorized, Unavailable, UpstreamError
 
 T = TypeVar("T")
 
 GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
+CLIENTS = 256  # tokens whose client (and connections) are kept
+TRANSIENT_RETRIES = 1  # a 5xx or a dropped connection is asked once more, then reported
 
 
 class GitLabError(UpstreamError):
     code = "gitlab_error"
+
+
+class GitLabLimiting(Unavailable):
+    code = "gitlab_rate_limited"
+
+
+class InsufficientScope(Forbidden):
+    code = "insufficient_scope"
 
 
 @dataclass(frozen=True)
@@ -32,6 +56,7 @@ class GitLabUser:
     id: int
     username: str
     name: str
+    admin: bool = False  # an instance administrator (GitLab shows it only to themselves)
 
 
 @dataclass(frozen=True)
@@ -40,89 +65,164 @@ class GitLabProject:
     path_with_namespace: str
     default_branch: str
     http_url_to_repo: str
-    access_level: int  # the token's best of project and group access (0: none)
 
 
 class GitLabClient:
-    def __init__(self, url: str, cache_ttl: float, timeout: float = 15.0) -> None:
+    def __init__(self, url: str, cache_ttl: float, timeout: float = 10.0, workers: int = 8):
         self.url = url.rstrip("/")
         self.cache_ttl = cache_ttl
         self.timeout = timeout
         self._cache: dict[tuple[str, ...], tuple[float, Any]] = {}
+        self._clients: OrderedDict[str, gitlab.Gitlab] = OrderedDict()
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="gitlab")
+        self._retry_after = threading.local()  # the Retry-After of this thread's last 429
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for client in self._clients.values():
+                client.session.close()
+            self._clients.clear()
 
     async def user(self, token: str) -> GitLabUser:
         """The user a token belongs to; Unauthorized when GitLab does not know the token."""
 
         def fetch() -> GitLabUser:
-            client = self._client(token)
-            client.auth()
-            me = client.user
-            assert me is not None
-            return GitLabUser(int(me.id), str(me.username), str(getattr(me, "name", me.username)))
+            me = cast(dict[str, Any], self._get(token, "/user"))
+            return GitLabUser(
+                int(me["id"]),
+                str(me["username"]),
+                str(me.get("name") or me["username"]),
+                bool(me.get("is_admin")),
+            )
 
         return await self._cached(("user", _digest(token)), fetch)
 
     async def project(self, token: str, path: str) -> GitLabProject | None:
-        """The project as this token sees it, or None when it cannot see it (GitLab answers 404
-        for projects a user may not know of)."""
+        """The project as this token sees it (by path, whatever its case, or an old path of
+        a renamed project), or None when it may not see it (GitLab answers 404)."""
 
         def fetch() -> GitLabProject | None:
-            try:
-                found = self._client(token).projects.get(path)
-            except gitlab.exceptions.GitlabGetError as exc:
-                if exc.response_code in (403, 404):
-                    return None
-                raise
-            permissions = getattr(found, "permissions", None) or {}
-            levels = [
-                (permissions.get(kind) or {}).get("access_level") or 0
-                for kind in ("project_access", "group_access")
-            ]
+            found = self._get(token, f"/projects/{quote(path, safe='')}", missing=True)
+            if found is None:
+                return None
             return GitLabProject(
-                id=int(found.id),
-                path_with_namespace=str(found.path_with_namespace),
-                default_branch=str(getattr(found, "default_branch", None) or "main"),
-                http_url_to_repo=str(found.http_url_to_repo),
-                access_level=max(levels),
+                id=int(found["id"]),
+                path_with_namespace=str(found["path_with_namespace"]),
+                default_branch=str(found.get("default_branch") or "main"),
+                http_url_to_repo=str(found["http_url_to_repo"]),
             )
 
         return await self._cached(("project", _digest(token), path), fetch)
 
+    async def access_level(self, token: str, project_id: int) -> int:
+        """The token's user's level on the project, however they got it (0: none)."""
+        me = await self.user(token)
+        if me.admin:
+            return OWNER
+
+        def fetch() -> int:
+            found = self._get(token, f"/projects/{project_id}/members/all/{me.id}", missing=True)
+            return int(found.get("access_level") or 0) if found else 0
+
+        return await self._cached(("access", _digest(token), str(project_id)), fetch)
+
     async def has_commit(self, token: str, project_id: int, sha: str) -> bool:
         def fetch() -> bool:
-            try:
-                self._client(token).projects.get(project_id, lazy=True).commits.get(sha)
-            except gitlab.exceptions.GitlabGetError as exc:
-                if exc.response_code == 404:
-                    return False
-                raise
-            return True
+            path = f"/projects/{project_id}/repository/commits/{quote(sha, safe='')}"
+            return self._get(token, path, missing=True) is not None
 
         return await self._cached(("commit", _digest(token), str(project_id), sha), fetch)
 
+    # -- one conversation -------------------------------------------------------------------
+
+    def _get(self, token: str, path: str, missing: bool = False) -> Any:
+        """GET one resource (None for a 404 when `missing`); GitLab's refusals as our
+        errors. Runs in a worker thread."""
+        self._retry_after.seconds = None
+        try:
+            return self._client(token).http_get(
+                path,
+                obey_rate_limit=False,  # never sleep on GitLab's limit in a shared thread
+                max_retries=TRANSIENT_RETRIES,
+                retry_transient_errors=True,
+            )
+        except gitlab.exceptions.GitlabAuthenticationError:
+            raise Unauthorized("GitLab does not accept this token") from None
+        except gitlab.exceptions.GitlabHttpError as exc:
+            if exc.response_code == 404 and missing:
+                return None
+            raise self._refusal(exc) from None
+        except requests.RequestException as exc:
+            raise GitLabError(
+                f"GitLab at {self.url} does not answer: {type(exc).__name__}"
+            ) from None
+
+    def _refusal(self, exc: gitlab.exceptions.GitlabHttpError) -> GatewayError:
+        if exc.response_code == 429:
+            seconds = self._retry_after.seconds or 60
+            error = GitLabLimiting(f"GitLab is limiting requests; try again in {seconds} s")
+            error.headers = {"Retry-After": str(seconds)}
+            return error
+        scope = _missing_scope(exc)
+        if scope is not None:
+            return InsufficientScope(
+                f"GitLab refuses this token here: it needs one of the scopes {scope}",
+                detail={"scope": scope.split()},
+            )
+        return GitLabError(f"GitLab answered {exc.response_code}: {exc.error_message}")
+
     def _client(self, token: str) -> gitlab.Gitlab:
-        # OAuth tokens and personal access tokens both work as a Bearer token.
-        return gitlab.Gitlab(self.url, oauth_token=token, timeout=self.timeout)
+        """One client (and connection pool) per token, the most recently used kept."""
+        key = _digest(token)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is not None:
+                self._clients.move_to_end(key)
+                return client
+            session = requests.Session()
+            session.hooks["response"].append(self._note_retry_after)
+            # OAuth tokens and personal access tokens both work as a Bearer token.
+            client = gitlab.Gitlab(
+                self.url, oauth_token=token, timeout=self.timeout, session=session
+            )
+            self._clients[key] = client
+            while len(self._clients) > CLIENTS:
+                _, old = self._clients.popitem(last=False)
+                old.session.close()
+            return client
+
+    def _note_retry_after(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        if response.status_code == 429:
+            value = response.headers.get("Retry-After", "")
+            self._retry_after.seconds = int(value) if value.isdigit() else None
 
     async def _cached(self, key: tuple[str, ...], fetch: Callable[[], T]) -> T:
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return cast(T, hit[1])
-        try:
-            value = await asyncio.to_thread(fetch)
-        except gitlab.exceptions.GitlabAuthenticationError:
-            raise Unauthorized("GitLab does not accept this token") from None
-        except gitlab.exceptions.GitlabError as exc:
-            raise GitLabError(f"GitLab answered {exc.response_code}: {exc.error_message}") from None
-        except requests.RequestException as exc:
-            raise GitLabError(
-                f"GitLab at {self.url} does not answer: {type(exc).__name__}"
-            ) from None
+        loop = asyncio.get_running_loop()
+        value = await loop.run_in_executor(self._executor, fetch)
         if len(self._cache) > 10_000:
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
         self._cache[key] = (now + self.cache_ttl, value)
         return value
+
+
+def _missing_scope(exc: gitlab.exceptions.GitlabHttpError) -> str | None:
+    """GitLab's 403 for a token without the scope an endpoint needs names the scopes
+    (doc/api/rest/authentication.md): {"error": "insufficient_scope", ..., "scope": "..."}."""
+    if exc.response_code != 403 or not exc.response_body:
+        return None
+    try:
+        body = json.loads(exc.response_body)
+    except ValueError:
+        return None
+    if isinstance(body, dict) and body.get("error") == "insufficient_scope":
+        return str(body.get("scope") or "api")
+    return None
 
 
 def _digest(token: str) -> str:

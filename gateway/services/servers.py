@@ -132,7 +132,7 @@ class ServerManager:
         project = await gitlab.project(token, path)
         if project is None:
             raise Forbidden(f"no access to the GitLab project {path} (or it does not exist)")
-        if not who.admin and project.access_level < DEVELOPER:
+        if not who.admin and await gitlab.access_level(token, project.id) < DEVELOPER:
             raise Forbidden(f"starting a server needs developer access to {path}")
         if not await gitlab.has_commit(token, project.id, request.commit_sha):
             raise NotFound(f"there is no commit {request.commit_sha} in {path}")
@@ -181,7 +181,7 @@ class ServerManager:
             raise Forbidden(
                 f"you already have {limit} servers; stop one first", detail={"limit": limit}
             )
-        clone_url = f"{self.settings.gitlab_url}/{path}.git"
+        clone_url = project.http_url_to_repo  # GitLab's own word: sub-paths, renames
         self._launches[name] = asyncio.create_task(self._launch(record, token, clone_url))
         return await self._view(record), True
 

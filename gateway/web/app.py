@@ -74,13 +74,24 @@ def create_app(settings: Settings) -> web.Application:
         app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
     if settings.auth_failure_limit:
         app[AUTH_FAILURES] = RateLimiter(settings.auth_failure_limit)
-    if settings.gitlab_url:
-        app[GITLAB] = GitLabClient(settings.gitlab_url, settings.identity_cache_ttl)
-    app.cleanup_ctx.extend([_docker, _store, _jobs])
+    app.cleanup_ctx.extend([_gitlab, _docker, _store, _jobs])
     tables = (routes, event_routes, status_routes, server_routes, proxy_auth_routes, openapi_routes)
     for table in tables:
         app.add_routes(table)
     return app
+
+
+async def _gitlab(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if not settings.gitlab_url:
+        yield
+        return
+    client = GitLabClient(settings.gitlab_url, settings.identity_cache_ttl)
+    app[GITLAB] = client
+    try:
+        yield
+    finally:
+        client.close()
 
 
 async def _docker(app: web.Application) -> AsyncIterator[None]:

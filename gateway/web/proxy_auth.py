@@ -170,7 +170,7 @@ async def _may_open(request: web.Request, who: Identity, target: Target) -> bool
     if gitlab is None or path is None:
         return False
     project = await gitlab.project(who.token, path)
-    return project is not None and project.access_level >= REPORTER
+    return project is not None and await gitlab.access_level(who.token, project.id) >= REPORTER
 
 
 def _not_yours(target: Target) -> str:

@@ -119,3 +119,28 @@ class GitRemote:
         fmt = "--format=%H%x09%an%x09%ae%x09%s"
         out = git("--git-dir", str(self.bare), "log", fmt, *args, BRANCH)
         return out.splitlines() if out else []
+
+    def revs(self, before: str, after: str) -> list[str]:
+        """The commits of a push from `before` to `after`, oldest first (all of them for a
+        new branch, whose `before` is zeros)."""
+        span = after if set(before) == {"0"} else f"{before}..{after}"
+        out = git("--git-dir", str(self.bare), "rev-list", "--reverse", span)
+        return out.splitlines() if out else []
+
+    def changes(self, sha: str) -> dict[str, list[str]]:
+        """What a commit added (A), modified (M) and removed (D)."""
+        out = git(
+            "--git-dir", str(self.bare), "diff-tree", "--root", "--no-commit-id", "-r",
+            "--name-status", sha,
+        )  # fmt: skip
+        found: dict[str, list[str]] = {}
+        for line in out.splitlines():
+            status, _, path = line.partition("\t")
+            found.setdefault(status[:1], []).append(path)
+        return found
+
+    def move(self, bare: Path) -> None:
+        """The repository moved (a project renamed): the author's clone follows."""
+        self.bare.rename(bare)
+        self.bare = bare
+        git("remote", "set-url", "origin", str(bare), cwd=self.work)
