@@ -41,6 +41,8 @@ esac
 _REJECTED = re.compile(
     r"\[rejected\]|non-fast-forward|fetch first|\[remote rejected\].*(stale|lock)"
 )
+# GitLab's refusal of a push to a protected branch (lib/gitlab/checks/branch_check.rb).
+_PROTECTED = re.compile(r"protected branch|pre-receive hook declined", re.IGNORECASE)
 
 
 class NotebookRepo:
@@ -392,7 +394,16 @@ class NotebookRepo:
                         kill_after_timeout=self.timeout,
                     )
                 except git.GitCommandError as exc:
-                    if _REJECTED.search(f"{exc.stdout}\n{exc.stderr}"):
+                    said = f"{exc.stdout}\n{exc.stderr}"
+                    if _PROTECTED.search(said):
+                        raise PublishError(
+                            f"GitLab refused the push of {path} to the protected branch"
+                            f" {self._branch!r}: {_describe(exc, self.url)}. The token of"
+                            " GITLAB_ACCESS_TOKEN needs the Maintainer role on the project, or"
+                            f" Developers must be allowed to push to {self._branch!r} (Settings"
+                            " > Repository > Protected branches)"
+                        ) from None
+                    if _REJECTED.search(said):
                         continue  # someone pushed meanwhile: rebuild on their commit
                     raise PublishError(
                         f"pushing {path} failed: {_describe(exc, self.url)}"

@@ -130,3 +130,32 @@ async def test_a_renamed_project_in_another_case_on_a_gitlab_under_a_sub_path(
                 break
             await asyncio.sleep(1)
     assert server["status"]["state"] == "running", server
+
+
+async def test_url_md_goes_to_the_protected_branch_with_a_maintainer_token_only(
+    make_gateway: MakeGateway, gitlab: tuple[GitLab, str]
+) -> None:
+    """GitLab protects the default branch: Developers may not push to it. A Developer token
+    gets GitLab's refusal, told with the role it needs; a Maintainer token publishes."""
+    lab, gitlab_url = gitlab
+    developer = lab.user(
+        "bot-dev", token("bot-dev"), scopes=("read_repository", "write_repository")
+    )
+    maintainer = lab.user("bot", token("bot"), scopes=("read_repository", "write_repository"))
+    notebooks = lab.project("team/notebooks", {developer: DEVELOPER, maintainer: MAINTAINER})
+    notebooks.remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    repository = {"GITLAB_REPO_URL": f"{gitlab_url}/team/notebooks.git", "GITLAB_URL": gitlab_url}
+
+    gateway = await make_gateway(GITLAB_ACCESS_TOKEN=developer.token, **repository)
+    status, body = await gateway.notify("climate")
+    assert status == 502 and body["error"]["code"] == "publish_failed", body
+    message = body["error"]["message"]
+    assert "You are not allowed to push code to protected branches" in message, message
+    assert "Maintainer role" in message and "'main'" in message, message
+    assert developer.token not in str(body)
+    assert notebooks.remote.read("URL.md") is None
+
+    gateway = await make_gateway(GITLAB_ACCESS_TOKEN=maintainer.token, **repository)
+    status, body = await gateway.notify("climate")
+    assert status == 200, body
+    assert "| a.ipynb | <http" in (notebooks.remote.read("URL.md") or "")
