@@ -123,6 +123,15 @@ class Pipeline:
         tip = await self._fetch(job, progress)
         before, after = job.params.get("before", ""), job.params.get("after", "")
         if not await self.repo.has_commit(after):
+            if job.params.get("verify"):  # nothing else told this push is ours
+                progress.emit(
+                    ProgressEvent(
+                        Phase.FETCHING,
+                        f"commit {after[:12]} is not in the notebooks repository: a push to"
+                        " another repository, ignored",
+                    )
+                )
+                return []
             after = tip  # pushed over again since: the tip includes it, the last push wins
         if set(before) == {"0"}:
             reason = "a new branch"

@@ -76,6 +76,7 @@ class JobRunner:
         origin: JobOrigin = JobOrigin.API,
         params: dict[str, Any] | None = None,
         dedupe_key: str | None = None,
+        dedupe_within: float | None = None,
         idempotency_key: str | None = None,
         parent: str | None = None,
     ) -> tuple[Job, bool]:
@@ -83,7 +84,7 @@ class JobRunner:
         Returns the job and whether it is new (False: a duplicate delivery of an earlier one)."""
         job, created = await self.store.create_job(
             project, action, origin=origin, params=params, dedupe_key=dedupe_key,
-            idempotency_key=idempotency_key, parent=parent,
+            dedupe_within=dedupe_within, idempotency_key=idempotency_key, parent=parent,
         )  # fmt: skip
         if created:
             log.info("queued job %s (%s %s, from %s)", job.id, action, project, origin)

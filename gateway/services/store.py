@@ -228,17 +228,20 @@ class Store:
         origin: JobOrigin = JobOrigin.API,
         params: dict[str, Any] | None = None,
         dedupe_key: str | None = None,
+        dedupe_within: float | None = None,
         idempotency_key: str | None = None,
         parent: str | None = None,
     ) -> tuple[Job, bool]:
         """Record a job. With keys, an existing job for the same keys that has not failed is
-        returned instead (created is False): repeated deliveries run once."""
+        returned instead (created is False): repeated deliveries run once. `dedupe_within`
+        seconds, if given, bound how far back the dedupe key counts."""
         async with self._write_lock:
             if dedupe_key or idempotency_key:
+                since = now(timedelta(seconds=dedupe_within)) if dedupe_within is not None else ""
                 rows = await self._rows(
-                    "SELECT * FROM jobs WHERE (dedupe_key = ? OR idempotency_key = ?)"
-                    " AND state != ? ORDER BY created_at DESC LIMIT 1",
-                    (dedupe_key, idempotency_key, str(JobState.FAILED)),
+                    "SELECT * FROM jobs WHERE ((dedupe_key = ? AND created_at > ?)"
+                    " OR idempotency_key = ?) AND state != ? ORDER BY created_at DESC LIMIT 1",
+                    (dedupe_key, since, idempotency_key, str(JobState.FAILED)),
                 )
                 if rows:
                     return _job(rows[0]), False

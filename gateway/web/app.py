@@ -28,6 +28,7 @@ from gateway.services.deployer import Deployer
 from gateway.services.health import HealthChecks
 from gateway.services.pipeline import Pipeline
 from gateway.services.reconciler import reconcile_periodically
+from gateway.services.repository import RepositoryIdentity
 from gateway.services.runner import JobRunner
 from gateway.services.servers import ServerManager
 from gateway.services.status import StatusBoard
@@ -41,6 +42,7 @@ from gateway.web.keys import (
     DOCKER,
     GITLAB,
     HEALTH,
+    IDENTITY,
     METRICS,
     RATE_LIMITER,
     REDACT,
@@ -58,7 +60,7 @@ from gateway.web.proxy_auth import routes as proxy_auth_routes
 from gateway.web.servers import routes as server_routes
 from gateway.web.status import routes as status_routes
 
-MAX_BODY = 4 * 1024**2  # GitLab push events list the files of up to 20 commits
+MAX_BODY = 25 * 1024**2  # what GitLab sends a webhook at most; other endpoints take 64 KiB
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -170,6 +172,7 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
         )
         app[SERVERS] = servers
         app[HEALTH] = HealthChecks(app[DOCKER], registry, repo, probe)
+        app[IDENTITY] = RepositoryIdentity(settings, app.get(GITLAB))
         app[STATUS] = StatusBoard(app[STORE], app[RUNTIME], repo)
         culler = Culler(settings, app[STORE], app[RUNTIME], servers, probe, metrics)
         await runner.resume()

@@ -9,15 +9,25 @@ from typing import Any
 from aiohttp import web
 
 from gateway import __version__, webhooks
-from gateway.errors import BadRequest, JobFailed, NotFound, Unauthorized, Unavailable
+from gateway.errors import BadRequest, JobFailed, NotFound, Unavailable
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.models import serving
 from gateway.schemas import ProjectDelete, ProjectUpdate, parse
 from gateway.services.runner import REPOSITORY
 from gateway.services.store import Job, JobAction, JobOrigin, JobState
-from gateway.web.auth import require_admin
+from gateway.web.auth import failed_check, refuse_guessing, require_admin
 from gateway.web.http import MAX_NOTIFICATION, flag, int_param, json_body
-from gateway.web.keys import HEALTH, METRICS, REDACT, RUNNER, RUNTIME, SERVERS, SETTINGS, STORE
+from gateway.web.keys import (
+    HEALTH,
+    IDENTITY,
+    METRICS,
+    REDACT,
+    RUNNER,
+    RUNTIME,
+    SERVERS,
+    SETTINGS,
+    STORE,
+)
 
 routes = web.RouteTableDef()
 
@@ -112,13 +122,16 @@ async def gitlab_hook(request: web.Request) -> web.Response:
     if settings.webhook_secret is None:
         raise NotFound("webhooks are not enabled; set WEBHOOK_SECRET")
     given = request.headers.get("X-Gitlab-Token", "").encode()
+    # GitLab's own deliveries are never limited (it disables a hook after a few failures);
+    # wrong secrets count against the client like any failed credential.
     if not hmac.compare_digest(given, settings.webhook_secret.get_secret_value().encode()):
-        raise Unauthorized("missing or wrong X-Gitlab-Token (the hook's secret token)")
+        refuse_guessing(request)
+        raise failed_check(request, "missing or wrong X-Gitlab-Token (the hook's secret token)")
     event = webhooks.classify(
         request.headers,
         await json_body(request),
         branch=settings.git_branch,
-        repository=webhooks.repository_path(settings.repo_url),
+        repository=await request.app[IDENTITY].get(),
         bot_email=settings.git_bot_email,
     )
     if isinstance(event, webhooks.Ignored):
@@ -129,6 +142,7 @@ async def gitlab_hook(request: web.Request) -> web.Response:
         origin=JobOrigin.WEBHOOK,
         params=event.params(),
         dedupe_key=event.dedupe_key,
+        dedupe_within=event.dedupe_within,
         idempotency_key=event.idempotency_key,
     )
     body = {"status": "accepted" if created else "duplicate", "job": await job_json(request, job)}

@@ -9,6 +9,7 @@ from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.redact import Redactor
 from gateway.services.health import HealthChecks
+from gateway.services.repository import RepositoryIdentity
 from gateway.services.runner import JobRunner
 from gateway.services.servers import ServerManager
 from gateway.services.status import StatusBoard
@@ -30,3 +31,4 @@ SIGNER = web.AppKey("signer", Signer)
 METRICS = web.AppKey("metrics", Metrics)
 HEALTH = web.AppKey("health", HealthChecks)
 STATUS = web.AppKey("status", StatusBoard)
+IDENTITY = web.AppKey("identity", RepositoryIdentity)  # the notebooks repository's

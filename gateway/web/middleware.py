@@ -95,7 +95,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 LIMITED = {
     ("POST", "/projects"),
     ("DELETE", "/projects"),
-    ("POST", "/hooks/gitlab"),
     ("POST", "/reconcile"),
     ("POST", "/servers"),
 }

@@ -22,10 +22,9 @@ from gateway.sessions import SESSION_COOKIE
 from gateway.settings import Settings
 from gateway.web.auth import CLIENT, credential, identity_for, login_token, same_origin
 from gateway.web.http import form_body
-from gateway.web.keys import GITLAB, SERVERS, SETTINGS, SIGNER
+from gateway.web.keys import GITLAB, IDENTITY, SERVERS, SETTINGS, SIGNER
 from gateway.web.middleware import error_response
 from gateway.web.render import page
-from gateway.webhooks import repository_path
 
 routes = web.RouteTableDef()
 
@@ -166,7 +165,7 @@ async def _may_open(request: web.Request, who: Identity, target: Target) -> bool
     if not who.token:
         return True
     gitlab = request.app.get(GITLAB)
-    path = repository_path(request.app[SETTINGS].repo_url)
+    path = request.app[IDENTITY].path
     if gitlab is None or path is None:
         return False
     project = await gitlab.project(who.token, path)

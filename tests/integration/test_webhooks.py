@@ -124,12 +124,14 @@ async def test_duplicate_deliveries_run_once(make_gateway: MakeGateway, remote: 
 
     # GitLab retrying one delivery ten times at once (same Idempotency-Key).
     event = push_event(base, head)
-    answers = await asyncio.gather(*(deliver(gateway, event, key="delivery-1") for _ in range(10)))
+    answers = await asyncio.gather(
+        *(deliver(gateway, event, key="delivery-1", event="push-1") for _ in range(10))
+    )
     statuses = sorted(status for status, _ in answers)
     assert statuses == [200] * 9 + [202], answers
     assert {body["job"]["id"] for _, body in answers} == {answers[0][1]["job"]["id"]}
-    # The same push through another hook (another key) is the same work too.
-    status, body = await deliver(gateway, event, key="delivery-from-a-group-hook")
+    # The same push through another hook (another key, the same event) is the same work too.
+    status, body = await deliver(gateway, event, key="delivery-from-a-group-hook", event="push-1")
     assert status == 200 and body["status"] == "duplicate"
 
     jobs = await children_of(gateway, answers[0][1]["job"]["id"])

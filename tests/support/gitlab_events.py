@@ -72,11 +72,15 @@ def push_event(
     }
 
 
-def headers(secret: str, kind: str = "Push Hook", key: str | None = None) -> dict[str, str]:
+def headers(
+    secret: str, kind: str = "Push Hook", key: str | None = None, event: str | None = None
+) -> dict[str, str]:
+    """One delivery's headers. `key` is the delivery's (its retries keep it); `event` the
+    event's, the same in every hook's delivery of it (X-Gitlab-Event-UUID)."""
     return {
         "X-Gitlab-Event": kind,
         "X-Gitlab-Token": secret,
-        "X-Gitlab-Event-UUID": str(uuid.uuid4()),
+        "X-Gitlab-Event-UUID": event or str(uuid.uuid4()),
         "Idempotency-Key": key or str(uuid.uuid4()),
         "Content-Type": "application/json",
     }
