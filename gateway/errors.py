@@ -59,6 +59,13 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class Unsatisfiable(GatewayError):
+    """A request understood, and impossible here (a GPU, cloud storage): not a typo to fix."""
+
+    status = 422
+    code = "unsatisfiable"
+
+
 class Unavailable(GatewayError):
     status = 503
     code = "unavailable"

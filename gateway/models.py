@@ -161,6 +161,14 @@ class DesiredNotebook:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What the engine says a running container uses now (None: it cannot say)."""
+
+    cpu: float | None = None  # cores
+    memory: int | None = None  # bytes
+
+
+@dataclass(frozen=True)
 class RunningNotebook:
     """A container the gateway owns, as read back from its labels."""
 
@@ -223,6 +231,10 @@ class ServerRecord:
     url: str
     created_at: str
     updated_at: str
+    gitlab_project_id: int = 0  # 0: recorded before the gateway kept it
+    repository: str = ""  # the project's page on GitLab (its web_url)
+    step: str = ""  # the launch step under way, or the one that failed (see LAUNCH_STEPS)
+    warnings: list[str] = field(default_factory=list)  # what was asked for and not done
 
 
 class NotebookState(enum.StrEnum):

@@ -46,42 +46,75 @@ class ProjectUpdate(ProjectDelete):
 _GITLAB_PATH = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)*$")
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9_./-]{1,255}$")
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+_MILLICORES = re.compile(r"^([0-9]*\.?[0-9]+)(m?)$")  # renku's CpuField: 0.5, "0.5", "500m"
 
 
 class ServerOptionsRequest(BaseModel):
-    """renku's serverOptions; values must be among those GET /server_options lists."""
+    """renku's serverOptions. The processor and memory must be among those GET
+    /server_options lists; renku's other options are answered (see ServerManager.choose)."""
 
     model_config = ConfigDict(extra="forbid")
 
     defaultUrl: str | None = None  # renku's camelCase names, kept for its clients
-    cpu_request: float | None = None
+    cpu_request: float | None = None  # cores: 0.5, "0.5" or renku's "500m"
     mem_request: str | None = None
+    disk_request: str | int | None = None
+    gpu_request: int | str | None = None
+    lfs_auto_fetch: bool | None = None
+
+    @field_validator("cpu_request", mode="before")
+    @classmethod
+    def _cores(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        found = _MILLICORES.fullmatch(value.strip())
+        if found is None:
+            raise ValueError(f"{value!r} is not a number of cores")
+        number = float(found.group(1))
+        return number / 1000 if found.group(2) else number
 
 
 class ServerRequest(BaseModel):
+    """renku-notebooks' POST /servers body (servers_post.py), as renku-ui 2.x and 3.x and
+    renku-python send it. Unknown keys are ignored, as renku ignores them."""
+
     model_config = ConfigDict(extra="ignore")
 
     namespace: str = Field(min_length=1, max_length=255)
     project: str = Field(min_length=1, max_length=255)
-    commit_sha: str = Field(pattern=r"^[0-9a-f]{40}$")
+    # A full commit id or a unique prefix of one (at least 4 digits, as git allows).
+    commit_sha: str = Field(pattern=r"^[0-9a-fA-F]{4,40}$")
     branch: str | None = None
     notebook: str | None = None
     image: str | None = None
     serverOptions: ServerOptionsRequest = Field(default_factory=ServerOptionsRequest)
+    # renku's keys beside serverOptions: answered, never dropped without a word.
+    default_url: str | None = None
+    lfs_auto_fetch: bool | None = None
+    storage: int | None = None  # gigabytes of disk (renku 1.x with resource classes)
+    resource_class_id: int | None = None
+    environment_variables: dict[str, str] | None = None
+    cloudstorage: list[Any] | None = None
+    user_secrets: Any = None
+
+    @field_validator("commit_sha")
+    @classmethod
+    def _commit(cls, value: str) -> str:
+        return value.lower()
 
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
         if not _GITLAB_PATH.fullmatch(value) or ".." in value.split("/"):
             raise ValueError(f"{value!r} is not a GitLab group path")
-        return value
+        return value.lower()  # GitLab's paths are not case-sensitive; renku lowercases too
 
     @field_validator("project")
     @classmethod
     def _project(cls, value: str) -> str:
         if "/" in value or not _GITLAB_PATH.fullmatch(value) or value in (".", ".."):
             raise ValueError(f"{value!r} is not a GitLab project path")
-        return value
+        return value.lower()
 
     @field_validator("branch")
     @classmethod
@@ -110,32 +143,51 @@ class ServerRequest(BaseModel):
         return value or None
 
 
+class ServerStep(BaseModel):
+    step: str
+    status: Literal["ready", "waiting", "executing", "failed"]
+
+
+class ServerWarning(BaseModel):
+    message: str
+    critical: bool
+
+
 class ServerStatus(BaseModel):
+    """renku's: `state` and `message` (1.5 to 1.11), the launch's steps and how many are
+    ready (from 1.12), and what was asked for and not done."""
+
     state: Literal["starting", "running", "stopping", "failed"]
     message: str
+    details: list[ServerStep]
+    totalNumContainers: int
+    readyNumContainers: int
+    warnings: list[ServerWarning]
 
 
-class ServerAnnotations(BaseModel):
-    namespace: str
-    project: str
-    branch: str
-    commit_sha: str
-    notebook: str
-    user: str
+class ResourceRequests(BaseModel):
+    cpu: float
+    memory: str  # as chosen from the server options, in Docker's units
+
+
+class ResourceUsage(BaseModel):
+    cpu: float | None = None  # cores, when the engine has two samples to tell
+    memory: str | None = None  # renku's decimal gigabytes
 
 
 class ServerResources(BaseModel):
-    cpu_request: float
-    mem_request: str
+    requests: ResourceRequests
+    usage: ResourceUsage
 
 
 class Server(BaseModel):
     name: str
     url: str
     image: str
-    started: str
+    started: str | None  # ISO 8601; null when unknown
     status: ServerStatus
-    annotations: ServerAnnotations
+    # Ours (namespace, project, branch, commit_sha, notebook, user) and renku's renku.io/*.
+    annotations: dict[str, str]
     resources: ServerResources
 
 
@@ -151,10 +203,22 @@ class ServerOption(BaseModel):
     options: list[float | str]
 
 
+class CloudStorageOption(BaseModel):
+    enabled: bool
+
+
+class CloudStorageOptions(BaseModel):
+    """renku 1.31's `{enabled}` and 1.10's `{s3: {enabled}}` at once: there is none here."""
+
+    enabled: bool
+    s3: CloudStorageOption
+
+
 class ServerOptions(BaseModel):
     defaultUrl: ServerOption
     cpu_request: ServerOption
     mem_request: ServerOption
+    cloudstorage: CloudStorageOptions
 
 
 class ServerLogs(BaseModel):
@@ -163,6 +227,13 @@ class ServerLogs(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     jupyter_server: str = Field(alias="jupyter-server")
+
+
+class ImageCheck(BaseModel):
+    """GET /images: the image may be used (renku answers 200 without a body)."""
+
+    image_url: str
+    available: Literal[True]
 
 
 class NotebookResult(BaseModel):

@@ -139,6 +139,8 @@ class Settings(BaseModel):
     server_default_urls: tuple[str, ...] = Field(("/lab", "/tree"), alias="SERVER_DEFAULT_URLS")
     allowed_images: tuple[str, ...] = Field((), alias="ALLOWED_IMAGES")  # fnmatch patterns
     max_servers_per_user: int = Field(5, alias="MAX_SERVERS_PER_USER", ge=1)
+    # The servers API also under this path (renku's gateway serves it at /api/notebooks).
+    servers_api_prefix: str = Field("", alias="SERVERS_API_PREFIX")
 
     # Local state: the clone cache and the job database.
     state_dir: Path = Field(Path("state"), alias="STATE_DIR")
@@ -191,6 +193,17 @@ class Settings(BaseModel):
         for url in value:
             if not re.fullmatch(r"/[A-Za-z0-9/_-]*", url):
                 raise ValueError(f"{url!r} is not a path such as /lab")
+        return value
+
+    @field_validator("servers_api_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.rstrip("/")
+        segments = value.split("/")[1:]
+        if value and (
+            not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value) or {".", ".."} & set(segments)
+        ):
+            raise ValueError(f"{value!r} is not a path such as /api/notebooks")
         return value
 
     @field_validator("auth_token")

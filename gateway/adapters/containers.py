@@ -265,14 +265,15 @@ class ContainerRuntime(Runtime):
                 f"cannot inspect container {container_id[:12]}: {exc.message}"
             ) from None
 
-    async def logs_tail(self, container_id: str, lines: int = 30) -> list[str]:
+    async def logs_tail(self, container_id: str, lines: int | None = 30) -> list[str]:
         try:
             chunks = await self.client.containers.container(container_id).log(
-                stdout=True, stderr=True, tail=lines
+                stdout=True, stderr=True, tail="all" if lines is None else lines
             )
         except (aiodocker.DockerError, aiohttp.ClientError, OSError):
             return []  # only ever used to explain another failure
-        return [line for chunk in chunks for line in log_lines(chunk)][-lines:]
+        found = [line for chunk in chunks for line in log_lines(chunk)]
+        return found if lines is None else found[-lines:]
 
     @engine_call("stopping a container")
     async def stop(self, container_id: str) -> None:

@@ -16,6 +16,7 @@ from typing import IO, Any, ParamSpec, TypeVar
 
 import aiodocker
 import aiohttp
+from aiodocker.utils import compose_auth_header
 
 from gateway import naming
 from gateway.adapters.registry import RegistryAuth
@@ -83,6 +84,25 @@ class DockerEngine:
                 return None
             raise DockerError(f"cannot inspect image {ref}: {exc.message}") from None
         return str(info["Id"])
+
+    @engine_call("looking up an image")
+    async def image_available(self, ref: str, auth: RegistryAuth | None = None) -> bool:
+        """Whether the engine has the image or could pull it: its registry knows the tag
+        (the engine asks it, with `auth` if given; GET /distribution/{name}/json)."""
+        if await self.image_id(ref) is not None:
+            return True
+        headers = {}
+        if auth is not None:
+            headers["X-Registry-Auth"] = compose_auth_header(auth.header(), auth.server)
+        try:
+            await self.client._query_json(f"distribution/{ref}/json", headers=headers)
+        except aiodocker.DockerError as exc:
+            # The engine answers 401/403 when the registry refuses, and 404 or 500 (with the
+            # registry's word) when it does not know the name or the tag.
+            if exc.status in (400, 401, 403, 404, 500):
+                return False
+            raise DockerError(f"cannot look up image {ref}: {exc.message}") from None
+        return True
 
     @engine_call("pulling the base image")
     async def pull(self, ref: str, auth: RegistryAuth | None = None) -> str:

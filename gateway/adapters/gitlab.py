@@ -65,6 +65,7 @@ class GitLabProject:
     path_with_namespace: str
     default_branch: str
     http_url_to_repo: str
+    web_url: str
 
 
 class GitLabClient:
@@ -112,9 +113,10 @@ class GitLabClient:
                 path_with_namespace=str(found["path_with_namespace"]),
                 default_branch=str(found.get("default_branch") or "main"),
                 http_url_to_repo=str(found["http_url_to_repo"]),
+                web_url=str(found.get("web_url") or ""),
             )
 
-        return await self._cached(("project", _digest(token), path), fetch)
+        return await self._cached(("project", _digest(token), path), fetch, found_only=True)
 
     async def access_level(self, token: str, project_id: int) -> int:
         """The token's user's level on the project, however they got it (0: none)."""
@@ -128,22 +130,61 @@ class GitLabClient:
 
         return await self._cached(("access", _digest(token), str(project_id)), fetch)
 
-    async def has_commit(self, token: str, project_id: int, sha: str) -> bool:
-        def fetch() -> bool:
+    async def commit(self, token: str, project_id: int, sha: str) -> str | None:
+        """The full id of the commit `sha` (40 hex digits, or fewer as long as they name one
+        commit), or None when there is no such commit or several start so. GitLab resolves
+        branch and tag names here too (doc/api/commits.md): only a commit whose id starts
+        with `sha` counts."""
+
+        def fetch() -> str | None:
             path = f"/projects/{project_id}/repository/commits/{quote(sha, safe='')}"
+            found = self._get(token, path, missing=True)
+            full = str(found.get("id", "")) if found else ""
+            return full if full.startswith(sha.lower()) else None
+
+        key = ("commit", _digest(token), str(project_id), sha)
+        return await self._cached(key, fetch, found_only=True)
+
+    async def has_branch(self, token: str, project_id: int, branch: str) -> bool:
+        def fetch() -> bool:
+            path = f"/projects/{project_id}/repository/branches/{quote(branch, safe='')}"
             return self._get(token, path, missing=True) is not None
 
-        return await self._cached(("commit", _digest(token), str(project_id), sha), fetch)
+        key = ("branch", _digest(token), str(project_id), branch)
+        return await self._cached(key, fetch, found_only=True)
+
+    async def on_branch(self, token: str, project_id: int, branch: str, sha: str) -> bool:
+        """Whether the commit is in the branch's history: then it is its own merge base
+        with the branch (doc/api/repositories.md, "Merge base")."""
+
+        def fetch() -> bool:
+            found = self._get(
+                token,
+                f"/projects/{project_id}/repository/merge_base",
+                missing=True,
+                query={"refs[]": [branch, sha]},
+            )
+            return bool(found) and found.get("id") == sha
+
+        key = ("on_branch", _digest(token), str(project_id), branch, sha)
+        return await self._cached(key, fetch, found_only=True)
 
     # -- one conversation -------------------------------------------------------------------
 
-    def _get(self, token: str, path: str, missing: bool = False) -> Any:
-        """GET one resource (None for a 404 when `missing`); GitLab's refusals as our
-        errors. Runs in a worker thread."""
+    def _get(
+        self,
+        token: str,
+        path: str,
+        missing: bool = False,
+        query: dict[str, Any] | None = None,
+    ) -> Any:
+        """GET one resource (None for a 404, or a 400 naming an unknown ref, when
+        `missing`); GitLab's refusals as our errors. Runs in a worker thread."""
         self._retry_after.seconds = None
         try:
             return self._client(token).http_get(
                 path,
+                query_data=query or {},
                 obey_rate_limit=False,  # never sleep on GitLab's limit in a shared thread
                 max_retries=TRANSIENT_RETRIES,
                 retry_transient_errors=True,
@@ -151,7 +192,7 @@ class GitLabClient:
         except gitlab.exceptions.GitlabAuthenticationError:
             raise Unauthorized("GitLab does not accept this token") from None
         except gitlab.exceptions.GitlabHttpError as exc:
-            if exc.response_code == 404 and missing:
+            if missing and (exc.response_code == 404 or _unknown_ref(exc)):
                 return None
             raise self._refusal(exc) from None
         except requests.RequestException as exc:
@@ -198,13 +239,19 @@ class GitLabClient:
             value = response.headers.get("Retry-After", "")
             self._retry_after.seconds = int(value) if value.isdigit() else None
 
-    async def _cached(self, key: tuple[str, ...], fetch: Callable[[], T]) -> T:
+    async def _cached(
+        self, key: tuple[str, ...], fetch: Callable[[], T], found_only: bool = False
+    ) -> T:
+        """`fetch`'s answer, kept for cache_ttl; with `found_only`, a missing thing is asked
+        again each time (a branch or commit pushed a moment ago is there at once)."""
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return cast(T, hit[1])
         loop = asyncio.get_running_loop()
         value = await loop.run_in_executor(self._executor, fetch)
+        if found_only and not value:
+            return value
         if len(self._cache) > 10_000:
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
         self._cache[key] = (now + self.cache_ttl, value)
@@ -223,6 +270,11 @@ def _missing_scope(exc: gitlab.exceptions.GitlabHttpError) -> str | None:
     if isinstance(body, dict) and body.get("error") == "insufficient_scope":
         return str(body.get("scope") or "api")
     return None
+
+
+def _unknown_ref(exc: gitlab.exceptions.GitlabHttpError) -> bool:
+    """GitLab's 400 for a ref it cannot find in a merge base (lib/api/repositories.rb)."""
+    return exc.response_code == 400 and "Could not find" in str(exc.error_message)
 
 
 def _digest(token: str) -> str:

@@ -21,7 +21,7 @@ from aiodocker.events import DockerEvents
 
 from gateway import naming
 from gateway.errors import DockerError
-from gateway.models import Launch, RunningNotebook
+from gateway.models import Launch, RunningNotebook, Usage
 from gateway.traefik import token_labels
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ class Runtime(abc.ABC):
         self.client = client
         self.instance = instance
         self.index = index
+        self._cpu_samples: dict[str, tuple[int, int]] = {}  # container -> (its, the host's)
 
     async def resync(self, project: str | None = None) -> None:
         """Read what runs from the engine now, into the index: everything, or one project's
@@ -165,8 +166,41 @@ class Runtime(abc.ABC):
         """How it is doing now; None once it is gone."""
 
     @abc.abstractmethod
-    async def logs_tail(self, container_id: str, lines: int = 30) -> list[str]:
-        """Its last log lines; empty when they cannot be read."""
+    async def logs_tail(self, container_id: str, lines: int | None = 30) -> list[str]:
+        """Its last log lines (all of them for None); empty when they cannot be read."""
+
+    async def usage(self, container_id: str) -> Usage | None:
+        """What it uses now, as its engine counts it; None when that cannot be read."""
+        return await self._engine_usage(container_id)
+
+    async def _engine_usage(self, container_id: str) -> Usage | None:
+        """One sample of a container's stats (one-shot: no waiting for a second). Memory as
+        `docker stats` shows it (without the page cache it may drop); processor use since
+        the previous sample of the same container, when there was one."""
+        try:
+            stats = await self.client._query_json(
+                f"containers/{container_id}/stats",
+                params={"stream": "false", "one-shot": "true"},
+            )
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+            return None
+        memory_stats = stats.get("memory_stats") or {}
+        memory = memory_stats.get("usage")
+        if memory is not None:
+            memory -= int((memory_stats.get("stats") or {}).get("inactive_file") or 0)
+        cpu = stats.get("cpu_stats") or {}
+        total = (cpu.get("cpu_usage") or {}).get("total_usage")
+        system = cpu.get("system_cpu_usage")
+        cores = None
+        if total is not None and system is not None:
+            before = self._cpu_samples.get(container_id)
+            if before is not None and system > before[1]:
+                share = (total - before[0]) / (system - before[1])
+                cores = max(0.0, share * int(cpu.get("online_cpus") or 1))
+            if len(self._cpu_samples) > 4096:
+                self._cpu_samples.clear()
+            self._cpu_samples[container_id] = (int(total), int(system))
+        return Usage(cores, None if memory is None else max(0, int(memory)))
 
     @abc.abstractmethod
     async def stop(self, container_id: str) -> None:

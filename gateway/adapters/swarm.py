@@ -31,7 +31,7 @@ from gateway.adapters.runtime import (
     workload_labels,
 )
 from gateway.errors import DockerError, NotebookFailed
-from gateway.models import Launch
+from gateway.models import Launch, Usage
 
 log = logging.getLogger(__name__)
 
@@ -341,15 +341,28 @@ class SwarmRuntime(Runtime):
         found = await self._reread(container_id)
         return found.state if found else None
 
-    async def logs_tail(self, container_id: str, lines: int = 30) -> list[str]:
+    async def logs_tail(self, container_id: str, lines: int | None = 30) -> list[str]:
+        tail = "all" if lines is None else str(lines)
         try:
             chunks = await cast(
                 Awaitable[list[str]],
-                self.client.services.logs(container_id, stdout=True, stderr=True, tail=str(lines)),
+                self.client.services.logs(container_id, stdout=True, stderr=True, tail=tail),
             )
         except (aiodocker.DockerError, aiohttp.ClientError, OSError):
             return []
-        return log_lines("".join(chunks))[-lines:]
+        found = log_lines("".join(chunks))
+        return found if lines is None else found[-lines:]
+
+    async def usage(self, container_id: str) -> Usage | None:
+        """The service's running task, when its container is on this node's engine."""
+        filters = json.dumps(
+            {"label": [f"com.docker.swarm.service.id={container_id}"], "status": ["running"]}
+        )
+        try:
+            tasks = await self.client.containers.list(filters=filters)
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+            return None
+        return await self._engine_usage(tasks[0].id) if tasks else None
 
     @engine_call("stopping a service")
     async def stop(self, container_id: str) -> None:

@@ -13,16 +13,19 @@ import asyncio
 import fnmatch
 import hashlib
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from gateway import discovery, naming
+from gateway import discovery, naming, renku
 from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.gitlab import DEVELOPER, GitLabClient
+from gateway.adapters.registry import RegistryAuth
 from gateway.adapters.runtime import ContainerState, Runtime, ServerContainer
 from gateway.desired import server_image, server_image_labels, server_launch
 from gateway.errors import (
@@ -32,6 +35,7 @@ from gateway.errors import (
     NotebookFailed,
     NotFound,
     Unavailable,
+    Unsatisfiable,
 )
 from gateway.models import (
     BuildLimits,
@@ -43,10 +47,11 @@ from gateway.models import (
     ServerState,
     serving,
 )
-from gateway.schemas import ServerOptionsRequest, ServerRequest
+from gateway.schemas import ServerRequest
 from gateway.services.deployer import Deployer
 from gateway.services.store import Store, now
 from gateway.settings import Settings, parse_bytes
+from gateway.webhooks import repository_path
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +99,9 @@ class ServerManager:
         self._launch_logs: dict[str, deque[str]] = {}
         self._clone_locks: dict[str, asyncio.Lock] = {}
         self._renewal_slots = asyncio.Semaphore(settings.start_concurrency)
+        self._gitlab_web = settings.gitlab_url.rstrip("/")
+        self._git_host = urlsplit(self._gitlab_web).hostname or ""
+        self.identity_path = repository_path(settings.repo_url, settings.gitlab_url) or ""
         self.build_limits = BuildLimits(
             settings.build_memory_limit,
             settings.build_cpu_limit,
@@ -101,10 +109,17 @@ class ServerManager:
             settings.server_build_timeout,  # users' repositories get less time
         )
 
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The launch's steps; a runtime that starts images from the registry pushes first."""
+        pushes = self.runtime.pulls_from_registry
+        return tuple(step for step in renku.LAUNCH_STEPS if step != "pushing" or pushes)
+
     # -- the API --------------------------------------------------------------------------
 
     def options(self) -> dict[str, Any]:
-        """What a user may choose, in renku's shape."""
+        """What a user may choose, in renku's shape; no cloud storage (renku 1.31 and 1.10
+        say so differently: both are there)."""
         s = self.settings
         return {
             "defaultUrl": _option(
@@ -114,14 +129,27 @@ class ServerManager:
             "mem_request": _option(
                 3, "Amount of Memory", s.server_memory_default, s.server_memory_options
             ),
+            "cloudstorage": {"enabled": False, "s3": {"enabled": False}},
         }
 
+    async def image_status(self, image: str) -> str | None:
+        """Why a user may not start from `image` ("" when they may): renku's GET /images
+        answers 200 for an image that exists and can be pulled. Here it must also be one
+        ALLOWED_IMAGES lets users choose."""
+        if not _IMAGE.fullmatch(image):
+            raise BadRequest(f"image_url {image!r} is not an image reference")
+        if not self._allowed(image):
+            return f"image {image!r} is not among the images users may choose (ALLOWED_IMAGES)"
+        if not await self.docker.image_available(image, self._registry_auth(image)):
+            return f"image {image!r} does not exist or cannot be pulled"
+        return None
+
     async def start(self, who: Identity, request: ServerRequest) -> tuple[dict[str, Any], bool]:
-        """Start a server, or return the one this user already has (created is False)."""
-        options = self._choose(request.serverOptions)
-        if request.image and not any(
-            fnmatch.fnmatchcase(request.image, pattern) for pattern in self.settings.allowed_images
-        ):
+        """Start a server, or return the one this user already has (created is False).
+        Everything that can be known at once is checked before anything is recorded: the
+        options, the project, the user's access, the commit, the branch and the image."""
+        options, warnings = self.choose(request)
+        if request.image and not self._allowed(request.image):
             raise BadRequest(
                 f"image {request.image!r} is not allowed",
                 detail={"allowed": list(self.settings.allowed_images)},
@@ -131,15 +159,23 @@ class ServerManager:
         path = f"{request.namespace}/{request.project}"
         project = await gitlab.project(token, path)
         if project is None:
-            raise Forbidden(f"no access to the GitLab project {path} (or it does not exist)")
+            raise NotFound(f"there is no GitLab project {path} (or you may not see it)")
         if not who.admin and await gitlab.access_level(token, project.id) < DEVELOPER:
             raise Forbidden(f"starting a server needs developer access to {path}")
-        if not await gitlab.has_commit(token, project.id, request.commit_sha):
-            raise NotFound(f"there is no commit {request.commit_sha} in {path}")
+        commit = await gitlab.commit(token, project.id, request.commit_sha)
+        if commit is None:
+            raise NotFound(
+                f"there is no commit {request.commit_sha} in {path}"
+                + (" (or several start so)" if len(request.commit_sha) < 40 else "")
+            )
         branch = request.branch or project.default_branch
-        name = naming.server_name(
-            who.username, request.namespace, request.project, branch, request.commit_sha
-        )
+        if not await gitlab.has_branch(token, project.id, branch):
+            raise NotFound(f"there is no branch {branch!r} in {path}")
+        if not await gitlab.on_branch(token, project.id, branch, commit):
+            raise NotFound(f"commit {commit[:12]} is not on branch {branch!r}")
+        if request.image and (reason := await self.image_status(request.image)):
+            raise NotFound(reason)
+        name = naming.server_name(who.username, request.namespace, request.project, branch, commit)
         existing = await self.store.get_server(name)
         if existing is not None and existing.state is ServerState.STOPPING:
             # Asked to start again while it stops: let it finish, then start afresh.
@@ -158,7 +194,7 @@ class ServerManager:
             namespace=request.namespace,
             project=request.project,
             branch=branch,
-            commit_sha=request.commit_sha,
+            commit_sha=commit,
             notebook=request.notebook or "",
             image=request.image or "",
             options=options,
@@ -172,6 +208,9 @@ class ServerManager:
             ),
             created_at=now(),
             updated_at=now(),
+            gitlab_project_id=project.id,
+            repository=project.web_url,
+            warnings=[*warnings],
         )
         limit = self.settings.max_servers_per_user
         if not await self.store.add_server(record, limit):
@@ -192,10 +231,17 @@ class ServerManager:
         if who.admin:
             notebooks = serving(await self.runtime.list_notebooks()).values()
             views += [self._view_published(n) for n in notebooks]
+        wanted = {
+            key: value.lower() if key in ("namespace", "project", "commit_sha") else value
+            for key, value in filters.items()
+        }
         return {
             view["name"]: view
             for view in views
-            if all(view["annotations"].get(key) == value for key, value in filters.items())
+            if all(
+                _compared(key, view["annotations"].get(key, "")) == value
+                for key, value in wanted.items()
+            )
         }
 
     async def get(self, who: Identity, name: str) -> dict[str, Any]:
@@ -220,14 +266,17 @@ class ServerManager:
         self._launches[f"stop:{name}"] = task
         task.add_done_callback(lambda _: self._launches.pop(f"stop:{name}", None))
 
-    async def logs(self, who: Identity, name: str, max_lines: int) -> str:
+    async def logs(self, who: Identity, name: str, max_lines: int | None) -> str:
+        """The server's last `max_lines` lines (all of them for None): Jupyter's once its
+        container exists, the launch's (build output included) before."""
         found = await self._find(who, name)
         if isinstance(found, RunningNotebook):
             return "\n".join(await self.runtime.logs_tail(found.id, max_lines))
         container = next((c for c in await self.runtime.list_servers() if c.server == name), None)
         if container is not None:
             return "\n".join(await self.runtime.logs_tail(container.id, max_lines))
-        return "\n".join(list(self._launch_logs.get(name, ()))[-max_lines:])
+        launch = list(self._launch_logs.get(name, ()))
+        return "\n".join(launch if max_lines is None else launch[-max_lines:])
 
     async def target(self, host: str) -> Target | None:
         """Who may reach this host: a published notebook (no owner) or a user's server."""
@@ -319,7 +368,10 @@ class ServerManager:
         name = record.name
         log.info("restarting server %s with the gateway's current settings", name)
         await self.store.set_server_state(
-            name, ServerState.STARTING, "restarting with the gateway's current settings"
+            name,
+            ServerState.STARTING,
+            "restarting with the gateway's current settings",
+            step="answering",
         )
         fallback = bool(old.shape)
         try:
@@ -369,12 +421,12 @@ class ServerManager:
         def emit(event: ProgressEvent) -> None:
             lines.append(event.message)
 
-        async def step(message: str) -> None:
+        async def step(key: str, message: str) -> None:
             lines.append(message)
-            await self.store.set_server_state(name, ServerState.STARTING, message)
+            await self.store.set_server_state(name, ServerState.STARTING, message, step=key)
 
         try:
-            await step("fetching the repository")
+            await step("cloning", "fetching the repository")
             clone_dir = self.settings.state_dir / "servers" / _digest(clone_url)
             repo = NotebookRepo(
                 clone_url, clone_dir / "repo.git", branch=record.branch, token=token,
@@ -395,17 +447,19 @@ class ServerManager:
             spec = server_image(
                 snapshot, self.settings, base, base_identity, record.namespace, record.project
             )
-            await step("building the image")
+            await step("building", "building the image")
             await self.deployer.check_registry(emit)
             mtime = await repo.commit_time(record.commit_sha)
             await self.deployer.ensure_image(spec, repo, mtime, self.build_limits, emit)
             if self.runtime.pulls_from_registry:  # any node may start it
+                await step("pushing", "pushing the image to the registry")
                 await self.deployer.push_image(spec, emit)
-            await step("starting Jupyter")
+            await step("starting", "starting Jupyter")
             launched = time.monotonic()
             launch = server_launch(record, spec.image, self.settings, spec.labels)
             # A server replaces nothing: there is no handover to complete.
             handover = await self.runtime.start(launch)
+            await step("answering", "waiting for Jupyter to answer")
             failure = await self.deployer.wait_until_answering(
                 handover.id, self._host(name), launch.limits.memory
             )
@@ -485,90 +539,176 @@ class ServerManager:
     async def _view(
         self, record: ServerRecord, containers: dict[str, ServerContainer] | None = None
     ) -> dict[str, Any]:
+        """The server object renku's clients read (renku.py), from the record and how its
+        container is doing."""
         if containers is None:
             containers = {c.server: c for c in await self.runtime.list_servers()}
         container = containers.get(record.name)
-        state = None
+        state = usage = None
         if container is not None and container.state != "running":
             state = await self.runtime.state(container.id)
-        memory = parse_bytes(
-            str(record.options.get("mem_request", self.settings.server_memory_default))
-        )
+        elif container is not None:
+            usage = await self.runtime.usage(container.id)
+        memory = str(record.options.get("mem_request", self.settings.server_memory_default))
         status, message = server_status(
-            record.state, record.message, container is not None, state, memory // 2**20
+            record.state, record.message, container is not None, state, parse_bytes(memory) // 2**20
         )
+        # Recorded running, and its container in trouble since: the last step is where.
+        step = self.steps[-1] if record.state is ServerState.RUNNING else record.step
+        namespace, project = record.namespace, record.project
         return {
             "name": record.name,
             "url": record.url,
             "image": container.image if container else "",
             "started": record.created_at,
-            "status": {"state": status, "message": message},
-            "annotations": {
-                "namespace": record.namespace,
-                "project": record.project,
-                "branch": record.branch,
-                "commit_sha": record.commit_sha,
-                "notebook": record.notebook,
-                "user": record.username,
-            },
-            "resources": {
-                "cpu_request": float(
-                    record.options.get("cpu_request", self.settings.server_cpu_default)
-                ),
-                "mem_request": str(
-                    record.options.get("mem_request", self.settings.server_memory_default)
-                ),
-            },
+            "status": renku.status(
+                status, message, renku.details(self.steps, status, step), record.warnings
+            ),
+            "annotations": renku.annotate(
+                {
+                    "namespace": namespace,
+                    "project": project,
+                    "branch": record.branch,
+                    "commit_sha": record.commit_sha,
+                    "notebook": record.notebook,
+                    "user": record.username,
+                },
+                namespace=namespace,
+                project=project,
+                branch=record.branch,
+                commit_sha=record.commit_sha,
+                repository=record.repository or f"{self._gitlab_web}/{namespace}/{project}",
+                server_name=record.name,
+                username=record.username,
+                gitlab_project_id=record.gitlab_project_id,
+                git_host=self._git_host,
+            ),
+            "resources": renku.resources(
+                float(record.options.get("cpu_request", self.settings.server_cpu_default)),
+                memory,
+                usage,
+            ),
         }
 
     def _view_published(self, notebook: RunningNotebook) -> dict[str, Any]:
+        """A published notebook, as an admin sees it among the servers: its repository is
+        the notebooks repository, its project the folder."""
+        state = "running" if notebook.running else "failed"
+        message = "" if notebook.running else f"the container is {notebook.status}"
+        path = self.identity_path
+        namespace, _, repository_name = path.rpartition("/")
         return {
             "name": notebook.server,
             "url": notebook.url,
             "image": notebook.image,
-            "started": "",
-            "status": {
-                "state": "running" if notebook.running else "failed",
-                "message": "" if notebook.running else f"the container is {notebook.status}",
-            },
-            "annotations": {
-                "namespace": "",
-                "project": notebook.project,
-                "branch": self.settings.git_branch,
-                "commit_sha": notebook.commit,
-                "notebook": notebook.path,
-                "user": "",
-            },
-            "resources": {
-                "cpu_request": self.settings.cpu_limit,
-                "mem_request": f"{self.settings.memory_limit // 2**20}M",
-            },
+            "started": None,  # published notebooks are not asked for: no moment to tell
+            "status": renku.status(state, message, renku.details(self.steps, state, "")),
+            "annotations": renku.annotate(
+                {
+                    "namespace": "",
+                    "project": notebook.project,
+                    "branch": self.settings.git_branch,
+                    "commit_sha": notebook.commit,
+                    "notebook": notebook.path,
+                    "user": "",
+                },
+                namespace=namespace,
+                project=repository_name,
+                branch=self.settings.git_branch,
+                commit_sha=notebook.commit,
+                repository=f"{self._gitlab_web}/{path}" if path else self.settings.repo_url,
+                server_name=notebook.server,
+                git_host=self._git_host,
+            ),
+            "resources": renku.resources(
+                self.settings.cpu_limit, f"{self.settings.memory_limit // 2**20}M", None
+            ),
         }
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _choose(self, chosen: ServerOptionsRequest) -> dict[str, Any]:
-        s = self.settings
-        picked = {
-            "defaultUrl": chosen.defaultUrl or s.server_default_urls[0],
-            "cpu_request": s.server_cpu_default
-            if chosen.cpu_request is None
-            else chosen.cpu_request,
-            "mem_request": chosen.mem_request or s.server_memory_default,
-        }
-        allowed: dict[str, Iterable[Any]] = {
-            "defaultUrl": s.server_default_urls,
-            "cpu_request": s.server_cpu_options,
-            "mem_request": s.server_memory_options,
-        }
-        problems = [
-            f"serverOptions.{key}: {value!r} is not one of {list(allowed[key])}"
-            for key, value in picked.items()
-            if value not in allowed[key]
-        ]
+    def choose(self, request: ServerRequest) -> tuple[dict[str, Any], Sequence[str]]:
+        """The options a server starts with, and what was asked for and is not done here.
+        Processor, memory and default URL must be among GET /server_options (400 otherwise);
+        renku's other options are ignored with a warning when they mean nothing here, and
+        refused (422) when they cannot be had: a GPU, cloud storage, secrets, variables."""
+        s, chosen = self.settings, request.serverOptions
+        cpu = s.server_cpu_default if chosen.cpu_request is None else chosen.cpu_request
+        url = chosen.defaultUrl or request.default_url or s.server_default_urls[0]
+        memory = self._memory_option(chosen.mem_request or s.server_memory_default)
+        problems = []
+        if cpu not in s.server_cpu_options:
+            problems.append(
+                f"serverOptions.cpu_request: {chosen.cpu_request!r} is not one of"
+                f" {list(s.server_cpu_options)}"
+            )
+        if memory is None:
+            problems.append(
+                f"serverOptions.mem_request: {chosen.mem_request!r} is not one of"
+                f" {list(s.server_memory_options)}"
+            )
+        if url not in s.server_default_urls:
+            problems.append(
+                f"serverOptions.defaultUrl: {url!r} is not one of {list(s.server_default_urls)}"
+            )
         if problems:
             raise BadRequest("; ".join(problems), detail={"problems": problems})
-        return picked
+        refused = []
+        if chosen.gpu_request not in (None, 0, "0", ""):
+            refused.append(f"serverOptions.gpu_request: {chosen.gpu_request!r}: there are no GPUs")
+        if request.environment_variables:
+            refused.append("environment_variables: servers here cannot be given variables")
+        if request.cloudstorage:
+            refused.append("cloudstorage: cloud storage cannot be mounted here")
+        if request.user_secrets:
+            refused.append("user_secrets: secrets cannot be mounted here")
+        if refused:
+            raise Unsatisfiable("; ".join(refused), detail={"problems": refused})
+        warnings = []
+        if chosen.disk_request not in (None, "", 0) or request.storage is not None:
+            warnings.append(
+                "disk_request/storage ignored: a server's files live in its container, which"
+                " has no disk quota of its own"
+            )
+        if chosen.lfs_auto_fetch or request.lfs_auto_fetch:
+            warnings.append(
+                "lfs_auto_fetch ignored: Git LFS files are not fetched, they show as pointers"
+            )
+        if request.resource_class_id is not None:
+            warnings.append(
+                "resource_class_id ignored: there are no resource classes here; the server"
+                " has the serverOptions' processor and memory, or the defaults"
+            )
+        return {"defaultUrl": url, "cpu_request": cpu, "mem_request": memory}, warnings
+
+    def _memory_option(self, asked: str) -> str | None:
+        """The memory option meant: written as listed, or the same size otherwise ("1024M"
+        for "1G"; Docker's binary units)."""
+        options = self.settings.server_memory_options
+        if asked in options:
+            return asked
+        try:
+            size = parse_bytes(asked)
+        except ValueError:
+            return None
+        return next((option for option in options if parse_bytes(option) == size), None)
+
+    def _allowed(self, image: str) -> bool:
+        """BASE_IMAGE, which servers start from anyway, and what ALLOWED_IMAGES lets users
+        choose; never an image this gateway built, whatever the patterns say: it holds a
+        project's files, maybe private ones."""
+        s = self.settings
+        if image.startswith(f"{naming.image_prefix(s.registry_host)}/{s.instance}/"):
+            return False
+        patterns = s.allowed_images
+        return image == s.base_image or any(fnmatch.fnmatchcase(image, p) for p in patterns)
+
+    def _registry_auth(self, image: str) -> RegistryAuth | None:
+        """The gateway's registry credentials, for images in its registry only."""
+        registry = self.deployer.registry
+        if registry is None or not image.startswith(f"{registry.server}/"):
+            return None
+        return registry.auth
 
     def _require_gitlab(self) -> GitLabClient:
         if self.gitlab is None:
@@ -615,6 +755,14 @@ def _in_words(failure: NotebookFailed, record: ServerRecord) -> str:
     if failure.message.startswith(words):
         return failure.message
     return f"{words}: {failure.message}"
+
+
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+
+
+def _compared(key: str, value: str) -> str:
+    """An annotation as a GET /servers filter compares it: GitLab paths whatever their case."""
+    return value.lower() if key in ("namespace", "project", "commit_sha") else value
 
 
 def _option(order: int, name: str, default: Any, options: Iterable[Any]) -> dict[str, Any]:

@@ -100,6 +100,14 @@ SCHEMA = [
     """
     CREATE TABLE revoked_sessions (sid TEXT PRIMARY KEY, expires REAL NOT NULL);
     """,
+    # version 6: what renku's clients read of a server: its GitLab project, the launch's
+    # step, and the options that were ignored
+    """
+    ALTER TABLE servers ADD COLUMN gitlab_project_id INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE servers ADD COLUMN repository TEXT NOT NULL DEFAULT '';
+    ALTER TABLE servers ADD COLUMN step TEXT NOT NULL DEFAULT '';
+    ALTER TABLE servers ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 
 
@@ -395,8 +403,9 @@ class Store:
         (the name is taken by a server that has not failed, or the limit is reached)."""
         changed = await self._write(
             "INSERT OR REPLACE INTO servers (name, user_id, username, namespace, project, branch,"
-            " commit_sha, notebook, image, options, state, message, url, created_at, updated_at)"
-            " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+            " commit_sha, notebook, image, options, state, message, url, created_at, updated_at,"
+            " gitlab_project_id, repository, step, warnings)"
+            " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
             " WHERE NOT EXISTS (SELECT 1 FROM servers WHERE name = ? AND state != ?)"
             " AND (SELECT COUNT(*) FROM servers WHERE user_id = ? AND name != ?) < ?",
             (
@@ -404,16 +413,28 @@ class Store:
                 server.branch, server.commit_sha, server.notebook, server.image,
                 json.dumps(server.options), str(server.state), server.message, server.url,
                 server.created_at, server.updated_at,
+                server.gitlab_project_id, server.repository, server.step,
+                json.dumps(server.warnings),
                 server.name, str(ServerState.FAILED),
                 server.user_id, server.name, 2**62 if limit is None else limit,
             ),
         )  # fmt: skip
         return changed > 0
 
-    async def set_server_state(self, name: str, state: ServerState, message: str = "") -> None:
+    async def set_server_state(
+        self, name: str, state: ServerState, message: str = "", step: str | None = None
+    ) -> None:
+        """The server's state and what it says; `step`, when given, is the launch step now
+        under way (or, for a failure, the one that failed)."""
+        if step is None:
+            await self._write(
+                "UPDATE servers SET state = ?, message = ?, updated_at = ? WHERE name = ?",
+                (str(state), message, now(), name),
+            )
+            return
         await self._write(
-            "UPDATE servers SET state = ?, message = ?, updated_at = ? WHERE name = ?",
-            (str(state), message, now(), name),
+            "UPDATE servers SET state = ?, message = ?, step = ?, updated_at = ? WHERE name = ?",
+            (str(state), message, step, now(), name),
         )
 
     async def get_server(self, name: str) -> ServerRecord | None:
@@ -530,4 +551,8 @@ def _server(row: aiosqlite.Row) -> ServerRecord:
         url=row["url"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        gitlab_project_id=row["gitlab_project_id"],
+        repository=row["repository"],
+        step=row["step"],
+        warnings=json.loads(row["warnings"]),
     )

@@ -80,6 +80,12 @@ def create_app(settings: Settings) -> web.Application:
     tables = (routes, event_routes, status_routes, server_routes, proxy_auth_routes, openapi_routes)
     for table in tables:
         app.add_routes(table)
+    if settings.servers_api_prefix:  # the same handlers where renku's clients look
+        for route in server_routes:
+            assert isinstance(route, web.RouteDef)
+            app.router.add_route(
+                route.method, settings.servers_api_prefix + route.path, route.handler
+            )
     return app
 
 

@@ -51,6 +51,7 @@ ENDPOINTS = [
     "DELETE /servers/{name}",
     "GET /server_options",
     "GET /logs/{name}",
+    "GET /images",
     "GET /openapi.json",
 ]
 

@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 
 from gateway import logs
 from gateway.errors import GatewayError, RateLimited, RequestTimeout
-from gateway.web.keys import RATE_LIMITER, REDACT
+from gateway.web.keys import RATE_LIMITER, REDACT, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,9 @@ LIMITED = {
 @web.middleware
 async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     limiter = request.app.get(RATE_LIMITER)
-    if limiter is not None and (request.method, request.path) in LIMITED:
+    prefix = request.app[SETTINGS].servers_api_prefix
+    path = request.path.removeprefix(prefix) if prefix else request.path
+    if limiter is not None and (request.method, path) in LIMITED:
         wait = limiter.wait_time(request.remote or "")
         if wait > 0:
             raise RateLimited(wait)

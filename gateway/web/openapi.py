@@ -23,6 +23,7 @@ REQUESTS: list[type[BaseModel]] = [
 ANSWERS: list[type[BaseModel]] = [
     schemas.Index, schemas.Health, schemas.Job, schemas.JobList, schemas.WebhookAnswer,
     schemas.Server, schemas.ServerList, schemas.ServerOptions, schemas.ServerLogs,
+    schemas.ImageCheck,
     schemas.StatusOverview, schemas.ErrorEnvelope,
 ]  # fmt: skip
 ERRORS = {
@@ -32,7 +33,8 @@ ERRORS = {
     404: "No such thing (or not yours)",
     408: "The request body did not arrive within HTTP_TIMEOUT",
     413: "The request body is too large",
-    422: "The repository's content could not be deployed",
+    422: "Understood and impossible: the repository's content could not be deployed, or"
+    " a server asked for what cannot be had here (a GPU, cloud storage)",
     429: "Too many requests; see Retry-After",
     502: "A service the gateway depends on failed (git, registry, Docker, Traefik, GitLab)",
     503: "The gateway or Docker is not available right now",
@@ -56,7 +58,8 @@ def document() -> dict[str, Any]:
             "title": "notebook-gateway",
             "version": __version__,
             "description": "Publishes a repository of Jupyter notebooks and runs users' own "
-            "notebook servers (renku-notebooks' servers API).",
+            "notebook servers (renku-notebooks' servers API; with SERVERS_API_PREFIX set, "
+            "its paths are served under that prefix too).",
         },
         "components": {
             "schemas": definitions["$defs"],
@@ -212,7 +215,7 @@ def _paths() -> dict[str, Any]:
             "post": _op(
                 "Start a server for a GitLab project at a commit",
                 {200: ("The caller already has it", "Server"), 201: ("Starting", "Server")},
-                errors=(400, 401, 403, 404, 413, 429, 502, 503),
+                errors=(400, 401, 403, 404, 413, 422, 429, 502, 503),
                 body="ServerRequest",
             ),
         },
@@ -241,7 +244,24 @@ def _paths() -> dict[str, Any]:
                 errors=(400, 401, 404, 502),
                 params=[
                     name,
-                    _query("max_lines", {"type": "integer", "minimum": 1, "maximum": 10000}, ""),
+                    _query(
+                        "max_lines",
+                        {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+                        "The last lines (default 250); 0 for all",
+                    ),
+                ],
+            )
+        },
+        "/images": {
+            "get": _op(
+                "Whether an image exists, may be pulled and may be chosen (ALLOWED_IMAGES)",
+                {200: ("It may be used", "ImageCheck")},
+                errors=(400, 401, 404, 502),
+                params=[
+                    {
+                        **_query("image_url", {"type": "string"}, "The image, tag included"),
+                        "required": True,
+                    }
                 ],
             )
         },

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.errors import BadRequest, NotFound
 from gateway.schemas import ServerRequest, parse
 from gateway.web.auth import authenticate
 from gateway.web.http import MAX_NOTIFICATION, flag, int_param, json_body
@@ -13,7 +14,7 @@ from gateway.web.keys import SERVERS
 routes = web.RouteTableDef()
 
 FILTERS = ("namespace", "project", "branch", "commit_sha")
-MAX_LOG_LINES = 10_000
+DEFAULT_LOG_LINES = 250  # renku's default
 
 
 @routes.post("/servers")
@@ -54,6 +55,21 @@ async def server_options(request: web.Request) -> web.Response:
 @routes.get("/logs/{name}")
 async def server_logs(request: web.Request) -> web.Response:
     who = await authenticate(request)
-    max_lines = int_param(request, "max_lines", 250, 1, MAX_LOG_LINES)
-    text = await request.app[SERVERS].logs(who, request.match_info["name"], max_lines)
+    # 0 is everything, as renku-ui asks for "full logs".
+    max_lines = int_param(request, "max_lines", DEFAULT_LOG_LINES, 0, 2**31 - 1)
+    name = request.match_info["name"]
+    text = await request.app[SERVERS].logs(who, name, max_lines or None)
     return web.json_response({"jupyter-server": text})
+
+
+@routes.get("/images")
+async def check_image(request: web.Request) -> web.Response:
+    """renku's image check: 200 when the image exists, may be pulled and may be chosen."""
+    await authenticate(request)
+    image = request.query.get("image_url", "")
+    if not image:
+        raise BadRequest("query parameter 'image_url' is required")
+    reason = await request.app[SERVERS].image_status(image)
+    if reason is not None:
+        raise NotFound(reason)
+    return web.json_response({"image_url": image, "available": True})

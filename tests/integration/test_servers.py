@@ -96,7 +96,7 @@ async def test_users_start_open_and_stop_their_own_servers(
     # Server options, in renku's shape, and values outside them refused.
     status, options = await call(gateway, "GET", "/server_options", alice.token)
     assert status == 200 and options["cpu_request"]["options"] == [0.5, 1.0, 2.0]
-    assert set(options) == {"defaultUrl", "cpu_request", "mem_request"}
+    assert set(options) == {"defaultUrl", "cpu_request", "mem_request", "cloudstorage"}
     assert {"displayName", "type", "default", "options", "order"} <= set(options["mem_request"])
     status, body = await call(
         gateway,
@@ -117,11 +117,13 @@ async def test_users_start_open_and_stop_their_own_servers(
     status, server = await call(gateway, "POST", "/servers", alice.token, json=request)
     assert status == 201, server
     name = server["name"]
-    assert server["annotations"] == {
+    ours = {
         "namespace": "group", "project": "analysis", "branch": "main", "commit_sha": sha,
         "notebook": "notebooks/fit.ipynb", "user": "alice",
     }  # fmt: skip
-    assert server["resources"] == {"cpu_request": 1.0, "mem_request": "1G"}
+    assert ours.items() <= server["annotations"].items()
+    assert server["annotations"]["renku.io/commit-sha"] == sha
+    assert server["resources"]["requests"] == {"cpu": 1.0, "memory": "1G"}
     assert (
         len(name) <= 63
         and server["url"]

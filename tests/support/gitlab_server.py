@@ -43,7 +43,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from tests.support.git_http import serve_git
-from tests.support.gitrepo import GitRemote
+from tests.support.gitrepo import GitRemote, git
 
 GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
 NO_ONE = 0  # a protected branch nobody may push to
@@ -350,7 +350,11 @@ class GitLab:
             if len(parts) == 2:
                 return web.json_response(project.json(self.base_url, user))
             if parts[2:4] == ["repository", "commits"] and len(parts) == 5:
-                return self._commit(project, parts[4])
+                return self._commit(project, unquote(parts[4]))
+            if parts[2:4] == ["repository", "branches"] and len(parts) == 5:
+                return self._branch(project, unquote(parts[4]))
+            if parts[2:] == ["repository", "merge_base"]:
+                return self._merge_base(project, request.query.getall("refs[]", []))
             if parts[2:4] == ["members", "all"] and len(parts) == 5 and parts[4].isdigit():
                 return self._member(project, int(parts[4]))
         return _error(404, "404 Not Found")
@@ -369,6 +373,43 @@ class GitLab:
                 "created_at": date, "parent_ids": parents.split(), "web_url": "",
             }
         )  # fmt: skip
+
+    def _branch(self, project: Project, name: str) -> web.Response:
+        """doc/api/branches.md, "Get single repository branch": 404 "Branch Not Found"."""
+        try:
+            sha = project.remote.show(f"refs/heads/{name}", "%H")
+        except RuntimeError:
+            return _error(404, "404 Branch Not Found")
+        return web.json_response(
+            {
+                "name": name, "merged": False, "protected": name in project.protected,
+                "default": name == project.default_branch, "developers_can_push": False,
+                "developers_can_merge": False, "can_push": True,
+                "web_url": f"{self.base_url}/{project.full_path}/-/tree/{name}",
+                "commit": {"id": sha, "short_id": sha[:8]},
+            }
+        )  # fmt: skip
+
+    def _merge_base(self, project: Project, refs: list[str]) -> web.Response:
+        """doc/api/repositories.md, "Merge base" (lib/api/repositories.rb): at least two
+        refs, each a commit id, branch or tag; an unknown one is a 400 naming it, refs
+        without a common ancestor a 404."""
+        if len(refs) < 2:
+            return _error(400, "Provide at least 2 refs")
+        shas, unknown = [], []
+        for ref in refs:
+            try:
+                shas.append(project.remote.show(ref, "%H"))
+            except RuntimeError:
+                unknown.append(ref)
+        if unknown:
+            noun = "ref" if len(unknown) == 1 else "refs"
+            return _error(400, f"Could not find {noun}: {', '.join(unknown)}")
+        try:
+            base = git("--git-dir", str(project.remote.bare), "merge-base", *shas)
+        except RuntimeError:
+            return _error(404, "404 Merge Base Not Found")
+        return self._commit(project, base)
 
     def _member(self, project: Project, user_id: int) -> web.Response:
         member = next((u for u in self.users.values() if u.id == user_id), None)

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from gateway.adapters.runtime import ContainerState
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, Unsatisfiable
 from gateway.models import ServerState
-from gateway.schemas import ServerOptionsRequest, ServerRequest, parse
+from gateway.schemas import ServerRequest, parse
 from gateway.services.servers import ServerManager, server_status
 from gateway.settings import Settings
 
@@ -95,34 +95,92 @@ def test_options_have_renkus_shape_and_come_from_configuration() -> None:
     assert options["defaultUrl"]["default"] == "/lab"
 
 
+def request(**options: Any) -> ServerRequest:
+    body = {"namespace": "g", "project": "p", "commit_sha": "a" * 40, **options}
+    return parse(ServerRequest, body)
+
+
 def test_choices_outside_the_options_are_refused_together() -> None:
-    assert manager()._choose(ServerOptionsRequest()) == {
-        "defaultUrl": "/lab",
-        "cpu_request": 1.0,
-        "mem_request": "1G",
-    }
+    assert manager().choose(request()) == (
+        {"defaultUrl": "/lab", "cpu_request": 1.0, "mem_request": "1G"},
+        [],
+    )
     with pytest.raises(BadRequest) as raised:
-        manager()._choose(
-            ServerOptionsRequest(cpu_request=64, mem_request="1T", defaultUrl="/rstudio")
+        manager().choose(
+            request(serverOptions={"cpu_request": 64, "mem_request": "1T", "defaultUrl": "/r"})
         )
     assert len(raised.value.detail["problems"]) == 3
 
 
 @pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"cpu_request": "500m", "mem_request": "2048M"}, (0.5, "2G")),
+        ({"cpu_request": "2", "mem_request": "4G"}, (2.0, "4G")),
+        ({"cpu_request": 1}, (1.0, "1G")),
+    ],
+)
+def test_renkus_ways_of_writing_options_mean_the_listed_ones(
+    options: dict[str, Any], expected: tuple[float, str]
+) -> None:
+    chosen, _ = manager().choose(request(serverOptions=options))
+    assert (chosen["cpu_request"], chosen["mem_request"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "refused"),
+    [
+        ({"serverOptions": {"gpu_request": 1}}, "gpu_request"),
+        ({"environment_variables": {"A": "1"}}, "environment_variables"),
+        ({"cloudstorage": [{"bucket": "b"}]}, "cloudstorage"),
+        ({"user_secrets": {"mount_path": "/s"}}, "user_secrets"),
+    ],
+)
+def test_what_cannot_be_had_here_is_refused_as_unsatisfiable(
+    body: dict[str, Any], refused: str
+) -> None:
+    with pytest.raises(Unsatisfiable) as raised:
+        manager().choose(request(**body))
+    assert raised.value.status == 422
+    assert refused in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "warned"),
+    [
+        ({"serverOptions": {"gpu_request": 0, "disk_request": "1G"}}, "disk_request"),
+        ({"serverOptions": {"lfs_auto_fetch": True}}, "lfs_auto_fetch"),
+        ({"lfs_auto_fetch": True}, "lfs_auto_fetch"),
+        ({"storage": 2}, "storage"),
+        ({"resource_class_id": 3}, "resource_class_id"),
+    ],
+)
+def test_what_means_nothing_here_is_ignored_with_a_warning(
+    body: dict[str, Any], warned: str
+) -> None:
+    chosen, warnings = manager().choose(request(**body))
+    assert chosen["cpu_request"] == 1.0
+    assert len(warnings) == 1 and warned in warnings[0]
+
+
+@pytest.mark.parametrize(
     "body",
     [
-        {"namespace": "g", "project": "p", "commit_sha": "abc"},
+        {"namespace": "g", "project": "p", "commit_sha": "abc"},  # shorter than git allows
         {"namespace": "g", "project": "a/b", "commit_sha": "a" * 40},
         {"namespace": "../etc", "project": "p", "commit_sha": "a" * 40},
         {"namespace": "g", "project": "p", "commit_sha": "a" * 40, "notebook": "../x.ipynb"},
         {"namespace": "g", "project": "p", "commit_sha": "a" * 40, "notebook": "/etc/passwd"},
         {"namespace": "g", "project": "p", "commit_sha": "a" * 40, "branch": "-x"},
         {"namespace": "g", "project": "p", "commit_sha": "a" * 40, "image": "evil image"},
+        {"namespace": "g", "project": "p", "commit_sha": "abcg"},
+        {"namespace": "g", "project": "p", "commit_sha": "a" * 41},
+        {"namespace": "g", "project": "p", "commit_sha": "a" * 40, "serverOptions": {"x": 1}},
         {
             "namespace": "g",
             "project": "p",
             "commit_sha": "a" * 40,
-            "serverOptions": {"gpu_request": 1},
+            "serverOptions": {"cpu_request": "lots"},
         },
     ],
 )

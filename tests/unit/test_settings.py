@@ -169,3 +169,21 @@ def test_every_setting_is_documented_in_the_readme() -> None:
         if field.alias and f"`{field.alias}`" not in table
     ]
     assert not missing, f"settings missing from the README's Configuration table: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [("", ""), ("/api/notebooks", "/api/notebooks"), ("/api/notebooks/", "/api/notebooks")],
+)
+def test_the_servers_api_prefix_is_a_path(prefix: str, expected: str) -> None:
+    settings = Settings.from_env({**REQUIRED, "SERVERS_API_PREFIX": prefix})
+    assert settings.servers_api_prefix == expected
+
+
+@pytest.mark.parametrize(
+    "prefix", ["api", "/api//x", "/a b", "/..", "/api/./x", "/x?y", "https://x/api"]
+)
+def test_a_prefix_that_is_not_a_path_is_refused(prefix: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**REQUIRED, "SERVERS_API_PREFIX": prefix})
+    assert "SERVERS_API_PREFIX" in str(raised.value)
