@@ -189,9 +189,10 @@ async def test_renkus_clients_start_read_and_stop_a_server(
     assert status == 204
     async with asyncio.timeout(60):
         while True:
-            status, _ = await call(gateway, "GET", f"/servers/{name}", token)
+            status, stopping = await call(gateway, "GET", f"/servers/{name}", token)
             if status == 404:
                 break
+            conforms(stopping, "server")
             await asyncio.sleep(0.5)
 
 
