@@ -184,6 +184,8 @@ class Runtime(abc.ABC):
             )
         except (aiodocker.DockerError, aiohttp.ClientError, OSError):
             return None
+        if not isinstance(stats, dict):
+            return None  # a container on its way out answers with no body
         memory_stats = stats.get("memory_stats") or {}
         memory = memory_stats.get("usage")
         if memory is not None:

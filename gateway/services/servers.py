@@ -547,7 +547,7 @@ class ServerManager:
         state = usage = None
         if container is not None and container.state != "running":
             state = await self.runtime.state(container.id)
-        elif container is not None:
+        elif container is not None and record.state is not ServerState.STOPPING:
             usage = await self.runtime.usage(container.id)
         memory = str(record.options.get("mem_request", self.settings.server_memory_default))
         status, message = server_status(
