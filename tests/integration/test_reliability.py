@@ -329,9 +329,9 @@ async def test_the_servers_reconcile_reads_the_engine_not_the_events_so_far(
             assert docker("ps", "-aq", "--no-trunc", "--filter", f"id={stray}") == ""
             response = await gateway.client.get("/servers/alice-analysis-1", headers=gateway.auth())
             server = await response.json()
-        assert server["status"] == {
-            "state": "failed",
-            "message": "the server's container is gone; start it again",
-        }, server
+        assert (server["status"]["state"], server["status"]["message"]) == (
+            "failed",
+            "the server's container is gone; start it again",
+        ), server
     finally:
         docker("rm", "-f", *planted, check=False)
