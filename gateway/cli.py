@@ -99,7 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     logs.add_argument("name", help="a container or server name")
     logs.add_argument("--lines", "-n", type=int, default=250, help="how many lines (default 250)")
-    for command in (deploy, listing, logs):
+    volumes = commands.add_parser(
+        "volumes",
+        help="list users' work areas, or remove one",
+        description="List every user's work areas (one volume per user and project): whose,\n"
+        "how big, which servers use them. --remove removes one no server uses (of a user\n"
+        "who has gone, say): its files are gone for good.",
+        epilog=_CLIENT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    volumes.add_argument("--remove", metavar="NAME", help="remove this work area")
+    volumes.add_argument("--json", action="store_true", help="print the gateway's JSON")
+    for command in (deploy, listing, logs, volumes):
         command.add_argument("--url", help="the gateway (default: $GATEWAY_URL)")
         command.add_argument("--token", help="the admin token (default: $AUTH_TOKEN)")
         command.add_argument(
@@ -124,6 +135,7 @@ examples:
   notebook-gateway deploy climate
   notebook-gateway list
   notebook-gateway logs nbgw-intro--climate --lines 50
+  notebook-gateway volumes --remove nbgw-work-alice-analysis-1a2b3c4d
 """
 
 

@@ -39,6 +39,8 @@ async def _run(args: argparse.Namespace) -> int:
                 return await deploy(client, args.project, out, verbose=args.verbose)
             if args.command == "list":
                 return await list_all(client, out, as_json=args.json)
+            if args.command == "volumes":
+                return await volumes(client, out, args.remove, as_json=args.json)
             return await print_logs(client, args.name, args.lines, out)
     except ConfigError as exc:
         print(f"notebook-gateway: {exc.message}", file=sys.stderr)
@@ -151,6 +153,40 @@ async def list_all(client: GatewayClient, out: TextIO, as_json: bool = False) ->
             file=out,
         )
     return 0
+
+
+async def volumes(
+    client: GatewayClient, out: TextIO, remove: str | None = None, as_json: bool = False
+) -> int:
+    if remove:
+        await client.call("DELETE", f"/volumes/{quote(remove, safe='')}")
+        print(f"removed {remove}", file=out)
+        return 0
+    found = await client.call("GET", "/volumes")
+    if as_json:
+        json.dump(found, out, indent=2)
+        out.write("\n")
+        return 0
+    if not found["volumes"]:
+        print("no work areas", file=out)
+    for volume in found["volumes"]:
+        size = "?" if volume["size"] is None else _size(volume["size"])
+        used = ", ".join(volume["servers"]) or f"unused since {volume['used_at'][:10]}"
+        print(
+            f"{volume['name']}  {volume['user']}  {volume['namespace']}/{volume['project']}"
+            f"  {size}  {used}",
+            file=out,
+        )
+    return 0
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
 
 
 async def print_logs(client: GatewayClient, name: str, lines: int, out: TextIO) -> int:

@@ -29,6 +29,8 @@ def write_context_tar(
             for directory in _directories(context):
                 tar.addfile(_info(directory, 0, 0o755, mtime, tarfile.DIRTYPE))
             for entry in context:
+                if entry.arcname.endswith("/"):
+                    continue  # an empty directory: written with the others
                 mode = 0o755 if entry.executable else 0o644
                 info = _info(entry.arcname, entry.size, mode, mtime, tarfile.REGTYPE)
                 if entry.data is not None:
@@ -44,6 +46,7 @@ def write_context_tar(
 
 
 def _directories(context: tuple[ContextFile, ...]) -> list[str]:
+    """Every folder the entries are in; an entry whose name ends in "/" is a folder."""
     found: set[str] = set()
     for entry in context:
         parent = posixpath.dirname(entry.arcname)

@@ -138,11 +138,16 @@ def _desired(
 
 
 def server_launch(
-    record: ServerRecord, image: str, settings: Settings, image_labels: Mapping[str, str]
+    record: ServerRecord,
+    image: str,
+    settings: Settings,
+    image_labels: Mapping[str, str],
+    node: str = "",
 ) -> Launch:
     """A user's server: its image, always behind the guard, with the options it was asked
-    with. It depends on the record, the image and the settings alone, so a server whose
-    container was started otherwise is known by its shape."""
+    with, and its work area (on `node`, on a Swarm). It depends on the record, the image and
+    the settings alone, so a server whose container was started otherwise is known by its
+    shape."""
     container = naming.fit(f"{settings.instance}-{record.name}")
     labels = {
         **image_labels,
@@ -170,7 +175,22 @@ def server_launch(
         ),
         command=start_command(record.notebook, str(record.options["defaultUrl"])),
         router=container,
+        volume=record.volume,
+        volume_labels=work_volume_labels(settings, record) if record.volume else {},
+        node=node,
     )
+
+
+def work_volume_labels(settings: Settings, record: ServerRecord) -> dict[str, str]:
+    """Whose work area a volume is, for `docker volume ls` on any node."""
+    return {
+        naming.LABEL_INSTANCE: settings.instance,
+        naming.LABEL_KIND: naming.KIND_WORK,
+        naming.LABEL_USER_ID: str(record.user_id),
+        naming.LABEL_USERNAME: record.username,
+        naming.LABEL_NAMESPACE: record.namespace,
+        naming.LABEL_PROJECT: record.project,
+    }
 
 
 def server_image_labels(settings: Settings, namespace: str, project: str) -> dict[str, str]:
@@ -258,8 +278,12 @@ def build_context(
 
 
 def _environment_context(dockerfile: bytes, requirements: RepoFile | None) -> list[ContextFile]:
-    """The Dockerfile and the requirements to install."""
-    files = [ContextFile("Dockerfile", len(dockerfile), data=dockerfile)]
+    """The Dockerfile, an empty work area (copied as the notebook user's) and the
+    requirements to install."""
+    files = [
+        ContextFile("Dockerfile", len(dockerfile), data=dockerfile),
+        ContextFile(".gateway/workdir/", 0, data=b""),
+    ]
     if requirements is not None:
         files.append(
             ContextFile(".gateway/requirements.txt", requirements.size, blob=requirements.blob)

@@ -9,6 +9,7 @@ from importlib import resources
 import jinja2
 
 WORKDIR = "/home/jovyan/work"
+COMMIT_DIR = "/opt/notebook-gateway/commit"  # a user server's repository (start-notebook.py)
 PORT = 8888
 REQUIREMENTS = "/tmp/notebook-gateway/requirements.txt"
 # The one step of a build that runs code from the repository (setup scripts, build backends):
@@ -81,6 +82,7 @@ def render_dockerfile(
         shared=shared,
         notebook=notebook,
         workdir=WORKDIR,
+        commit_dir=COMMIT_DIR,
     )
 
 

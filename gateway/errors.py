@@ -59,6 +59,13 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class Conflict(GatewayError):
+    """The thing is in use, or in a state that does not allow this now."""
+
+    status = 409
+    code = "conflict"
+
+
 class Unsatisfiable(GatewayError):
     """A request understood, and impossible here (a GPU, cloud storage): not a typo to fix."""
 

@@ -77,5 +77,13 @@ class Metrics:
             registry=registry,
         )
 
+        self.work_area_bytes = Gauge(
+            f"{PREFIX}_work_area_bytes",
+            "Bytes in each user's work area (volume), as the engine counts them: no engine"
+            " limits a local volume's size, so watch this one.",
+            ["volume", "user"],
+            registry=registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

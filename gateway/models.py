@@ -114,6 +114,9 @@ class Launch:
     limits: ResourceLimits
     command: list[str] | None = None
     router: str = ""  # its Traefik router, whose last middleware gives Jupyter the token
+    volume: str = ""  # a user's work area, mounted at the working directory
+    volume_labels: Mapping[str, str] = field(default_factory=dict)
+    node: str = ""  # Swarm: the node that holds the volume (not a shape: it is where, not what)
 
     @property
     def shape(self) -> str:
@@ -130,6 +133,7 @@ class Launch:
             "limits": [self.limits.memory, self.limits.cpus, self.limits.pids],
             "command": self.command,
             "router": self.router,
+            **({"volume": self.volume} if self.volume else {}),
         }
         text = json.dumps(described, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
@@ -235,6 +239,21 @@ class ServerRecord:
     repository: str = ""  # the project's page on GitLab (its web_url)
     step: str = ""  # the launch step under way, or the one that failed (see LAUNCH_STEPS)
     warnings: list[str] = field(default_factory=list)  # what was asked for and not done
+    volume: str = ""  # its work area; "" for a server recorded before there were any
+
+
+@dataclass(frozen=True)
+class WorkVolume:
+    """A user's work area for one project: a volume that outlives their servers."""
+
+    name: str
+    user_id: int
+    username: str
+    namespace: str
+    project: str
+    created_at: str
+    used_at: str  # when a server last started with it
+    node: str = ""  # Swarm: the node that holds it ("" until a server ran there)
 
 
 class NotebookState(enum.StrEnum):

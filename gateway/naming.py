@@ -37,6 +37,7 @@ LABEL_SHAPE = "notebook-gateway.shape"
 KIND_PUBLISHED = "published"
 KIND_USER = "user"
 KIND_ENVIRONMENT = "environment"
+KIND_WORK = "work"  # a user's work area for one project (a volume)
 # User servers also carry who started them and for what.
 LABEL_SERVER = "notebook-gateway.server"
 LABEL_USER_ID = "notebook-gateway.user-id"
@@ -99,6 +100,14 @@ def server_name(user: str, namespace: str, project: str, branch: str, commit: st
     digest = short_hash("\0".join((user, namespace, project, branch, commit)))
     parts = [slugify(user)[:16].strip("-"), slugify(project)[:20].strip("-"), commit[:8].lower()]
     return "-".join([*(p for p in parts if p), digest])
+
+
+def work_volume(instance: str, user_id: int, user: str, namespace: str, project: str) -> str:
+    """A user's work area for one project, whichever commit or branch their server is at:
+    readable, and never shared by two users (their GitLab ids differ) or two projects."""
+    digest = short_hash("\0".join((str(user_id), namespace.lower(), project.lower())))
+    parts = [slugify(user)[:16].strip("-"), slugify(project)[:20].strip("-")]
+    return "-".join([instance, "work", *(p for p in parts if p), digest])
 
 
 def fit(name: str, max_length: int = MAX_LABEL) -> str:

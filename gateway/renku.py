@@ -61,10 +61,15 @@ def status(
     }
 
 
-def resources(cpu: float, memory: str, usage: Usage | None) -> dict[str, Any]:
-    """renku's UserPodResources: what was asked for and, when the engine says, what is used.
-    `memory` is the size as chosen from the server options (Docker's units)."""
+def resources(
+    cpu: float, memory: str, usage: Usage | None, storage: int | None = None
+) -> dict[str, Any]:
+    """renku's UserPodResources: what was asked for and, when the engine says, what is used
+    (`storage`: the bytes in the work area). `memory` is the size as chosen from the server
+    options (Docker's units)."""
     used: dict[str, Any] = {}
+    if storage is not None:
+        used["storage"] = size(storage)
     if usage is not None and usage.cpu is not None:
         used["cpu"] = round(usage.cpu, 3)
     if usage is not None and usage.memory is not None:

@@ -173,6 +173,7 @@ class ResourceRequests(BaseModel):
 class ResourceUsage(BaseModel):
     cpu: float | None = None  # cores, when the engine has two samples to tell
     memory: str | None = None  # renku's decimal gigabytes
+    storage: str | None = None  # the work area's, when the engine counts it
 
 
 class ServerResources(BaseModel):
@@ -189,6 +190,31 @@ class Server(BaseModel):
     # Ours (namespace, project, branch, commit_sha, notebook, user) and renku's renku.io/*.
     annotations: dict[str, str]
     resources: ServerResources
+    volume: ServerVolume | None  # the work area; null for a published notebook
+
+
+class ServerVolume(BaseModel):
+    name: str
+    size: int | None  # bytes; null when the engine does not count it (yet)
+
+
+class Volume(BaseModel):
+    """A user's work area for one project, as an admin sees it."""
+
+    name: str
+    user: str
+    user_id: int
+    namespace: str
+    project: str
+    size: int | None
+    node: str  # Swarm: the node that holds it
+    created_at: str
+    used_at: str
+    servers: list[str]  # the servers that use it now
+
+
+class VolumeList(BaseModel):
+    volumes: list[Volume]
 
 
 class ServerList(BaseModel):

@@ -24,6 +24,7 @@ from gateway.adapters.runtime import (
     WorkloadIndex,
     new_token,
     owned_labels,
+    work_mounts,
     workload_labels,
 )
 from gateway.errors import DockerError, NotebookFailed
@@ -191,6 +192,7 @@ class ContainerRuntime(Runtime):
                 "CapDrop": ["ALL"],
                 "SecurityOpt": ["no-new-privileges:true"],
                 "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+                **({"Mounts": work_mounts(launch)} if launch.volume else {}),
             },
         }
         try:

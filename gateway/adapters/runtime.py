@@ -20,11 +20,14 @@ import aiohttp
 from aiodocker.events import DockerEvents
 
 from gateway import naming
+from gateway.dockerfile import WORKDIR
 from gateway.errors import DockerError
 from gateway.models import Launch, RunningNotebook, Usage
 from gateway.traefik import token_labels
 
 log = logging.getLogger(__name__)
+
+VOLUME_SIZES_TTL = 60.0
 
 _RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
 _STREAM_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError)
@@ -101,6 +104,20 @@ def workload_labels(launch: Launch, token: str) -> dict[str, str]:
     return labels
 
 
+def work_mounts(launch: Launch) -> list[dict[str, Any]]:
+    """The work area, where the image's working directory is. A new volume is created with
+    the labels, and filled with what the image has there (an empty folder the notebook user
+    owns; start-notebook.py puts the commit in)."""
+    return [
+        {
+            "Type": "volume",
+            "Source": launch.volume,
+            "Target": WORKDIR,
+            "VolumeOptions": {"Labels": dict(launch.volume_labels)},
+        }
+    ]
+
+
 def owned_labels(instance: str) -> list[str]:
     """The label filter that selects the containers (or services) of one gateway."""
     return [f"{naming.LABEL_INSTANCE}={instance}", naming.LABEL_CONTAINER]
@@ -121,6 +138,7 @@ class Runtime(abc.ABC):
         self.instance = instance
         self.index = index
         self._cpu_samples: dict[str, tuple[int, int]] = {}  # container -> (its, the host's)
+        self._volume_sizes: tuple[float, dict[str, int]] = (-VOLUME_SIZES_TTL, {})
 
     async def resync(self, project: str | None = None) -> None:
         """Read what runs from the engine now, into the index: everything, or one project's
@@ -172,6 +190,41 @@ class Runtime(abc.ABC):
     async def usage(self, container_id: str) -> Usage | None:
         """What it uses now, as its engine counts it; None when that cannot be read."""
         return await self._engine_usage(container_id)
+
+    async def node_of(self, container_id: str) -> str:
+        """The Swarm node it runs on; "" on a single engine."""
+        return ""
+
+    async def volume_sizes(self) -> dict[str, int]:
+        """Bytes used by each of this engine's volumes (the engine's own disk-usage count,
+        which walks them: at most once a minute). Empty when it cannot be read."""
+        taken, sizes = self._volume_sizes
+        if time.monotonic() - taken < VOLUME_SIZES_TTL:
+            return sizes
+        try:
+            usage = await self.client._query_json("system/df")
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+            return sizes
+        sizes = {
+            str(v.get("Name")): int((v.get("UsageData") or {}).get("Size", -1))
+            for v in (usage or {}).get("Volumes") or []
+        }
+        self._volume_sizes = (time.monotonic(), {k: v for k, v in sizes.items() if v >= 0})
+        return self._volume_sizes[1]
+
+    async def remove_volume(self, name: str) -> bool:
+        """Remove a volume of this engine; False while a container still uses it."""
+        try:
+            async with self.client._query(f"volumes/{name}", method="DELETE"):
+                pass
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return True
+            if exc.status == 409:
+                return False
+            raise DockerError(f"cannot remove volume {name}: {exc.message}") from None
+        self._volume_sizes[1].pop(name, None)
+        return True
 
     async def _engine_usage(self, container_id: str) -> Usage | None:
         """One sample of a container's stats (one-shot: no waiting for a second). Memory as

@@ -28,6 +28,7 @@ from gateway.adapters.runtime import (
     WorkloadIndex,
     new_token,
     owned_labels,
+    work_mounts,
     workload_labels,
 )
 from gateway.errors import DockerError, NotebookFailed
@@ -279,7 +280,14 @@ class SwarmRuntime(Runtime):
                     "Env": [f"{TOKEN_VARIABLE}={token}"],
                     "Labels": ours,
                     "CapabilityDrop": ["ALL"],
+                    **({"Mounts": work_mounts(launch)} if launch.volume else {}),
                 },
+                # A work area lives on one node: its server runs there.
+                **(
+                    {"Placement": {"Constraints": [f"node.id=={launch.node}"]}}
+                    if launch.node
+                    else {}
+                ),
                 "Resources": {
                     "Limits": {
                         "NanoCPUs": int(limits.cpus * 1e9),
@@ -352,6 +360,16 @@ class SwarmRuntime(Runtime):
             return []
         found = log_lines("".join(chunks))
         return found if lines is None else found[-lines:]
+
+    async def node_of(self, container_id: str) -> str:
+        """The node the service's running task is on ("" while there is none)."""
+        filters = json.dumps({"service": [container_id], "desired-state": ["running"]})
+        try:
+            tasks = await self.client._query_json("tasks", params={"filters": filters})
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+            return ""
+        running = [t for t in tasks if (t.get("Status") or {}).get("State") == "running"]
+        return str(running[0].get("NodeID") or "") if running else ""
 
     async def usage(self, container_id: str) -> Usage | None:
         """The service's running task, when its container is on this node's engine."""

@@ -30,6 +30,7 @@ from gateway.adapters.runtime import ContainerState, Runtime, ServerContainer
 from gateway.desired import server_image, server_image_labels, server_launch
 from gateway.errors import (
     BadRequest,
+    Conflict,
     Forbidden,
     GatewayError,
     NotebookFailed,
@@ -45,6 +46,7 @@ from gateway.models import (
     RunningNotebook,
     ServerRecord,
     ServerState,
+    WorkVolume,
     serving,
 )
 from gateway.schemas import ServerRequest
@@ -184,7 +186,12 @@ class ServerManager:
                 await asyncio.shield(stopping)
             existing = await self.store.get_server(name)
         if existing is not None and existing.state is not ServerState.FAILED:
-            return await self._view(existing), False
+            view = await self._view(existing)
+            if view["status"]["state"] != "failed":
+                return view, False
+            # Its container died (killed, out of memory): started afresh, its work kept.
+            if not await self.store.replace_failed_server(name):
+                return await self._view(existing), False
         if existing is not None:  # a failed attempt: start afresh
             await self._remove_containers(name, forced=True)
         record = ServerRecord(
@@ -211,6 +218,7 @@ class ServerManager:
             gitlab_project_id=project.id,
             repository=project.web_url,
             warnings=[*warnings],
+            volume=await self._work_area(who, request.namespace, request.project),
         )
         limit = self.settings.max_servers_per_user
         if not await self.store.add_server(record, limit):
@@ -250,19 +258,24 @@ class ServerManager:
             return self._view_published(found)
         return await self._view(found)
 
-    async def stop(self, who: Identity, name: str, forced: bool) -> None:
-        """Stopping happens in the background; the server shows `stopping` until it is gone."""
+    async def stop(self, who: Identity, name: str, forced: bool, remove: bool = False) -> None:
+        """Stopping happens in the background; the server shows `stopping` until it is gone.
+        Its work area stays, unless `remove` (JupyterHub's word for a server deleted for
+        good): then it goes too, once no other server of the user uses it."""
         record = await self._find(who, name)
         if isinstance(record, RunningNotebook):
             await self._remove_published(record)  # back at the next reconcile
             return
-        if record.state is ServerState.STOPPING and not forced:
+        if remove and record.volume:
+            await self._volume_unused(record.volume, but=name)
+        if record.state is ServerState.STOPPING and not forced and not remove:
             return
         await self.store.set_server_state(name, ServerState.STOPPING, "stopping")
         launch = self._launches.pop(name, None)
         if launch is not None:
             launch.cancel()
-        task = asyncio.create_task(self._stop(name, forced))
+        volume = record.volume if remove else ""
+        task = asyncio.create_task(self._stop(name, forced, volume))
         self._launches[f"stop:{name}"] = task
         task.add_done_callback(lambda _: self._launches.pop(f"stop:{name}", None))
 
@@ -329,11 +342,12 @@ class ServerManager:
                     "the server's container is gone; start it again",
                 )
         renewals = []
+        nodes = {v.name: v.node for v in await self.store.volumes()}
         for container in await self._one_each(containers, records):
             found = records[container.server]
             if found.state is not ServerState.RUNNING:
                 continue  # starting, stopping or failed: its own task decides
-            launch = self._current_launch(found, container.image)
+            launch = self._current_launch(found, container.image, nodes.get(found.volume, ""))
             if container.shape != launch.shape and found.name not in self._launches:
                 task = asyncio.create_task(self._renew(found, container, launch))
                 self._launches[found.name] = task
@@ -398,10 +412,10 @@ class ServerManager:
         finally:
             self._launches.pop(name, None)
 
-    def _current_launch(self, record: ServerRecord, image: str) -> Launch:
+    def _current_launch(self, record: ServerRecord, image: str, node: str = "") -> Launch:
         labels = server_image_labels(self.settings, record.namespace, record.project)
         # As it was asked for: an engine may add the digest it resolved the tag to.
-        return server_launch(record, image.partition("@")[0], self.settings, labels)
+        return server_launch(record, image.partition("@")[0], self.settings, labels, node)
 
     def _host(self, name: str) -> str:
         return f"{name}.{self.settings.base_domain}"
@@ -455,8 +469,9 @@ class ServerManager:
                 await step("pushing", "pushing the image to the registry")
                 await self.deployer.push_image(spec, emit)
             await step("starting", "starting Jupyter")
+            node = await self._use_volume(record)
             launched = time.monotonic()
-            launch = server_launch(record, spec.image, self.settings, spec.labels)
+            launch = server_launch(record, spec.image, self.settings, spec.labels, node)
             # A server replaces nothing: there is no handover to complete.
             handover = await self.runtime.start(launch)
             await step("answering", "waiting for Jupyter to answer")
@@ -467,6 +482,8 @@ class ServerManager:
             if failure is not None:
                 raise failure
             lines.append(f"answering at {record.url}")
+            if record.volume and not node and (ran_on := await self.runtime.node_of(handover.id)):
+                await self.store.set_volume_node(record.volume, ran_on)
             await self.store.set_server_state(name, ServerState.RUNNING)
             if not self.runtime.pulls_from_registry:
                 try:  # the registry's copy: the server runs on without it
@@ -486,15 +503,79 @@ class ServerManager:
         finally:
             self._launches.pop(name, None)
 
+    async def _work_area(self, who: Identity, namespace: str, project: str) -> str:
+        """The user's work area for the project: the one they have (by their GitLab id, as
+        their username may have changed since), or a new name."""
+        for volume in await self.store.volumes(who.user_id):
+            if (volume.namespace, volume.project) == (namespace, project):
+                return volume.name
+        s = self.settings
+        return naming.work_volume(s.instance, who.user_id, who.username, namespace, project)
+
+    async def _use_volume(self, record: ServerRecord) -> str:
+        """Record that the server's work area is in use; the node that holds it, if any."""
+        if not record.volume:
+            return ""
+        known = await self.store.get_volume(record.volume)
+        await self.store.use_volume(
+            WorkVolume(
+                record.volume, record.user_id, record.username, record.namespace,
+                record.project, created_at=now(), used_at=now(),
+            )
+        )  # fmt: skip
+        return known.node if known else ""
+
     async def _fail(self, name: str, message: str) -> None:
         self._launch_logs.setdefault(name, deque(maxlen=LAUNCH_LOG)).append(message)
         if await self.store.get_server(name) is not None:
             await self.store.set_server_state(name, ServerState.FAILED, message)
 
-    async def _stop(self, name: str, forced: bool) -> None:
+    async def _stop(self, name: str, forced: bool, volume: str = "") -> None:
         await self._remove_containers(name, forced)
         await self.store.delete_server(name)
         self._launch_logs.pop(name, None)
+        if volume:
+            await self._remove_volume(volume)
+
+    # -- work areas -----------------------------------------------------------------------
+
+    async def volumes(self) -> Sequence[dict[str, Any]]:
+        """Every user's work areas, for an admin: whose, how big, which servers use them."""
+        sizes = await self.runtime.volume_sizes()
+        users: dict[str, tuple[str, ...]] = {}
+        for record in await self.store.servers():
+            if record.volume:
+                users[record.volume] = (*users.get(record.volume, ()), record.name)
+        return [
+            _volume_view(volume, sizes.get(volume.name), users.get(volume.name, ()))
+            for volume in await self.store.volumes()
+        ]
+
+    async def remove_volume(self, name: str) -> None:
+        """An admin removes a work area (of a user who has gone, say): never one in use."""
+        if await self.store.get_volume(name) is None:
+            raise NotFound(f"there is no work area {name!r}")
+        await self._volume_unused(name)
+        await self._remove_volume(name)
+
+    async def _volume_unused(self, volume: str, but: str = "") -> None:
+        users = [r.name for r in await self.store.servers() if r.volume == volume and r.name != but]
+        if users:
+            raise Conflict(
+                f"work area {volume} is used by server {users[0]}; stop it first",
+                detail={"servers": users},
+            )
+
+    async def _remove_volume(self, volume: str) -> None:
+        """The engine refuses while a container it just stopped still holds the volume: a
+        few tries, then the record stays, for an admin to remove it later."""
+        for attempt in range(10):
+            if await self.runtime.remove_volume(volume):
+                await self.store.delete_volume(volume)
+                log.info("removed work area %s", volume)
+                return
+            await asyncio.sleep(0.5 * (attempt + 1))
+        raise Conflict(f"work area {volume} is still in use by a container")
 
     async def _remove_published(self, notebook: RunningNotebook) -> None:
         """Every container of the notebook: during a hand-over the old version waits, stopped,
@@ -550,6 +631,7 @@ class ServerManager:
         elif container is not None and record.state is not ServerState.STOPPING:
             usage = await self.runtime.usage(container.id)
         memory = str(record.options.get("mem_request", self.settings.server_memory_default))
+        storage = (await self.runtime.volume_sizes()).get(record.volume)
         status, message = server_status(
             record.state, record.message, container is not None, state, parse_bytes(memory) // 2**20
         )
@@ -587,7 +669,9 @@ class ServerManager:
                 float(record.options.get("cpu_request", self.settings.server_cpu_default)),
                 memory,
                 usage,
+                storage,
             ),
+            "volume": {"name": record.volume, "size": storage} if record.volume else None,
         }
 
     def _view_published(self, notebook: RunningNotebook) -> dict[str, Any]:
@@ -623,6 +707,7 @@ class ServerManager:
             "resources": renku.resources(
                 self.settings.cpu_limit, f"{self.settings.memory_limit // 2**20}M", None
             ),
+            "volume": None,  # a fresh state at every deploy
         }
 
     # -- helpers --------------------------------------------------------------------------
@@ -763,6 +848,21 @@ _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 def _compared(key: str, value: str) -> str:
     """An annotation as a GET /servers filter compares it: GitLab paths whatever their case."""
     return value.lower() if key in ("namespace", "project", "commit_sha") else value
+
+
+def _volume_view(volume: WorkVolume, size: int | None, servers: Sequence[str]) -> dict[str, Any]:
+    return {
+        "name": volume.name,
+        "user": volume.username,
+        "user_id": volume.user_id,
+        "namespace": volume.namespace,
+        "project": volume.project,
+        "size": size,
+        "node": volume.node,
+        "created_at": volume.created_at,
+        "used_at": volume.used_at,
+        "servers": list(servers),
+    }
 
 
 def _option(order: int, name: str, default: Any, options: Iterable[Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from gateway.models import (
     ProgressEvent,
     ServerRecord,
     ServerState,
+    WorkVolume,
 )
 
 SCHEMA = [
@@ -107,6 +108,20 @@ SCHEMA = [
     ALTER TABLE servers ADD COLUMN repository TEXT NOT NULL DEFAULT '';
     ALTER TABLE servers ADD COLUMN step TEXT NOT NULL DEFAULT '';
     ALTER TABLE servers ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]';
+    """,
+    # version 7: users' work areas (volumes), which outlive their servers
+    """
+    ALTER TABLE servers ADD COLUMN volume TEXT NOT NULL DEFAULT '';
+    CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL,
+        username TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        project TEXT NOT NULL,
+        node TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        used_at TEXT NOT NULL
+    );
     """,
 ]
 
@@ -404,8 +419,8 @@ class Store:
         changed = await self._write(
             "INSERT OR REPLACE INTO servers (name, user_id, username, namespace, project, branch,"
             " commit_sha, notebook, image, options, state, message, url, created_at, updated_at,"
-            " gitlab_project_id, repository, step, warnings)"
-            " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+            " gitlab_project_id, repository, step, warnings, volume)"
+            " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
             " WHERE NOT EXISTS (SELECT 1 FROM servers WHERE name = ? AND state != ?)"
             " AND (SELECT COUNT(*) FROM servers WHERE user_id = ? AND name != ?) < ?",
             (
@@ -414,11 +429,20 @@ class Store:
                 json.dumps(server.options), str(server.state), server.message, server.url,
                 server.created_at, server.updated_at,
                 server.gitlab_project_id, server.repository, server.step,
-                json.dumps(server.warnings),
+                json.dumps(server.warnings), server.volume,
                 server.name, str(ServerState.FAILED),
                 server.user_id, server.name, 2**62 if limit is None else limit,
             ),
         )  # fmt: skip
+        return changed > 0
+
+    async def replace_failed_server(self, name: str) -> bool:
+        """Mark a server whose container died as failed, so a new start may take its place;
+        False when another request got there first."""
+        changed = await self._write(
+            "UPDATE servers SET state = ?, updated_at = ? WHERE name = ? AND state = ?",
+            (str(ServerState.FAILED), now(), name, str(ServerState.RUNNING)),
+        )
         return changed > 0
 
     async def set_server_state(
@@ -452,6 +476,39 @@ class Store:
 
     async def delete_server(self, name: str) -> None:
         await self._write("DELETE FROM servers WHERE name = ?", (name,))
+
+    # -- work areas -------------------------------------------------------------------------
+
+    async def use_volume(self, volume: WorkVolume) -> None:
+        """Record a work area, or that a server starts with it now."""
+        await self._write(
+            "INSERT INTO volumes (name, user_id, username, namespace, project, node,"
+            " created_at, used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET used_at = excluded.used_at,"
+            " username = excluded.username",
+            (
+                volume.name, volume.user_id, volume.username, volume.namespace,
+                volume.project, volume.node, volume.created_at, volume.used_at,
+            ),
+        )  # fmt: skip
+
+    async def set_volume_node(self, name: str, node: str) -> None:
+        await self._write("UPDATE volumes SET node = ? WHERE name = ?", (node, name))
+
+    async def get_volume(self, name: str) -> WorkVolume | None:
+        rows = await self._rows("SELECT * FROM volumes WHERE name = ?", (name,))
+        return _volume(rows[0]) if rows else None
+
+    async def volumes(self, user_id: int | None = None) -> list[WorkVolume]:
+        if user_id is None:
+            rows = await self._rows("SELECT * FROM volumes ORDER BY name")
+        else:
+            query = "SELECT * FROM volumes WHERE user_id = ? ORDER BY name"
+            rows = await self._rows(query, (user_id,))
+        return [_volume(row) for row in rows]
+
+    async def delete_volume(self, name: str) -> None:
+        await self._write("DELETE FROM volumes WHERE name = ?", (name,))
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -555,4 +612,18 @@ def _server(row: aiosqlite.Row) -> ServerRecord:
         repository=row["repository"],
         step=row["step"],
         warnings=json.loads(row["warnings"]),
+        volume=row["volume"],
+    )
+
+
+def _volume(row: aiosqlite.Row) -> WorkVolume:
+    return WorkVolume(
+        name=row["name"],
+        user_id=row["user_id"],
+        username=row["username"],
+        namespace=row["namespace"],
+        project=row["project"],
+        created_at=row["created_at"],
+        used_at=row["used_at"],
+        node=row["node"],
     )

@@ -12,14 +12,21 @@ Jupyter runs in this process when this Python has it: `jupyter lab` would start 
 interpreters (`jupyter`, then `jupyter-lab`) before the server's own imports begin.
 """
 
+import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import sys
+import tempfile
 from urllib.parse import quote
 
 PORT = 8888
 TOKEN_VARIABLE = "JUPYTER_TOKEN"
+# A user server's image holds the commit here; its work area (a volume) is the working
+# directory, and follows the commit as `git checkout` would (sync_work_area).
+COMMIT_DIR = "/opt/notebook-gateway/commit"
+STATE_DIR = ".notebook-gateway"  # in the work area; hidden from Jupyter's file browser
 
 
 def _installed(module):
@@ -92,6 +99,96 @@ def _skip_slow_imports():
     sys.modules.setdefault("rfc3987_syntax", None)
 
 
+def _digest(path):
+    """The content of a regular file, or a word for what else is there (None: nothing)."""
+    if os.path.islink(path):
+        return "symlink"
+    if not os.path.lexists(path):
+        return None
+    if not os.path.isfile(path):
+        return "not-a-file"
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _files(root):
+    found = []
+    for parent, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(parent, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                found.append(os.path.relpath(path, root).replace(os.sep, "/"))
+    return found
+
+
+def _write(path, data):
+    """Write a file whole or not at all."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".nbgw-")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _copy(source, target):
+    with open(source, "rb") as handle:
+        _write(target, handle.read())
+    os.chmod(target, 0o755 if os.access(source, os.X_OK) else 0o644)
+
+
+def _remove(target, work):
+    os.unlink(target)
+    parent = os.path.dirname(target)
+    while os.path.abspath(parent) != os.path.abspath(work):  # folders the commit emptied
+        try:
+            os.rmdir(parent)
+        except OSError:
+            break
+        parent = os.path.dirname(parent)
+
+
+def sync_work_area(source, work, say=sys.stderr.write):
+    """Bring the work area to the commit in `source` as `git checkout` brings a working tree:
+    a file the user has not changed since the last commit follows the new one (written,
+    changed or removed); a file the user changed, added or removed stays as the user left
+    it. The last commit's files are remembered in STATE_DIR/manifest.json (empty on a new
+    volume: every file of the commit is written). Returns the paths kept as the user's."""
+    manifest = os.path.join(work, STATE_DIR, "manifest.json")
+    try:
+        with open(manifest, encoding="utf-8") as handle:
+            before = json.load(handle)["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        before = {}
+    now = {path: _digest(os.path.join(source, path)) for path in _files(source)}
+    kept = []
+    for path in sorted(set(now) | set(before)):
+        target = os.path.join(work, *path.split("/"))
+        current = _digest(target)
+        if current == now.get(path):
+            continue
+        if current != before.get(path):  # the user's version
+            kept.append(path)
+            if now.get(path) != before.get(path):
+                say("notebook-gateway: kept your version of " + path + ";")
+                say(" the commit changed it too\n")
+            continue
+        if path in now:
+            _copy(os.path.join(source, *path.split("/")), target)
+        else:
+            _remove(target, work)
+    _write(manifest, json.dumps({"files": now}, sort_keys=True).encode())
+    return kept
+
+
 def main():
     # Kernels and terminals inherit the environment; they need not find the token there.
     token = os.environ.pop(TOKEN_VARIABLE, "")
@@ -101,6 +198,8 @@ def main():
             " reaches this container, so it does not start\n"
         )
         sys.exit(2)
+    if os.path.isdir(COMMIT_DIR):
+        sync_work_area(COMMIT_DIR, os.getcwd())
     argv = command(sys.argv[1], *sys.argv[2:3], token=token)
     name = "jupyter-" + argv[1]
     _skip_slow_imports()  # before the script's module is loaded

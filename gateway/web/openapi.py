@@ -23,7 +23,7 @@ REQUESTS: list[type[BaseModel]] = [
 ANSWERS: list[type[BaseModel]] = [
     schemas.Index, schemas.Health, schemas.Job, schemas.JobList, schemas.WebhookAnswer,
     schemas.Server, schemas.ServerList, schemas.ServerOptions, schemas.ServerLogs,
-    schemas.ImageCheck,
+    schemas.ImageCheck, schemas.VolumeList,
     schemas.StatusOverview, schemas.ErrorEnvelope,
 ]  # fmt: skip
 ERRORS = {
@@ -32,6 +32,7 @@ ERRORS = {
     403: "Authenticated, but not allowed",
     404: "No such thing (or not yours)",
     408: "The request body did not arrive within HTTP_TIMEOUT",
+    409: "In use: a work area a server still uses",
     413: "The request body is too large",
     422: "Understood and impossible: the repository's content could not be deployed, or"
     " a server asked for what cannot be had here (a GPU, cloud storage)",
@@ -226,8 +227,12 @@ def _paths() -> dict[str, Any]:
             "delete": _op(
                 "Stop a server",
                 {204: ("Stopping", None)},
-                errors=(400, 401, 404, 502),
-                params=[name, _query("forced", {"type": "boolean"}, "Kill it rather than stop it")],
+                errors=(400, 401, 404, 409, 502),
+                params=[
+                    name,
+                    _query("forced", {"type": "boolean"}, "Kill it rather than stop it"),
+                    _query("remove", {"type": "boolean"}, "Remove its work area too"),
+                ],
             ),
         },
         "/server_options": {
@@ -250,6 +255,21 @@ def _paths() -> dict[str, Any]:
                         "The last lines (default 250); 0 for all",
                     ),
                 ],
+            )
+        },
+        "/volumes": {
+            "get": _op(
+                "Every user's work areas (admin)",
+                {200: ("Work areas", "VolumeList")},
+                errors=(401, 502),
+            )
+        },
+        "/volumes/{name}": {
+            "delete": _op(
+                "Remove a work area no server uses (admin)",
+                {204: ("Removed", None)},
+                errors=(401, 404, 409, 502),
+                params=[_path_param("name", "A work area's name")],
             )
         },
         "/images": {

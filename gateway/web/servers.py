@@ -7,7 +7,7 @@ from aiohttp import web
 
 from gateway.errors import BadRequest, NotFound
 from gateway.schemas import ServerRequest, parse
-from gateway.web.auth import authenticate
+from gateway.web.auth import authenticate, require_admin
 from gateway.web.http import MAX_NOTIFICATION, flag, int_param, json_body
 from gateway.web.keys import SERVERS
 
@@ -42,7 +42,21 @@ async def get_server(request: web.Request) -> web.Response:
 async def stop_server(request: web.Request) -> web.Response:
     who = await authenticate(request)
     forced = flag(request, "forced", default=False)
-    await request.app[SERVERS].stop(who, request.match_info["name"], forced)
+    remove = flag(request, "remove", default=False)  # the work area too (JupyterHub's word)
+    await request.app[SERVERS].stop(who, request.match_info["name"], forced, remove)
+    return web.Response(status=204)
+
+
+@routes.get("/volumes")
+async def list_volumes(request: web.Request) -> web.Response:
+    require_admin(request)
+    return web.json_response({"volumes": await request.app[SERVERS].volumes()})
+
+
+@routes.delete("/volumes/{name}")
+async def remove_volume(request: web.Request) -> web.Response:
+    require_admin(request)
+    await request.app[SERVERS].remove_volume(request.match_info["name"])
     return web.Response(status=204)
 
 

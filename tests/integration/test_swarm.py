@@ -18,7 +18,7 @@ from gateway.web.app import create_app
 from tests.conftest import Gateway, Lane, MakeGateway, Stack, gateway_env, job_summary
 from tests.integration.test_servers import as_user, call, wait_until
 from tests.support import jupyter
-from tests.support.engine import docker
+from tests.support.engine import docker, owned_volumes
 from tests.support.gitlab_server import DEVELOPER, GitLab
 from tests.support.gitrepo import GitRemote, notebook
 from tests.support.stack import free_port
@@ -192,11 +192,47 @@ async def test_users_servers_run_as_services_behind_the_gateways_guard(
             assert answer.status == 200
     status, logs = await call_text(gateway, f"/logs/{name}", alice.token)
     assert status == 200 and "Jupyter Server" in logs
+
+    # Her work area is a volume on the node the task ran on; she writes to it.
+    volume = server["volume"]["name"]
+    mounts = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    assert [(m["Source"], m["Target"]) for m in mounts] == [(volume, "/home/jovyan/work")]
+    async with jupyter.session() as http:
+        note = {"type": "file", "format": "text", "content": "kept"}
+        async with http.put(
+            server["url"] + "api/contents/note.txt", json=note, headers=as_user(alice.token)
+        ) as answer:
+            assert answer.status == 201
     status, _ = await call(gateway, "DELETE", f"/servers/{name}", alice.token)
     assert status == 204
     async with asyncio.timeout(60):
         while True:
             if not services(gateway.instance):
+                break
+            await asyncio.sleep(0.5)
+
+    # Started again: pinned to the node that holds the volume, and the note is there.
+    node = docker("node", "inspect", "--format", "{{.ID}}", "self")
+    status, server = await call(gateway, "POST", "/servers", alice.token, json=request)
+    assert status == 201, server
+    server = await wait_until(gateway, name, alice.token, "running")
+    (service,) = services(gateway.instance).values()
+    placement = service["Spec"]["TaskTemplate"]["Placement"]["Constraints"]
+    assert placement == [f"node.id=={node}"]
+    # Traefik may keep the removed service's task address until its next poll of Swarm.
+    async with jupyter.session() as http, asyncio.timeout(10):
+        while True:
+            url = server["url"] + "api/contents/note.txt"
+            async with http.get(url, headers=as_user(alice.token)) as answer:
+                if answer.status != 502:
+                    assert answer.status == 200 and (await answer.json())["content"] == "kept"
+                    break
+            await asyncio.sleep(0.5)
+    status, _ = await call(gateway, "DELETE", f"/servers/{name}?remove=true", alice.token)
+    assert status == 204
+    async with asyncio.timeout(60):
+        while True:
+            if not services(gateway.instance) and volume not in owned_volumes(gateway.instance):
                 break
             await asyncio.sleep(0.5)
 

@@ -44,10 +44,18 @@ def owned_images(instance: str, kind: str | None = None) -> list[str]:
 
 
 def remove_instance(instance: str) -> None:
-    """Every service, container and image labelled with the instance."""
+    """Every service, container, image and volume labelled with the instance."""
     remove_services(instance)
     remove_containers(owned_containers(instance))
     remove_images(owned_images(instance))
+    for volume in owned_volumes(instance):
+        docker("volume", "rm", "-f", volume, check=False)
+
+
+def owned_volumes(instance: str) -> list[str]:
+    """Users' work areas the instance created (their volumes carry its label)."""
+    out = docker("volume", "ls", "-q", "--filter", f"label={naming.LABEL_INSTANCE}={instance}")
+    return out.split()
 
 
 def remove_containers(containers: list[str]) -> None:

@@ -90,7 +90,7 @@ def test_the_environment_is_shared_and_depends_only_on_base_and_requirements() -
     assert env is not None and nb.spec.parent == env and not env.push
     assert env.image.startswith("notebook-gateway/nbgw/climate--env:")
     names = {f.arcname for f in env.context}
-    assert names == {"Dockerfile", ".gateway/requirements.txt"}
+    assert names == {"Dockerfile", ".gateway/workdir/", ".gateway/requirements.txt"}
     assert env.install is not None and env.install[-1] == REQUIREMENTS
     assert env.labels["notebook-gateway.kind"] == "environment"
     # A changed notebook: same environment, another image.

@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.dockerfile import (
+    COMMIT_DIR,
     REQUIREMENTS,
     WORKDIR,
     api_labels,
@@ -79,12 +80,17 @@ def test_environment_structure() -> None:
     assert [line.split()[0] for line in lines] == [
         "FROM",
         "LABEL",
+        "COPY",
         "USER",
         "COPY",
         "WORKDIR",
         "EXPOSE",
     ]
-    assert lines[0] == "FROM quay.io/jupyter/base-notebook:latest" and lines[2] == "USER 1000:100"
+    assert lines[0] == "FROM quay.io/jupyter/base-notebook:latest" and lines[3] == "USER 1000:100"
+    # The work area is the notebook user's, whatever the base image made of it: new files
+    # anywhere in it (COPY --chown creates it theirs; WORKDIR would make it root's).
+    assert lines[2] == f'COPY --chown=1000:100 [".gateway/workdir/", "{WORKDIR}/"]'
+    assert lines.index(lines[2]) < lines.index(f"WORKDIR {WORKDIR}")
     assert all("--chown=1000:100" in line for line in lines if line.startswith("COPY"))
     assert f"WORKDIR {WORKDIR}" in lines
     # No repository code runs in the engine's builder: the install step runs afterwards, in
@@ -115,7 +121,8 @@ def test_a_server_image_holds_the_repository_without_a_notebook_layer() -> None:
     lines = instructions(
         render_dockerfile(env_image="e", user="1000:100", shared=True, labels={}, notebook=False)
     )
-    assert lines == ["FROM e", f'COPY --chown=1000:100 ["shared/", "{WORKDIR}/"]']
+    # Read-only where start-notebook.py fills the work area (a volume) from.
+    assert lines == ["FROM e", f'COPY ["shared/", "{COMMIT_DIR}/"]']
 
 
 def test_every_container_runs_the_current_start_script() -> None:

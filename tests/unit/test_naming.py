@@ -91,3 +91,28 @@ def test_each_user_and_commit_gets_its_own_server() -> None:
     assert mine != naming.server_name("alice", "group", "analysis", "main", "b" * 40)
     assert mine != naming.server_name("alice", "other", "analysis", "main", commit)
     assert mine == naming.server_name("alice", "group", "analysis", "main", commit)
+
+
+VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # what Docker accepts
+owners = st.tuples(st.integers(1, 10**9), st.text(min_size=1), st.text(min_size=1))
+
+
+@given(owners, owners, st.text(min_size=1))
+def test_work_areas_are_volume_names_never_shared_by_two_users_or_projects(
+    one: tuple[int, str, str], other: tuple[int, str, str], username: str
+) -> None:
+    first = naming.work_volume("nbgw", one[0], username, one[1], one[2])
+    second = naming.work_volume("nbgw", other[0], username, other[1], other[2])
+    assert VOLUME_NAME.fullmatch(first) and first.startswith("nbgw-work-")
+    same = (one[0], one[1].lower(), one[2].lower()) == (
+        other[0],
+        other[1].lower(),
+        other[2].lower(),
+    )
+    assert (first == second) == same
+
+
+def test_paths_are_not_case_sensitive_for_a_work_area() -> None:
+    assert naming.work_volume("nbgw", 7, "alice", "Group", "Analysis") == naming.work_volume(
+        "nbgw", 7, "alice", "group", "analysis"
+    )
