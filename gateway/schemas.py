@@ -368,6 +368,7 @@ class StatusOverview(BaseModel):
     jobs: list[StatusJob]
     commit: str | None  # the branch's last fetched commit
     servers: list[Server]  # users' servers, for an admin
+    volumes: list[Volume]  # users' work areas, for an admin
 
 
 class Index(BaseModel):

@@ -179,14 +179,25 @@ async function stop(name) {
   refresh();
 }
 
+async function removeVolume(name) {
+  if (!window.confirm(`Remove ${name}? Its files are gone for good.`)) return;
+  try {
+    await call("DELETE", `/volumes/${encodeURIComponent(name)}`);
+  } catch (error) {
+    window.alert(error.message);
+  }
+  refresh();
+}
+
 document.addEventListener("click", (event) => {
   const button = event.target.closest("button[data-action]");
   if (!button || !ADMIN) return;
-  const { action, project, server, job } = button.dataset;
+  const { action, project, server, job, volume } = button.dataset;
   if (action === "deploy") deploy(project);
   else if (action === "watch") follow(job);
   else if (action === "logs") showLogs(server);
   else if (action === "stop") stop(server);
+  else if (action === "remove-volume") removeVolume(volume);
   else if (action === "reconcile") {
     call("POST", "/reconcile?wait=false").then((j) => follow(j.id), (e) => showProgressError(e.message));
   }

@@ -3,6 +3,7 @@ login that lets the page redeploy, stop and read logs with AUTH_TOKEN kept out o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +100,14 @@ def _hidden(request: web.Request, admin: bool) -> bool:
 async def _context(request: web.Request, admin: bool, as_json: bool = False) -> dict[str, Any]:
     overview = await request.app[STATUS].overview()
     servers: list[dict[str, Any]] = []
+    volumes: Sequence[dict[str, Any]] = []
     if admin:
         views = await request.app[SERVERS].list(Identity.administrator(), {})
         servers = [v for v in views.values() if v["annotations"]["user"]]
+        volumes = await request.app[SERVERS].volumes()
     if as_json:
-        return {"admin": admin, **overview.to_json(), "servers": servers}
-    return {"admin": admin, "overview": overview, "servers": servers}
+        return {"admin": admin, **overview.to_json(), "servers": servers, "volumes": volumes}
+    return {"admin": admin, "overview": overview, "servers": servers, "volumes": volumes}
 
 
 def _page(
@@ -122,6 +125,7 @@ def _page(
         error=error,
         overview=context["overview"] if context else None,
         servers=context["servers"] if context else [],
+        volumes=context["volumes"] if context else [],
         version=__version__,
         base_domain=settings.base_domain,
         protected=settings.protect_published,

@@ -73,6 +73,11 @@ async def test_deploy_list_and_logs_against_a_live_gateway(
         code, out = await cli("logs", f"{instance}-intro--climate", "-n", "40", env=client)
         assert code == 0 and "Jupyter Server" in out, out
 
+        code, out = await cli("volumes", env=client)
+        assert code == 0 and out.strip() == "no work areas", out
+        code, out = await cli("volumes", "--remove", "nbgw-work-nobody", env=client)
+        assert code == 1 and "there is no work area 'nbgw-work-nobody'" in out, out
+
         code, out = await cli("deploy", "nowhere", env=client)
         assert code == 1 and "there is no project 'nowhere'" in out, out
         code, out = await cli("list", env={**client, "AUTH_TOKEN": "wrong-token"})

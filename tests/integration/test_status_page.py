@@ -6,14 +6,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
+from gateway.models import WorkVolume
+from gateway.web.keys import STORE
 from tests.conftest import Gateway, MakeGateway, job_summary
-from tests.support.engine import owned_containers
+from tests.support.engine import docker, owned_containers, owned_volumes
 from tests.support.gitrepo import GitRemote, notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
@@ -184,3 +187,30 @@ async def test_protected_notebooks_are_hidden_from_the_page_until_an_admin_logs_
                 assert response.status == 401
     response = await gateway.client.get("/status", headers=gateway.auth())
     assert (await response.json())["projects"][0]["notebooks"][0]["name"] == "intro.ipynb"
+
+
+async def test_an_admin_sees_users_work_areas_and_removes_an_unused_one(
+    make_gateway: MakeGateway, remote: GitRemote, browser: Browser
+) -> None:
+    """A work area left by a user who has gone (a volume as servers make them, and its
+    record): listed with whose it is, and removed from the page, from the engine too."""
+    remote.commit({"README.md": b"nothing to publish\n"})
+    gateway = await make_gateway()
+    name = f"{gateway.instance}-work-gone-analysis-0badc0de"
+    labels = {"notebook-gateway.instance": gateway.instance, "notebook-gateway.kind": "work"}
+    docker("volume", "create", *(f"--label={k}={v}" for k, v in labels.items()), name)
+    when = datetime.now(UTC).isoformat()
+    await gateway.client.app[STORE].use_volume(
+        WorkVolume(name, 42, "gone", "group", "analysis", created_at=when, used_at=when)
+    )
+    page = await browser.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    await page.goto(address(gateway) + "/")
+    await page.fill("#admin-token", gateway.settings.auth_token.get_secret_value())
+    await page.click("#login-button")
+    row = page.locator(f'#board tr[data-volume="{name}"]')
+    await expect(row).to_contain_text("gone")
+    await expect(row).to_contain_text("group/analysis")
+    await row.get_by_role("button", name="Remove").click()
+    await expect(page.locator("#board")).to_contain_text("None yet.", timeout=30_000)
+    assert name not in owned_volumes(gateway.instance)
