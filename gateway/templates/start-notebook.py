@@ -168,6 +168,16 @@ def sync_work_area(source, work, say=sys.stderr.write):
             before = json.load(handle)["files"]
     except (OSError, ValueError, KeyError, TypeError):
         before = {}
+    if not isinstance(before, dict):
+        before = {}
+    # The manifest is in the user's hands: only plain paths inside the work area count.
+    before = {
+        path: digest
+        for path, digest in before.items()
+        if isinstance(path, str)
+        and not path.startswith("/")
+        and all(part not in ("", ".", "..") for part in path.split("/"))
+    }
     now = {path: _digest(os.path.join(source, path)) for path in _files(source)}
     kept = []
     for path in sorted(set(now) | set(before)):

@@ -1,6 +1,7 @@
 """The script that starts Jupyter inside every notebook image."""
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -183,3 +184,18 @@ def test_sync_is_a_three_way_merge_that_never_loses_the_users_edits(
             assert after.get(name) == mine.get(name), name
         else:  # untouched by the user: the new commit's
             assert after.get(name) == new.get(name), name
+
+
+def test_a_forged_manifest_cannot_reach_outside_the_work_area(
+    script: ModuleType, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"precious")
+    work = tmp_path / "work"
+    (work / ".notebook-gateway").mkdir(parents=True)
+    digest = script._digest(str(outside))
+    forged = {"files": {"../outside.txt": digest, "/etc/hostname": digest, "a": None}}
+    (work / ".notebook-gateway" / "manifest.json").write_text(json.dumps(forged))
+    script.sync_work_area(str(commit(tmp_path / "c", {"a": b"A"})), str(work))
+    assert outside.read_bytes() == b"precious"
+    assert tree(work) == {"a": b"A"}
