@@ -40,6 +40,9 @@ packages() {
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
+  # The README's compose steps, run by a test: Compose 1.29 and htpasswd.
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
+  command -v htpasswd >/dev/null || missing+=(apache2-utils)
   # Headless Chromium for the status page's browser test (Playwright drives it).
   command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
   [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"

@@ -12,8 +12,9 @@ from tests.support.stack import free_port
 
 
 class ThreadedServer:
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, host: str = "127.0.0.1") -> None:
         self.app = app
+        self.host = host
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.runner = web.AppRunner(app)
@@ -21,12 +22,12 @@ class ThreadedServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> str:
         self.thread.start()
         asyncio.run_coroutine_threadsafe(self.runner.setup(), self.loop).result(30)
-        site = web.TCPSite(self.runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self.runner, self.host, self.port)
         asyncio.run_coroutine_threadsafe(site.start(), self.loop).result(30)
         return self.url
 

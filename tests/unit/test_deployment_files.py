@@ -39,7 +39,10 @@ def test_compose_keeps_the_control_plane_off_the_notebooks_network() -> None:
 
 def test_compose_gateway_is_built_here_and_reaches_docker_and_traefik() -> None:
     gateway = compose()["services"]["gateway"]
-    assert gateway["build"] == "."
+    assert gateway["build"]["context"] == "."
+    # Compose 1.29 refuses a top-level name: the project is named in .env.
+    assert "name" not in compose()
+    assert "COMPOSE_PROJECT_NAME=notebook-gateway" in (ROOT / ".env.example").read_text()
     assert "/var/run/docker.sock:/var/run/docker.sock" in gateway["volumes"]
     web = tomllib.loads((ROOT / "traefik" / "traefik.toml").read_text())["entryPoints"]["web"][
         "address"

@@ -1,0 +1,171 @@
+"""docker-compose.yml run for real, the way the README's "Deployment with docker-compose" says,
+word for word: its shell blocks are read from the README and run, with Debian's
+docker-compose (Compose 1.29), on a copy of the repository. The two images that cannot be
+pulled here are stand-ins under the file's names (tests/support/standins.py). One full
+publish goes through the stack: a notification, the image in the compose registry, the URL
+through the compose Traefik, and URL.md; then the README's way down."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import Stack, job_summary
+from tests.support.engine import docker, remove_instance
+from tests.support.git_http import git_http_app
+from tests.support.gitrepo import GitRemote, notebook
+from tests.support.standins import standin_images
+from tests.support.threaded import ThreadedServer
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
+
+ROOT = Path(__file__).parents[2]
+SECTION = "## Deployment with docker-compose"
+# What the compose file needs of the repository: itself, the gateway's build, Traefik's file.
+FILES = [
+    "docker-compose.yml", "Dockerfile", ".dockerignore", ".env.example", "pyproject.toml",
+    "README.md", "gateway", "traefik", "registry",
+]  # fmt: skip
+PROJECT = "notebook-gateway"  # COMPOSE_PROJECT_NAME in .env.example
+INSTANCE = "nbgw"  # GATEWAY_INSTANCE's default, which the README's way down names
+
+
+def readme_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(SECTION) :]
+    section = section[: section.index("\n## ", len(SECTION))]
+    return re.findall(r"```sh\n(.*?)```", section, re.S)
+
+
+def sh(script: str, where: Path, timeout: float = 900) -> str:
+    done = subprocess.run(
+        ["sh", "-e", "-c", script], cwd=where, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, (script, done.stdout[-3000:], done.stderr[-3000:])
+    return done.stdout
+
+
+def set_env(env_file: Path, values: dict[str, str]) -> None:
+    """What an operator does to .env: change the lines that are there, add the others."""
+    lines = env_file.read_text().splitlines()
+    for key, value in values.items():
+        found = [i for i, line in enumerate(lines) if re.match(rf"#?\s*{key}=", line)]
+        if found:
+            lines[found[0]] = f"{key}={value}"
+        else:
+            lines.append(f"{key}={value}")
+    env_file.write_text("\n".join(lines) + "\n")
+
+
+async def test_the_compose_file_publishes_a_notebook_as_the_readme_says(
+    stack: Stack, remote: GitRemote, tmp_path: Path
+) -> None:
+    up, down = readme_blocks()
+    first, rest = up.split("\n", 1)
+    assert first.startswith("cp .env.example .env")
+    where = tmp_path / "deploy"
+    where.mkdir()
+    for name in FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, where / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, where / name)
+    remote.commit({"climate/intro.ipynb": notebook("print(6 * 7)")})
+    # The notebooks repository over HTTP with a token, where the gateway's container reaches
+    # it: the host's address on Docker's default bridge (this machine only).
+    bridge = docker(
+        "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"
+    )
+    token = "glpat-compose-" + secrets.token_hex(8)
+    git_server = ThreadedServer(git_http_app(remote.bare.parent, token), host=bridge)
+    git_url = git_server.start()
+    auth_token = secrets.token_urlsafe(24)
+    domain = "compose.localhost"
+    with standin_images(tmp_path, stack.base_image):
+        try:
+            sh(first, where)
+            set_env(
+                where / ".env",
+                {
+                    "AUTH_TOKEN": auth_token,
+                    "GATEWAY_URL": "http://127.0.0.1:3000",
+                    "GITLAB_REPO_URL": f"{git_url}/{remote.bare.name}",
+                    "GITLAB_ACCESS_TOKEN": token,
+                    "BASE_DOMAIN": domain,
+                    "PUBLIC_SCHEME": "http",
+                    "BASE_IMAGE": stack.base_image,
+                    "PYTHON_IMAGE": stack.base_image,  # nothing can be pulled here
+                },
+            )
+            sh(rest, where, timeout=1200)
+            password = re.search(r"^REGISTRY_PASSWORD=(.+)$", (where / ".env").read_text(), re.M)
+            assert password and password.group(1) != "the-password-in-registry/htpasswd"
+            await publish_through_the_stack(auth_token, domain, password.group(1), remote)
+        finally:
+            log = subprocess.run(
+                ["docker-compose", "logs", "--no-color", "gateway"],
+                cwd=where, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            try:
+                sh(down, where, timeout=300)
+                left = docker(
+                    "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"
+                )
+                assert left == "", left
+                assert docker("network", "ls", "-q", "--filter", f"name=^{PROJECT}$") == ""
+            finally:
+                git_server.stop()
+                remove_instance(INSTANCE)
+                sh("docker-compose down --volumes --rmi local || true", where, timeout=300)
+                docker("rmi", "-f", "notebook-gateway:latest", check=False)
+            print(log.stdout[-5000:])
+
+
+async def publish_through_the_stack(
+    auth_token: str, domain: str, registry_password: str, remote: GitRemote
+) -> None:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
+        async with asyncio.timeout(300):
+            while True:
+                try:
+                    async with http.get("http://127.0.0.1:3000/health") as answer:
+                        if answer.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(1)
+        headers = {"Authorization": f"Bearer {auth_token}"}
+        async with http.post(
+            "http://127.0.0.1:3000/projects",
+            json={"project": "climate", "action": "update"},
+            headers=headers,
+        ) as answer:
+            body = await answer.json()
+            assert answer.status == 200, job_summary(body)
+        url = body["notebooks"][0]["url"]
+        assert url == f"http://intro--climate.{domain}/", url
+        # Through the compose Traefik on port 80, by the notebook's host name.
+        async with http.get(
+            "http://127.0.0.1/api/contents/intro.ipynb",
+            headers={"Host": f"intro--climate.{domain}"},
+        ) as answer:
+            assert answer.status == 200
+            assert "print(6 * 7)" in await answer.text()
+        # The image is in the compose registry, behind its password.
+        async with http.get("http://127.0.0.1:5000/v2/_catalog") as answer:
+            assert answer.status == 401
+        basic = base64.b64encode(f"pusher:{registry_password}".encode()).decode()
+        login = {"Authorization": f"Basic {basic}"}
+        async with http.get("http://127.0.0.1:5000/v2/_catalog", headers=login) as answer:
+            catalog = await answer.json()
+        assert f"{INSTANCE}/climate/intro" in catalog["repositories"], catalog
+    assert f"<{url}>" in (remote.read("URL.md") or "")
