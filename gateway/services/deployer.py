@@ -40,6 +40,8 @@ from gateway.settings import Settings
 
 LOG_TAIL = 30
 KEEP_CHECK_TIMEOUT = 15.0
+# Longer than the Swarm provider's poll (traefik-config's swarm_refresh, 1 s).
+SWARM_CONFIRM = 1.5
 
 
 class Deployer:
@@ -429,6 +431,7 @@ class Deployer:
         memory = (memory_limit or self.settings.memory_limit) // 2**20
         delay = 0.1  # Jupyter answers within a few seconds: ask often, then back off
         patience = FIRST_PATIENCE
+        answering_since: float | None = None
         while True:
             state = await self.runtime.state(container_id)
             failure: NotebookFailed | None = None
@@ -448,7 +451,16 @@ class Deployer:
             elif state.running:
                 asked = loop.time()
                 if await self.probe.answers(host, patience):
-                    return None
+                    if not self.runtime.pulls_from_registry:
+                        return None
+                    # Swarm: Traefik's route may still hold the address of a task just
+                    # removed until its next poll; an answer counts once answers keep
+                    # coming past that poll.
+                    answering_since = answering_since or asked
+                    if loop.time() - answering_since >= SWARM_CONFIRM:
+                        return None
+                else:
+                    answering_since = None
                 if loop.time() - asked >= patience:  # waited out: ask again, more patiently
                     patience = min(patience * 2, MOST_PATIENCE)
             if failure is None and loop.time() > deadline:
