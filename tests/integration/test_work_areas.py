@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import Gateway, MakeGateway, Stack, job_summary
+from tests.integration.test_observability import scrape
 from tests.integration.test_servers import as_user, call, gone, wait_until
 from tests.support import jupyter
 from tests.support.engine import docker, owned_volumes
@@ -204,6 +205,11 @@ async def test_a_users_work_survives_culling_a_crash_a_restart_and_a_new_commit(
     assert by_name[bobs["volume"]["name"]]["user"] == "bob"
     status, body = await call(gateway, "DELETE", f"/volumes/{volume}", admin)
     assert status == 409 and name in body["error"]["message"], body
+    # Sizes for an operator to act on: the engine counts them, no engine limits them.
+    assert isinstance(by_name[volume]["size"], int) and by_name[volume]["size"] > 0
+    metrics = await scrape(gateway)
+    sized = metrics[("notebook_gateway_work_area_bytes", (("user", "alice"), ("volume", volume)))]
+    assert sized == by_name[volume]["size"]
     assert volume in owned_volumes(gateway.instance)
 
     # Stopped with remove=true: the work area goes with the server.
