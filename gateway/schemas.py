@@ -45,7 +45,7 @@ class ProjectUpdate(ProjectDelete):
 
 _GITLAB_PATH = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)*$")
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9_./-]{1,255}$")
-_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+IMAGE_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 _MILLICORES = re.compile(r"^([0-9]*\.?[0-9]+)(m?)$")  # renku's CpuField: 0.5, "0.5", "500m"
 
 
@@ -138,7 +138,7 @@ class ServerRequest(BaseModel):
     @field_validator("image")
     @classmethod
     def _image(cls, value: str | None) -> str | None:
-        if value and not _IMAGE.fullmatch(value):
+        if value and not IMAGE_REFERENCE.fullmatch(value):
             raise ValueError(f"{value!r} is not an image reference")
         return value or None
 

@@ -89,11 +89,10 @@ async def metrics(request: web.Request) -> web.Response:
     users = sum(s.state == "running" for s in await runtime.list_servers())
     metrics.running.labels("published").set(published)
     metrics.running.labels("user").set(users)
-    sizes = await runtime.volume_sizes()
     metrics.work_area_bytes.clear()  # removed work areas go
-    for volume in await request.app[STORE].volumes():
-        if (size := sizes.get(volume.name)) is not None:
-            metrics.work_area_bytes.labels(volume.name, volume.username).set(size)
+    for volume in await request.app[SERVERS].volumes():
+        if volume["size"] is not None:
+            metrics.work_area_bytes.labels(volume["name"], volume["user"]).set(volume["size"])
     response = web.Response(body=metrics.render())
     response.content_type = METRICS_CONTENT_TYPE.split(";")[0]
     response.charset = "utf-8"

@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 
 from tests.conftest import Gateway, MakeGateway, Stack, job_summary
+from tests.integration.test_servers import call as servers_api
 from tests.support import renku_clients, renku_schemas
 from tests.support.gitlab_server import DEVELOPER, GitLab
 from tests.support.gitrepo import GitRemote, git, notebook
@@ -33,10 +34,8 @@ def conforms(answer: Any, kind: str) -> None:
 async def call(
     gateway: Gateway, method: str, path: str, token: str | None, **kwargs: Any
 ) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = await gateway.client.request(method, API + path, headers=headers, **kwargs)
-    body = await response.json() if response.status != 204 else None
-    return response.status, body
+    """The servers API where renku's clients look for it."""
+    return await servers_api(gateway, method, API + path, token, **kwargs)
 
 
 async def until(gateway: Gateway, name: str, token: str, state: str) -> dict[str, Any]:

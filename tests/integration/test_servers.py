@@ -29,9 +29,11 @@ def as_user(token: str) -> dict[str, str]:
 
 
 async def call(
-    gateway: Gateway, method: str, path: str, token: str, **kwargs: Any
+    gateway: Gateway, method: str, path: str, token: str | None, **kwargs: Any
 ) -> tuple[int, Any]:
-    response = await gateway.client.request(method, path, headers=as_user(token), **kwargs)
+    """The API as a user calls it (no token: as nobody)."""
+    headers = as_user(token) if token else {}
+    response = await gateway.client.request(method, path, headers=headers, **kwargs)
     body = await response.json() if response.status != 204 else None
     return response.status, body
 
