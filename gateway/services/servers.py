@@ -13,7 +13,6 @@ import asyncio
 import fnmatch
 import hashlib
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -49,7 +48,7 @@ from gateway.models import (
     WorkVolume,
     serving,
 )
-from gateway.schemas import ServerRequest
+from gateway.schemas import IMAGE_REFERENCE, ServerRequest
 from gateway.services.deployer import Deployer
 from gateway.services.store import Store, now
 from gateway.settings import Settings, parse_bytes
@@ -135,10 +134,10 @@ class ServerManager:
         }
 
     async def image_status(self, image: str) -> str | None:
-        """Why a user may not start from `image` ("" when they may): renku's GET /images
+        """Why a user may not start from `image` (None when they may): renku's GET /images
         answers 200 for an image that exists and can be pulled. Here it must also be one
         ALLOWED_IMAGES lets users choose."""
-        if not _IMAGE.fullmatch(image):
+        if not IMAGE_REFERENCE.fullmatch(image):
             raise BadRequest(f"image_url {image!r} is not an image reference")
         if not self._allowed(image):
             return f"image {image!r} is not among the images users may choose (ALLOWED_IMAGES)"
@@ -235,14 +234,12 @@ class ServerManager:
     async def list(self, who: Identity, filters: dict[str, str]) -> dict[str, dict[str, Any]]:
         records = await self.store.servers(None if who.admin else who.user_id)
         containers = {c.server: c for c in await self.runtime.list_servers()}
-        views = [await self._view(r, containers) for r in records]
+        # Side by side: a view asks the engine for the container's stats.
+        views = list(await asyncio.gather(*(self._view(r, containers) for r in records)))
         if who.admin:
             notebooks = serving(await self.runtime.list_notebooks()).values()
             views += [self._view_published(n) for n in notebooks]
-        wanted = {
-            key: value.lower() if key in ("namespace", "project", "commit_sha") else value
-            for key, value in filters.items()
-        }
+        wanted = {key: _compared(key, value) for key, value in filters.items()}
         return {
             view["name"]: view
             for view in views
@@ -752,8 +749,8 @@ class ServerManager:
         warnings = []
         if chosen.disk_request not in (None, "", 0) or request.storage is not None:
             warnings.append(
-                "disk_request/storage ignored: a server's files live in its container, which"
-                " has no disk quota of its own"
+                "disk_request/storage ignored: a server's files live in its work area, a"
+                " volume without a quota of its own"
             )
         if chosen.lfs_auto_fetch or request.lfs_auto_fetch:
             warnings.append(
@@ -840,9 +837,6 @@ def _in_words(failure: NotebookFailed, record: ServerRecord) -> str:
     if failure.message.startswith(words):
         return failure.message
     return f"{words}: {failure.message}"
-
-
-_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 
 
 def _compared(key: str, value: str) -> str:
