@@ -14,6 +14,7 @@ interpreters (`jupyter`, then `jupyter-lab`) before the server's own imports beg
 
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -125,13 +126,14 @@ def _files(root):
     return found
 
 
-def _write(path, data):
-    """Write a file whole or not at all."""
+def _write(path, source):
+    """Write a file whole or not at all, from `source` (a file object), in blocks: a commit's
+    files may be as large as the container's memory."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".nbgw-")
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(data)
+            shutil.copyfileobj(source, out)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -141,7 +143,7 @@ def _write(path, data):
 
 def _copy(source, target):
     with open(source, "rb") as handle:
-        _write(target, handle.read())
+        _write(target, handle)
     os.chmod(target, 0o755 if os.access(source, os.X_OK) else 0o644)
 
 
@@ -195,7 +197,7 @@ def sync_work_area(source, work, say=sys.stderr.write):
             _copy(os.path.join(source, *path.split("/")), target)
         else:
             _remove(target, work)
-    _write(manifest, json.dumps({"files": now}, sort_keys=True).encode())
+    _write(manifest, io.BytesIO(json.dumps({"files": now}, sort_keys=True).encode()))
     return kept
 
 
