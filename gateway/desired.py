@@ -120,6 +120,7 @@ def _desired(
         limits=ResourceLimits(settings.memory_limit, settings.cpu_limit, settings.pids_limit),
         command=start_command(notebook.path),
         router=names.container,
+        placement=settings.swarm_placement,
     )
     return DesiredNotebook(
         project=snapshot.name,
@@ -178,6 +179,7 @@ def server_launch(
         volume=record.volume,
         volume_labels=work_volume_labels(settings, record) if record.volume else {},
         node=node,
+        placement=settings.swarm_placement,
     )
 
 

@@ -117,6 +117,7 @@ class Launch:
     volume: str = ""  # a user's work area, mounted at the working directory
     volume_labels: Mapping[str, str] = field(default_factory=dict)
     node: str = ""  # Swarm: the node that holds the volume (not a shape: it is where, not what)
+    placement: tuple[str, ...] = ()  # Swarm: the operator's constraints (SWARM_PLACEMENT)
 
     @property
     def shape(self) -> str:
@@ -134,6 +135,8 @@ class Launch:
             "command": self.command,
             "router": self.router,
             **({"volume": self.volume} if self.volume else {}),
+            # Moving notebooks elsewhere is a change to apply; none keeps earlier shapes.
+            **({"placement": list(self.placement)} if self.placement else {}),
         }
         text = json.dumps(described, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]

@@ -37,6 +37,11 @@ _REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+
 _INSTANCE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _USER = re.compile(r"^[0-9]+:[0-9]+$")
+# What Swarm places by (docs.docker.com/engine/reference/commandline/service_create/#constraint).
+_CONSTRAINT = re.compile(
+    r"(node\.(id|hostname|role|platform\.os|platform\.arch|labels\.[\w.-]+)"
+    r"|engine\.labels\.[\w.-]+)\s*(==|!=)\s*[\w.-]+"
+)
 _MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
@@ -91,6 +96,8 @@ class Settings(BaseModel):
 
     # Where notebooks run: containers on this engine, or services across a Docker Swarm.
     runtime: Literal["docker", "swarm"] = Field("docker", alias="RUNTIME")
+    # Swarm: where notebooks may run, as `docker service create --constraint` takes it.
+    swarm_placement: tuple[str, ...] = Field((), alias="SWARM_PLACEMENT")
 
     # Images and containers
     base_image: str = Field("quay.io/jupyter/base-notebook:latest", alias="BASE_IMAGE")
@@ -171,6 +178,7 @@ class Settings(BaseModel):
         "server_memory_options",
         "server_default_urls",
         "allowed_images",
+        "swarm_placement",
         mode="before",
     )
     @classmethod
@@ -268,6 +276,17 @@ class Settings(BaseModel):
             raise ValueError(f"{value!r} must be a non-root numeric uid:gid such as 1000:100")
         return value
 
+    @field_validator("swarm_placement")
+    @classmethod
+    def _placement(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for constraint in value:
+            if not _CONSTRAINT.fullmatch(constraint):
+                raise ValueError(
+                    f"{constraint!r} is not a Swarm placement constraint such as"
+                    " node.role==worker or node.labels.notebooks!=no"
+                )
+        return tuple(re.sub(r"\s+", "", constraint) for constraint in value)
+
     @field_validator("docker_network")
     @classmethod
     def _network(cls, value: str) -> str:
@@ -324,6 +343,8 @@ class Settings(BaseModel):
         if not self.allowed_images:
             registry = [f"{self.registry_host}/*"] if self.registry_host else []
             updates["allowed_images"] = (self.base_image, *registry)
+        if self.swarm_placement and self.runtime != "swarm":
+            raise ValueError("SWARM_PLACEMENT places Swarm services: it needs RUNTIME=swarm")
         if self.runtime == "swarm" and not self.registry_host:
             raise ValueError(
                 "RUNTIME=swarm needs REGISTRY_HOST: Swarm nodes do not share local images and"

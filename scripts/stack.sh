@@ -43,13 +43,50 @@ packages() {
   # The README's compose steps, run by a test: Compose 1.29 and htpasswd.
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   command -v htpasswd >/dev/null || missing+=(apache2-utils)
+  # The two-node Swarm tests: a network namespace and a veth link for the second engine.
+  command -v ip >/dev/null || missing+=(iproute2)
+  command -v nsenter >/dev/null || missing+=(util-linux)
   # Headless Chromium for the status page's browser test (Playwright drives it).
   command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
   [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
+# The two-node Swarm tests run a registry on the manager's end of a veth link to a second engine
+# (TEST_NODES_CIDR, on this machine only); every engine of the test Swarm must pull from it
+# without TLS, as the README asks of a registry without a certificate.
+TEST_NODES_CIDR=10.77.0.0/24
+
+insecure_registry_configured() {
+  python3 - "$TEST_NODES_CIDR" <<'EOF'
+import json, pathlib, sys
+path = pathlib.Path("/etc/docker/daemon.json")
+config = json.loads(path.read_text()) if path.exists() else {}
+listed = config.setdefault("insecure-registries", [])
+if sys.argv[1] not in listed:
+    listed.append(sys.argv[1])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+EOF
+}
+
+engine_allows_test_registry() {
+  docker info 2>/dev/null | grep -qx " *${TEST_NODES_CIDR}"
+}
+
 dockerd_up() {
-  if docker version >/dev/null 2>&1; then return 0; fi
+  insecure_registry_configured
+  if docker version >/dev/null 2>&1; then
+    engine_allows_test_registry && return 0
+    # insecure-registries is one of the settings a running engine reloads on SIGHUP.
+    log "reloading dockerd's configuration (insecure-registries $TEST_NODES_CIDR)"
+    kill -HUP "$(cat /var/run/docker.pid)"
+    for _ in $(seq 1 20); do
+      engine_allows_test_registry && return 0
+      sleep 0.5
+    done
+    log "dockerd did not take insecure-registries from /etc/docker/daemon.json; restart it"
+    return 1
+  fi
   log "starting dockerd (log: $STACK_DIR/dockerd.log)"
   # A pid file left by a killed daemon makes the next one refuse to start.
   if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then

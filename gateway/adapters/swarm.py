@@ -268,6 +268,8 @@ class SwarmRuntime(Runtime):
             labels["traefik.swarm.network"] = network
         ours = {k: v for k, v in labels.items() if k.startswith(naming.LABEL_PREFIX)}
         limits = launch.limits
+        # A work area lives on one node: its server runs there.
+        constraints = [*launch.placement, *([f"node.id=={launch.node}"] if launch.node else [])]
         return {
             "Name": launch.name,
             "Labels": labels,
@@ -282,12 +284,7 @@ class SwarmRuntime(Runtime):
                     "CapabilityDrop": ["ALL"],
                     **({"Mounts": work_mounts(launch)} if launch.volume else {}),
                 },
-                # A work area lives on one node: its server runs there.
-                **(
-                    {"Placement": {"Constraints": [f"node.id=={launch.node}"]}}
-                    if launch.node
-                    else {}
-                ),
+                **({"Placement": {"Constraints": constraints}} if constraints else {}),
                 "Resources": {
                     "Limits": {
                         "NanoCPUs": int(limits.cpus * 1e9),

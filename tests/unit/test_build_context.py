@@ -1,6 +1,9 @@
 import io
 import tarfile
+from dataclasses import replace
+from typing import Any, cast
 
+from gateway.adapters.swarm import SwarmRuntime
 from gateway.context_tar import write_context_tar
 from gateway.desired import build_context, content_hash, desired_notebooks
 from gateway.dockerfile import REQUIREMENTS
@@ -111,3 +114,23 @@ def test_the_environment_is_shared_and_depends_only_on_base_and_requirements() -
     ):
         other = desired_notebooks(snapshot, SETTINGS, base)[0]
         assert other.environment != env and other.image != nb.image
+
+
+def test_swarm_placement_is_part_of_what_runs_and_of_the_service_spec() -> None:
+    swarm = {
+        "AUTH_TOKEN": "t" * 20, "GITLAB_REPO_URL": "/srv/r.git", "BASE_DOMAIN": "nb.example.org",
+        "RUNTIME": "swarm", "REGISTRY_HOST": "reg:5000",
+    }  # fmt: skip
+    (anywhere,) = desired_notebooks(SNAPSHOT, Settings.from_env(swarm), "sha256:base")
+    placed = Settings.from_env({**swarm, "SWARM_PLACEMENT": "node.role==worker"})
+    (on_workers,) = desired_notebooks(SNAPSHOT, placed, "sha256:base")
+    # Moving notebooks to other nodes replaces them at the next reconcile.
+    assert anywhere.launch.shape != on_workers.launch.shape
+    runtime = SwarmRuntime(cast(Any, None), "nbgw", None)
+    assert "Placement" not in runtime._spec(anywhere.launch)["TaskTemplate"]
+    spec = runtime._spec(on_workers.launch)["TaskTemplate"]
+    assert spec["Placement"] == {"Constraints": ["node.role==worker"]}
+    # A work area's node comes on top of the operator's constraints.
+    pinned = replace(on_workers.launch, node="n0de1d")
+    constraints = runtime._spec(pinned)["TaskTemplate"]["Placement"]["Constraints"]
+    assert constraints == ["node.role==worker", "node.id==n0de1d"]

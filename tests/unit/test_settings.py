@@ -187,3 +187,17 @@ def test_a_prefix_that_is_not_a_path_is_refused(prefix: str) -> None:
     with pytest.raises(ConfigError) as raised:
         Settings.from_env({**REQUIRED, "SERVERS_API_PREFIX": prefix})
     assert "SERVERS_API_PREFIX" in str(raised.value)
+
+
+def test_swarm_placement_takes_swarm_constraints_and_only_for_swarm() -> None:
+    swarm = {**REQUIRED, "RUNTIME": "swarm", "REGISTRY_HOST": "reg:5000"}
+    settings = Settings.from_env(
+        {**swarm, "SWARM_PLACEMENT": "node.role == worker, node.labels.notebooks!=no"}
+    )
+    assert settings.swarm_placement == ("node.role==worker", "node.labels.notebooks!=no")
+    for wrong in ("node.role=worker", "role==worker", "node.role==", "node.role==a b"):
+        with pytest.raises(ConfigError) as raised:
+            Settings.from_env({**swarm, "SWARM_PLACEMENT": wrong})
+        assert "SWARM_PLACEMENT" in str(raised.value) and "constraint" in str(raised.value)
+    with pytest.raises(ConfigError, match="RUNTIME=swarm"):
+        Settings.from_env({**REQUIRED, "SWARM_PLACEMENT": "node.role==worker"})
