@@ -38,7 +38,16 @@ from tests.support.engine import (
 from tests.support.gitlab_server import GitLab
 from tests.support.gitrepo import GitRemote
 from tests.support.stack import Registry, Traefik, free_port, stop
-from tests.support.swarm import SwarmTraefik, one_node_swarm, swarm_host_address, swarm_traefik
+from tests.support.swarm import (
+    MANAGER_ADDRESS,
+    SwarmTraefik,
+    WorkerNode,
+    manager_node,
+    one_node_swarm,
+    swarm_host_address,
+    swarm_traefik,
+    worker_node,
+)
 
 BASE_IMAGE = os.environ.get("TEST_BASE_IMAGE", "notebook-gateway/base:latest")
 
@@ -147,6 +156,47 @@ def swarm(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sw
     root = tmp_path_factory.mktemp("swarm")
     with one_node_swarm(), swarm_traefik(root, stack.registry, f"{stack.run_id}s") as traefik:
         yield traefik
+
+
+@pytest.fixture(scope="session")
+def nodes_registry(
+    swarm: SwarmTraefik, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Registry]:
+    """A registry every node of the test Swarm pulls from under one name: on the manager's
+    end of the link to the second node."""
+    registry = Registry.start(tmp_path_factory.mktemp("nodes-registry"), MANAGER_ADDRESS)
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+@pytest.fixture(scope="module")
+def worker(
+    swarm: SwarmTraefik, stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerNode]:
+    """A second engine joined to the test Swarm as a worker, for one module's tests: the
+    other modules' Swarm tests keep one node."""
+    root = tmp_path_factory.mktemp("worker")
+    with worker_node(root, Path(f"/run/{stack.run_id}-worker")) as node:
+        yield node
+
+
+@pytest.fixture
+def two_nodes(worker: WorkerNode) -> Iterator[WorkerNode]:
+    """Both nodes up and taking tasks when the test starts, and again after it (a test may
+    drain the worker, stop its engine, or pause the manager)."""
+
+    def both_active() -> None:
+        if not worker.engine_running:
+            worker.start_engine()
+        worker.wait_until("ready")
+        for node in (manager_node(), worker.node_id):
+            docker("node", "update", "--availability", "active", node)
+
+    both_active()
+    yield worker
+    both_active()
 
 
 @dataclass(frozen=True)

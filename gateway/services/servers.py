@@ -16,7 +16,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -252,6 +252,9 @@ class ServerManager:
     async def get(self, who: Identity, name: str) -> dict[str, Any]:
         found = await self._find(who, name)
         if isinstance(found, RunningNotebook):
+            # One server is read afresh: on Swarm, tasks on other nodes send no events here.
+            if (state := await self.runtime.state(found.id)) is not None:
+                found = replace(found, running=state.running, status=state.status)
             return self._view_published(found)
         return await self._view(found)
 
@@ -619,13 +622,18 @@ class ServerManager:
     ) -> dict[str, Any]:
         """The server object renku's clients read (renku.py), from the record and how its
         container is doing."""
+        alone = containers is None  # then read afresh, as for a published notebook
         if containers is None:
             containers = {c.server: c for c in await self.runtime.list_servers()}
         container = containers.get(record.name)
         state = usage = None
-        if container is not None and container.state != "running":
+        if container is not None and (alone or container.state != "running"):
             state = await self.runtime.state(container.id)
-        elif container is not None and record.state is not ServerState.STOPPING:
+            if state is None:  # gone since the index last heard of it
+                container = None
+            elif state.status == "running":
+                state = None  # running: nothing to look into (server_status)
+        if container is not None and state is None and record.state is not ServerState.STOPPING:
             usage = await self.runtime.usage(container.id)
         memory = str(record.options.get("mem_request", self.settings.server_memory_default))
         storage = (await self.runtime.volume_sizes()).get(record.volume)

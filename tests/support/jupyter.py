@@ -39,16 +39,20 @@ class LocalhostResolver(AbstractResolver):
         await self._default.close()
 
 
-def session(*, browser: bool = False) -> aiohttp.ClientSession:
+def session(
+    *, browser: bool = False, headers: dict[str, str] | None = None
+) -> aiohttp.ClientSession:
     """A client that finds *.localhost. A browser keeps cookies (a notebook host's login);
-    otherwise execute() passes Jupyter's _xsrf cookie itself."""
+    otherwise execute() passes Jupyter's _xsrf cookie itself. `headers` go with every
+    request (a user's token for a guarded server)."""
     jar: aiohttp.abc.AbstractCookieJar = (
         aiohttp.CookieJar() if browser else aiohttp.DummyCookieJar()
     )
+    sent = {"Accept": "text/html,application/json;q=0.9"} if browser else {}
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=LocalhostResolver()),
         cookie_jar=jar,
-        headers={"Accept": "text/html,application/json;q=0.9"} if browser else None,
+        headers={**sent, **(headers or {})},
         timeout=aiohttp.ClientTimeout(total=60),
     )
 

@@ -66,7 +66,7 @@ class Registry:
     binary: str
 
     @classmethod
-    def start(cls, root: Path) -> Registry:
+    def start(cls, root: Path, address: str = "127.0.0.1") -> Registry:
         binary = shutil.which("docker-registry")
         if binary is None:
             raise RuntimeError("docker-registry is missing; `make test` installs it")
@@ -80,7 +80,7 @@ class Registry:
             "log:\n  level: warn\n"
             f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
             "  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{port}\n  secret: {secrets.token_hex(16)}\n"
+            f"http:\n  addr: {address}:{port}\n  secret: {secrets.token_hex(16)}\n"
             "auth:\n  htpasswd:\n    realm: notebook-gateway-tests\n"
             f"    path: {root / 'htpasswd'}\n"
         )
@@ -90,8 +90,8 @@ class Registry:
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
         )
-        wait_for(f"http://127.0.0.1:{port}/v2/", {401}, 30, process, log)
-        return cls(f"127.0.0.1:{port}", username, password, process, root, log, binary)
+        wait_for(f"http://{address}:{port}/v2/", {401}, 30, process, log)
+        return cls(f"{address}:{port}", username, password, process, root, log, binary)
 
     def stop(self) -> None:
         stop(self.process)

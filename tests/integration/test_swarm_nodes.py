@@ -1,0 +1,258 @@
+"""RUNTIME=swarm on two nodes: this machine's engine is the manager (with Traefik and the
+gateway), a second engine in a network namespace of its own is the worker
+(tests/support/swarm.py). Notebooks placed on the worker are pulled there with the credentials
+the gateway passes and routed by Traefik on the manager over the overlay network; Swarm
+restarts them there, and brings them back on the manager when the worker goes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway import naming
+from tests.conftest import Gateway, Lane, MakeGateway, job_summary
+from tests.integration.test_servers import as_user, call, wait_until
+from tests.integration.test_swarm import answers, services
+from tests.support import jupyter
+from tests.support.engine import docker
+from tests.support.gitlab_server import DEVELOPER, GitLab
+from tests.support.gitrepo import GitRemote, notebook
+from tests.support.stack import Registry
+from tests.support.swarm import SwarmTraefik, WorkerNode, manager_node
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+
+def on_both_nodes(swarm: SwarmTraefik, registry: Registry, **more: str) -> dict[str, str]:
+    """A gateway whose images every node pulls: from the registry on the manager's end of the
+    link, which both engines use without TLS; so the gateway reads it over plain HTTP too, as
+    the README says for such a registry."""
+    lane = Lane("swarm", swarm.network, swarm.url, swarm.web_port)
+    return {
+        **lane.env(),
+        "REGISTRY_HOST": registry.host,
+        "REGISTRY_USERNAME": registry.username,
+        "REGISTRY_PASSWORD": registry.password,
+        "REGISTRY_API_URL": f"http://{registry.host}",
+        **more,
+    }
+
+
+def running_on(service: str) -> set[str]:
+    """The nodes whose task of the service runs, as `docker service ps` tells."""
+    tasks = docker("service", "ps", "-q", "--filter", "desired-state=running", service).split()
+    if not tasks:
+        return set()
+    found = docker("inspect", "--format", "{{.NodeID}} {{.Status.State}}", *tasks)
+    return {
+        node for node, state in (line.split() for line in found.splitlines()) if state == "running"
+    }
+
+
+async def settled(check: Any, timeout: float, what: str) -> None:
+    """Poll a condition (a plain function) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.5)
+
+
+async def server_state(gateway: Gateway, name: str) -> str:
+    response = await gateway.client.get(f"/servers/{name}", headers=gateway.auth())
+    return str((await response.json())["status"]["state"])
+
+
+async def answering(http: aiohttp.ClientSession, url: str) -> None:
+    """Until the URL answers through Traefik (its Swarm provider polls for new tasks)."""
+    async with asyncio.timeout(60):
+        while True:
+            if await answers(http, url):
+                return
+            await asyncio.sleep(0.2)
+
+
+def running_task(worker: WorkerNode, service: str) -> str:
+    found = worker.docker(
+        "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}",
+        "--filter", "status=running",
+    )  # fmt: skip
+    return found
+
+
+async def test_notebooks_on_the_worker_are_pulled_there_routed_restarted_updated_and_removed(
+    make_gateway: MakeGateway,
+    remote: GitRemote,
+    swarm: SwarmTraefik,
+    nodes_registry: Registry,
+    two_nodes: WorkerNode,
+    gitlab: tuple[GitLab, str],
+) -> None:
+    worker = two_nodes
+    lab, gitlab_url = gitlab
+    alice = lab.user("alice", "glpat-alice-000000000000000")
+    bob = lab.user("bob", "glpat-bob-1111111111111111")
+    project = lab.project("group/analysis", {alice: DEVELOPER, bob: DEVELOPER})
+    sha = project.remote.commit({"notebooks/fit.ipynb": notebook("print('fit', 6 * 7)")})
+    remote.commit(
+        {"climate/a.ipynb": notebook("print('a')"), "climate/b.ipynb": notebook("print('b')")}
+    )
+    # The operator keeps notebooks off the manager (README, "Docker Swarm").
+    gateway = await make_gateway(
+        **on_both_nodes(swarm, nodes_registry, SWARM_PLACEMENT="node.role==worker"),
+        GITLAB_URL=gitlab_url,
+    )
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    assert {nb["state"] for nb in body["notebooks"]} == {"running"}, job_summary(body)
+    urls = {nb["name"]: nb["url"] for nb in body["notebooks"]}
+    found = services(gateway.instance)
+    assert len(found) == 2
+    for name in found:
+        assert running_on(name) == {worker.node_id}, name
+
+    # Pulled on the worker, from a registry that lets no one in without the password: the
+    # worker's engine has no credentials of its own, Swarm gave it the gateway's.
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://{nodes_registry.host}/v2/_catalog") as anonymous,
+    ):
+        assert anonymous.status == 401
+    pulled = worker.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}").split()
+    assert {nb["image"] for nb in body["notebooks"]} <= set(pulled), pulled
+
+    # Through Traefik on the manager, over the overlay to the worker: the kernel websocket too.
+    async with jupyter.session() as http:
+        assert await jupyter.execute(http, urls["a.ipynb"], "print(6 * 7)") == "42\n"
+
+    # A user's server lands on the worker as well, behind the gateway's guard.
+    request = {
+        "namespace": "group", "project": "analysis", "commit_sha": sha,
+        "notebook": "notebooks/fit.ipynb",
+    }  # fmt: skip
+    status, server = await call(gateway, "POST", "/servers", alice.token, json=request)
+    assert status == 201, server
+    server = await wait_until(gateway, server["name"], alice.token, "running")
+    service = next(
+        n
+        for n, i in services(gateway.instance).items()
+        if naming.LABEL_SERVER in i["Spec"]["Labels"]
+    )
+    assert running_on(service) == {worker.node_id}
+    assert server["volume"]["name"] in worker.docker("volume", "ls", "-q").split()
+    async with (
+        jupyter.session(headers=as_user(bob.token)) as http,
+        http.get(server["url"] + "api") as answer,
+    ):
+        assert answer.status == 403
+    async with jupyter.session(headers=as_user(alice.token)) as http:
+        assert await jupyter.execute(http, server["url"], "print('on', 'worker')") == "on worker\n"
+    status, _ = await call(gateway, "DELETE", f"/servers/{server['name']}", alice.token)
+    assert status == 204
+
+    # Its task killed on the worker: the API says failed (it reads Swarm afresh: the
+    # manager's engine sends no events about the worker's containers), then running again.
+    name_a = next(
+        n for n, i in found.items() if i["Spec"]["Labels"][naming.LABEL_NOTEBOOK] == "a.ipynb"
+    )
+    first = running_task(worker, name_a)
+    assert first
+    worker.docker("kill", first)
+    seen = set()
+    async with asyncio.timeout(90):
+        while True:
+            seen.add(await server_state(gateway, name_a))
+            again = running_task(worker, name_a)
+            if again and again != first and await server_state(gateway, name_a) == "running":
+                break
+            await asyncio.sleep(0.1)
+    assert "failed" in seen, seen
+    assert running_on(name_a) == {worker.node_id}
+    async with jupyter.session() as http:
+        await answering(http, urls["a.ipynb"])
+        assert await jupyter.execute(http, urls["a.ipynb"], "print('back')") == "back\n"
+
+    # A new version rolls out to the same service, still on the worker, pulled there.
+    remote.commit({"climate/a.ipynb": notebook("print('second')")})
+    status, body = await gateway.notify("climate")
+    assert status == 200, job_summary(body)
+    assert {nb["name"]: nb["action"] for nb in body["notebooks"]} == {
+        "a.ipynb": "built", "b.ipynb": "unchanged",
+    }  # fmt: skip
+    assert services(gateway.instance)[name_a]["ID"] == found[name_a]["ID"]
+    assert running_on(name_a) == {worker.node_id}
+    image = next(nb["image"] for nb in body["notebooks"] if nb["name"] == "a.ipynb")
+    assert image in worker.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}").split()
+    async with (
+        jupyter.session() as http,
+        http.get(urls["a.ipynb"] + "api/contents/a.ipynb") as answer,
+    ):
+        assert answer.status == 200 and "second" in await answer.text()
+
+    # Deleting the project removes its services, and Swarm their containers on both nodes.
+    status, body = await gateway.delete("climate")
+    assert status == 200, job_summary(body)
+    ours = f"label={naming.LABEL_INSTANCE}={gateway.instance}"
+
+    def nothing_left() -> bool:
+        return (
+            not services(gateway.instance)
+            and not worker.containers(ours)
+            and not docker("ps", "-aq", "--filter", ours)
+        )
+
+    await settled(nothing_left, 90, "services and task containers removed on both nodes")
+
+
+async def test_when_the_worker_goes_its_notebooks_come_back_on_the_manager(
+    make_gateway: MakeGateway,
+    remote: GitRemote,
+    swarm: SwarmTraefik,
+    nodes_registry: Registry,
+    two_nodes: WorkerNode,
+) -> None:
+    worker = two_nodes
+    resync = 10.0
+    remote.commit(
+        {"climate/a.ipynb": notebook("print('a')"), "climate/b.ipynb": notebook("print('b')")}
+    )
+    gateway = await make_gateway(
+        **on_both_nodes(swarm, nodes_registry, CONTAINER_RESYNC_INTERVAL=str(resync))
+    )
+    # Placed on the worker: the manager takes no new tasks while it is paused.
+    docker("node", "update", "--availability", "pause", manager_node())
+    status, body = await gateway.notify("climate")
+    docker("node", "update", "--availability", "active", manager_node())
+    assert status == 200, job_summary(body)
+    names = set(services(gateway.instance))
+    assert len(names) == 2 and all(running_on(n) == {worker.node_id} for n in names)
+    urls = [nb["url"] for nb in body["notebooks"]]
+
+    # The operator drains the worker, then its machine goes.
+    docker("node", "update", "--availability", "drain", worker.node_id)
+    manager = manager_node()
+    await settled(
+        lambda: all(running_on(n) == {manager} for n in names), 120, "tasks moved to the manager"
+    )
+    worker.stop_engine()
+    worker.wait_until("down")
+    async with jupyter.session() as http:
+        for url in urls:
+            await answering(http, url)
+        assert await jupyter.execute(http, urls[0], "print('here')") == "here\n"
+
+    # What the gateway says agrees with `docker service ps` within a re-read.
+    async def view() -> dict[str, str]:
+        response = await gateway.client.get("/servers", headers=gateway.auth())
+        listed = (await response.json())["servers"]
+        return {name: listed[name]["status"]["state"] for name in listed}
+
+    truth = {name: "running" if running_on(name) else "not running" for name in names}
+    deadline = time.monotonic() + resync + 5
+    while (seen := await view()) != truth:
+        assert time.monotonic() < deadline, (seen, truth)
+        await asyncio.sleep(0.5)
