@@ -25,7 +25,13 @@ from tests.support.engine import docker, remove_instance, remove_services
 from tests.support.git_http import git_http_app
 from tests.support.gitrepo import GitRemote, notebook
 from tests.support.standins import standin_images
-from tests.support.swarm import one_node_swarm, swarm_host_address
+from tests.support.swarm import (
+    MANAGER_ADDRESS,
+    SwarmTraefik,
+    WorkerNode,
+    running_on,
+    swarm_host_address,
+)
 from tests.support.threaded import ThreadedServer
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
@@ -138,16 +144,21 @@ async def test_the_compose_file_publishes_a_notebook_as_the_readme_says(
 
 
 async def test_the_stack_file_publishes_a_notebook_on_a_swarm_as_the_readme_says(
-    stack: Stack, remote: GitRemote, tmp_path: Path
+    stack: Stack, remote: GitRemote, tmp_path: Path, swarm: SwarmTraefik, two_nodes: WorkerNode
 ) -> None:
-    """The README's Swarm steps on a one-node Swarm (initialised on loopback, which stands in
-    for `docker swarm init --advertise-addr MANAGER_IP`; no second machine joins), the gateway's
-    image pushed to this run's registry in place of registry.example.org."""
+    """The README's Swarm steps on two nodes: this engine is the manager (MANAGER_IP is its
+    end of the link to the worker, which the fixtures init and join as the README's first two
+    lines say), the gateway's image pushed to this run's registry in place of
+    registry.example.org. The notebook lands on the worker, which pulls it from the stack's
+    registry on the manager."""
     setup = readme_blocks()[0].rsplit("\n", 2)[0]  # compose's lines but `up`
     assert "docker-compose up" not in setup and "htpasswd" in setup
     steps, down = readme_blocks("## Docker Swarm: notebooks across several machines")
-    steps = steps.split("\n", 2)[2].replace("registry.example.org", stack.registry.host)
-    assert steps.startswith("notebook-gateway traefik-config --runtime swarm")
+    init, join, steps = steps.split("\n", 2)
+    assert init.startswith("docker swarm init --advertise-addr MANAGER_IP")
+    assert join.startswith("docker swarm join --token … MANAGER_IP:2377")
+    steps = steps.replace("registry.example.org", stack.registry.host)
+    steps = steps.replace("MANAGER_IP", MANAGER_ADDRESS)
     where = tmp_path / "deploy"
     deployment_copy(where)
     remote.commit({"climate/intro.ipynb": notebook("print(6 * 7)")})
@@ -165,7 +176,7 @@ async def test_the_stack_file_publishes_a_notebook_on_a_swarm_as_the_readme_says
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # notebook-gateway
     }
     gateway_image = f"{stack.registry.host}/notebook-gateway:latest"
-    with one_node_swarm(), standin_images(tmp_path, stack.base_image):
+    with standin_images(tmp_path, stack.base_image):
         # Overlay containers reach the host on the bridge Swarm gives them a way out through.
         git_server = ThreadedServer(
             git_http_app(remote.bare.parent, token), host=swarm_host_address()
@@ -176,9 +187,13 @@ async def test_the_stack_file_publishes_a_notebook_on_a_swarm_as_the_readme_says
             operator_env(where, stack, auth_token, f"{git_url}/{remote.bare.name}", token)
             sh(steps, where, timeout=1200, env=env)
             await publish_through_the_stack(auth_token, registry_password(where), remote)
-            assert set(_services(f"label=notebook-gateway.instance={INSTANCE}")) == {
-                f"{INSTANCE}-intro--climate"
-            }
+            service = f"{INSTANCE}-intro--climate"
+            assert set(_services(f"label=notebook-gateway.instance={INSTANCE}")) == {service}
+            # On the worker (SWARM_PLACEMENT), pulled there from MANAGER_IP:5000.
+            assert running_on(service) == {two_nodes.node_id}
+            image = docker("service", "inspect", "--format", IMAGE_OF, service).partition("@")[0]
+            assert image.startswith(f"{MANAGER_ADDRESS}:5000/{INSTANCE}/climate/intro:"), image
+            assert image in two_nodes.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
         finally:
             tasks = docker("stack", "ps", "--no-trunc", PROJECT, check=False)
             logs = subprocess.run(
@@ -205,6 +220,7 @@ async def test_the_stack_file_publishes_a_notebook_on_a_swarm_as_the_readme_says
 
 
 STACK_LABEL = "com.docker.stack.namespace"
+IMAGE_OF = "{{.Spec.TaskTemplate.ContainerSpec.Image}}"
 GATEWAY_OF = "{{(index .IPAM.Config 0).Gateway}}"
 
 

@@ -22,7 +22,7 @@ from tests.support.engine import docker
 from tests.support.gitlab_server import DEVELOPER, GitLab
 from tests.support.gitrepo import GitRemote, notebook
 from tests.support.stack import Registry
-from tests.support.swarm import SwarmTraefik, WorkerNode, manager_node
+from tests.support.swarm import SwarmTraefik, WorkerNode, manager_node, running_on
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -39,17 +39,6 @@ def on_both_nodes(swarm: SwarmTraefik, registry: Registry, **more: str) -> dict[
         "REGISTRY_PASSWORD": registry.password,
         "REGISTRY_API_URL": f"http://{registry.host}",
         **more,
-    }
-
-
-def running_on(service: str) -> set[str]:
-    """The nodes whose task of the service runs, as `docker service ps` tells."""
-    tasks = docker("service", "ps", "-q", "--filter", "desired-state=running", service).split()
-    if not tasks:
-        return set()
-    found = docker("inspect", "--format", "{{.NodeID}} {{.Status.State}}", *tasks)
-    return {
-        node for node, state in (line.split() for line in found.splitlines()) if state == "running"
     }
 
 

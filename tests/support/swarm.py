@@ -230,6 +230,17 @@ def manager_node() -> str:
     return docker("info", "--format", "{{.Swarm.NodeID}}")
 
 
+def running_on(service: str) -> set[str]:
+    """The nodes whose task of the service runs, as `docker service ps` tells."""
+    tasks = docker("service", "ps", "-q", "--filter", "desired-state=running", service).split()
+    if not tasks:
+        return set()
+    found = docker("inspect", "--format", "{{.NodeID}} {{.Status.State}}", *tasks)
+    return {
+        node for node, state in (line.split() for line in found.splitlines()) if state == "running"
+    }
+
+
 def swarm_host_address() -> str:
     """Where a Swarm task's container reaches this host: the gateway of the bridge Swarm
     gives every node's containers a way out through."""
