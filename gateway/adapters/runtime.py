@@ -35,7 +35,7 @@ _STREAM_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError)
 
 @dataclass(frozen=True)
 class ContainerState:
-    status: str  # created, running, restarting, exited, dead, ...
+    status: str  # created, running, restarting, exited, dead, unplaced (Swarm: no node), ...
     running: bool
     exit_code: int
     oom_killed: bool
@@ -191,8 +191,9 @@ class Runtime(abc.ABC):
         """What it uses now, as its engine counts it; None when that cannot be read."""
         return await self._engine_usage(container_id)
 
-    async def node_of(self, container_id: str) -> str:
-        """The Swarm node it runs on; "" on a single engine."""
+    async def keep_on_its_node(self, container_id: str) -> str:
+        """Swarm: the node the scheduler gave it, which it keeps from now on (a work area is
+        a volume on that node); "" on a single engine, or when no node takes it."""
         return ""
 
     async def volume_sizes(self) -> dict[str, int]:

@@ -5,6 +5,7 @@ registry. A notebook's state is its service's newest task's."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import defaultdict
@@ -43,6 +44,10 @@ _FAILED = frozenset(("failed", "rejected", "complete", "orphaned"))
 _TASK_CHANGES = frozenset(("start", "die", "oom", "kill", "destroy"))
 _SERVICE_ID = "com.docker.swarm.service.id"
 _TASK_SETTLE = (0.5, 2.0)  # seconds after a container event
+NODE_CHOICE_TIMEOUT = 30.0  # seconds for the scheduler to give a new task a node
+# When tasks start to count, if not since the last update: a pin to the task's own node is an
+# update that leaves the task running (keep_on_its_node).
+TASKS_SINCE = f"{naming.LABEL_PREFIX}tasks-since"
 
 
 def _time(text: str) -> datetime:
@@ -59,7 +64,14 @@ def task_state(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -
     one runs; each failed run counts as a restart; no replica wanted means stopped."""
     spec = service.get("Spec") or {}
     replicas = int(((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1))
-    since = _time(str(service.get("UpdatedAt") or service.get("CreatedAt") or ""))
+    since = _time(
+        str(
+            (spec.get("Labels") or {}).get(TASKS_SINCE)
+            or service.get("UpdatedAt")
+            or service.get("CreatedAt")
+            or ""
+        )
+    )
     current = sorted(
         (t for t in tasks if _time(str(t.get("CreatedAt", ""))) >= since),
         key=lambda t: _time(str(t.get("CreatedAt", ""))),
@@ -72,10 +84,14 @@ def task_state(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -
         (t.get("Status") or {}).get("State") == "running" and t.get("DesiredState") == "running"
         for t in current
     )
+    newest = (current[-1].get("Status") or {}) if current else {}
     if replicas == 0:
         status = "exited"
     elif running:
         status = "running"
+    elif newest.get("State") == "pending" and newest.get("Err"):
+        # The scheduler found no node for it (constraints, resources): it waits, and says why.
+        status, error = "unplaced", str(newest["Err"])
     elif failed:
         status = "restarting"
     else:
@@ -358,15 +374,39 @@ class SwarmRuntime(Runtime):
         found = log_lines("".join(chunks))
         return found if lines is None else found[-lines:]
 
-    async def node_of(self, container_id: str) -> str:
-        """The node the service's running task is on ("" while there is none)."""
+    @engine_call("placing a service")
+    async def keep_on_its_node(self, container_id: str) -> str:
+        """Pinned to its task's node as soon as the scheduler has chosen one, before Jupyter
+        answers: otherwise Swarm would move a running server whose node is drained or lost to
+        another node, with an empty work area there. Swarm leaves a task whose node meets a
+        new constraint running; its tasks still count from before this update."""
         filters = json.dumps({"service": [container_id], "desired-state": ["running"]})
-        try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + NODE_CHOICE_TIMEOUT
+        while True:
             tasks = await self.client._query_json("tasks", params={"filters": filters})
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+            if node := next((str(t["NodeID"]) for t in tasks if t.get("NodeID")), ""):
+                break
+            if loop.time() > deadline:
+                return ""  # no node takes it: the readiness check says why
+            await asyncio.sleep(0.2)
+        service = await self._inspect(container_id)
+        if service is None:
             return ""
-        running = [t for t in tasks if (t.get("Status") or {}).get("State") == "running"]
-        return str(running[0].get("NodeID") or "") if running else ""
+        spec = dict(service.get("Spec") or {})
+        template = dict(spec.get("TaskTemplate") or {})
+        placement = dict(template.get("Placement") or {})
+        placement["Constraints"] = [*placement.get("Constraints", []), f"node.id=={node}"]
+        template["Placement"] = placement
+        spec["TaskTemplate"] = template
+        since = str(service.get("UpdatedAt") or service.get("CreatedAt") or "")
+        spec["Labels"] = {**(spec.get("Labels") or {}), TASKS_SINCE: since}
+        try:
+            await self._update(service, spec)
+        except aiodocker.DockerError as exc:
+            raise DockerError(f"cannot place service {container_id}: {exc.message}") from None
+        await self._reread(container_id)
+        return node
 
     async def usage(self, container_id: str) -> Usage | None:
         """The service's running task, when its container is on this node's engine."""

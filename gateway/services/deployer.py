@@ -464,10 +464,12 @@ class Deployer:
                 if loop.time() - asked >= patience:  # waited out: ask again, more patiently
                     patience = min(patience * 2, MOST_PATIENCE)
             if failure is None and loop.time() > deadline:
+                waited = f"within {self.settings.ready_timeout:.0f} s"
                 failure = NotebookFailed(
                     "not_ready",
-                    "the notebook did not answer through the proxy"
-                    f" within {self.settings.ready_timeout:.0f} s",
+                    f"no node could run it {waited} ({state.error}; see SWARM_PLACEMENT)"
+                    if state is not None and state.status == "unplaced"
+                    else f"the notebook did not answer through the proxy {waited}",
                 )
             if failure is not None:
                 failure.log = await self.runtime.logs_tail(container_id, LOG_TAIL)

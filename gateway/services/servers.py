@@ -474,6 +474,12 @@ class ServerManager:
             launch = server_launch(record, spec.image, self.settings, spec.labels, node)
             # A server replaces nothing: there is no handover to complete.
             handover = await self.runtime.start(launch)
+            if (
+                record.volume
+                and not node
+                and (node := await self.runtime.keep_on_its_node(handover.id))
+            ):
+                await self.store.set_volume_node(record.volume, node)
             await step("answering", "waiting for Jupyter to answer")
             failure = await self.deployer.wait_until_answering(
                 handover.id, self._host(name), launch.limits.memory
@@ -482,8 +488,6 @@ class ServerManager:
             if failure is not None:
                 raise failure
             lines.append(f"answering at {record.url}")
-            if record.volume and not node and (ran_on := await self.runtime.node_of(handover.id)):
-                await self.store.set_volume_node(record.volume, ran_on)
             await self.store.set_server_state(name, ServerState.RUNNING)
             if not self.runtime.pulls_from_registry:
                 try:  # the registry's copy: the server runs on without it
@@ -831,6 +835,8 @@ def server_status(
             "failed",
             f"the server ran out of memory (limit {memory_mib} MiB); restart it or ask for more",
         )
+    if container.status == "unplaced":
+        return "failed", f"no node can run the server now: {container.error}"
     if container.status == "restarting" or (container.running and container.restart_count):
         return "starting", "restarting after a crash"
     if not container.running:

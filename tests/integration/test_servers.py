@@ -45,7 +45,7 @@ async def wait_until(gateway: Gateway, name: str, token: str, state: str) -> dic
             assert status == 200, server
             if server["status"]["state"] == state:
                 return dict(server)
-            assert server["status"]["state"] in ("starting", "running"), server
+            assert server["status"]["state"] in ("starting", "running"), server["status"]
             await asyncio.sleep(1)
 
 

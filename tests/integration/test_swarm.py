@@ -185,6 +185,10 @@ async def test_users_servers_run_as_services_behind_the_gateways_guard(
     server = await wait_until(gateway, name, alice.token, "running")
     (service,) = services(gateway.instance).values()
     assert service["Spec"]["Labels"][naming.LABEL_SERVER] == name
+    # Kept on the node its work area is on from the first start (a drained node's servers
+    # do not move to an empty work area elsewhere).
+    node = docker("node", "inspect", "--format", "{{.ID}}", "self")
+    assert service["Spec"]["TaskTemplate"]["Placement"]["Constraints"] == [f"node.id=={node}"]
     async with jupyter.session() as http:
         async with http.get(server["url"] + "api", headers=as_user(bob.token)) as answer:
             assert answer.status == 403
@@ -212,7 +216,6 @@ async def test_users_servers_run_as_services_behind_the_gateways_guard(
             await asyncio.sleep(0.5)
 
     # Started again: pinned to the node that holds the volume, and the note is there.
-    node = docker("node", "inspect", "--format", "{{.ID}}", "self")
     status, server = await call(gateway, "POST", "/servers", alice.token, json=request)
     assert status == 201, server
     server = await wait_until(gateway, name, alice.token, "running")
@@ -238,3 +241,22 @@ async def test_users_servers_run_as_services_behind_the_gateways_guard(
 async def call_text(gateway: Gateway, path: str, token: str) -> tuple[int, str]:
     response = await gateway.client.get(path, headers=as_user(token))
     return response.status, await response.text()
+
+
+async def test_a_placement_no_node_meets_fails_the_publish_in_swarms_words(
+    make_gateway: MakeGateway, remote: GitRemote, swarm: SwarmTraefik
+) -> None:
+    remote.commit({"climate/a.ipynb": notebook("print('a')")})
+    lane = Lane("swarm", swarm.network, swarm.url, swarm.web_port)
+    gateway = await make_gateway(
+        **lane.env(), SWARM_PLACEMENT="node.labels.notebooks==yes", NOTEBOOK_READY_TIMEOUT="10"
+    )
+    status, body = await gateway.notify("climate")
+    assert status == 422, job_summary(body)
+    (nb,) = body["error"]["detail"]["job"]["notebooks"]
+    assert nb["reason"] == "not_ready", nb
+    assert "no node could run it within 10 s (no suitable node" in nb["message"], nb
+    (service,) = services(gateway.instance).values()
+    assert service["Spec"]["TaskTemplate"]["Placement"]["Constraints"] == [
+        "node.labels.notebooks==yes"
+    ]

@@ -203,45 +203,70 @@ async def test_when_the_worker_goes_its_notebooks_come_back_on_the_manager(
     swarm: SwarmTraefik,
     nodes_registry: Registry,
     two_nodes: WorkerNode,
+    gitlab: tuple[GitLab, str],
 ) -> None:
     worker = two_nodes
     resync = 10.0
+    lab, gitlab_url = gitlab
+    alice = lab.user("alice", "glpat-alice-000000000000000")
+    project = lab.project("group/analysis", {alice: DEVELOPER})
+    sha = project.remote.commit({"notebooks/fit.ipynb": notebook("print('fit')")})
     remote.commit(
         {"climate/a.ipynb": notebook("print('a')"), "climate/b.ipynb": notebook("print('b')")}
     )
     gateway = await make_gateway(
-        **on_both_nodes(swarm, nodes_registry, CONTAINER_RESYNC_INTERVAL=str(resync))
+        **on_both_nodes(swarm, nodes_registry, CONTAINER_RESYNC_INTERVAL=str(resync)),
+        GITLAB_URL=gitlab_url,
     )
     # Placed on the worker: the manager takes no new tasks while it is paused.
     docker("node", "update", "--availability", "pause", manager_node())
     status, body = await gateway.notify("climate")
+    request = {
+        "namespace": "group", "project": "analysis", "commit_sha": sha,
+        "notebook": "notebooks/fit.ipynb",
+    }  # fmt: skip
+    code, server = await call(gateway, "POST", "/servers", alice.token, json=request)
+    assert code == 201, server
+    server = await wait_until(gateway, server["name"], alice.token, "running")
     docker("node", "update", "--availability", "active", manager_node())
     assert status == 200, job_summary(body)
-    names = set(services(gateway.instance))
-    assert len(names) == 2 and all(running_on(n) == {worker.node_id} for n in names)
+    found = services(gateway.instance)
+    # service -> the server the API lists it as
+    names = {n: i["Spec"]["Labels"].get(naming.LABEL_SERVER, n) for n, i in found.items()}
+    assert len(names) == 3 and all(running_on(n) == {worker.node_id} for n in names)
+    published = {n for n in names if names[n] == n}
     urls = [nb["url"] for nb in body["notebooks"]]
 
     # The operator drains the worker, then its machine goes.
     docker("node", "update", "--availability", "drain", worker.node_id)
     manager = manager_node()
     await settled(
-        lambda: all(running_on(n) == {manager} for n in names), 120, "tasks moved to the manager"
+        lambda: all(running_on(n) == {manager} for n in published),
+        120,
+        "published notebooks moved to the manager",
     )
     worker.stop_engine()
+    stopped = time.monotonic()
     worker.wait_until("down")
+
+    # What the gateway lists agrees with `docker service ps` within a re-read: the published
+    # notebooks run, her server does not (its work area is on the lost node).
+    async def agreement() -> tuple[dict[str, bool], dict[str, bool]]:
+        response = await gateway.client.get("/servers", headers=gateway.auth())
+        listed = (await response.json())["servers"]
+        said = {name: view["status"]["state"] == "running" for name, view in listed.items()}
+        return said, {server: bool(running_on(service)) for service, server in names.items()}
+
+    while (views := await agreement())[0] != views[1]:
+        assert time.monotonic() < stopped + resync + 5, views
+        await asyncio.sleep(0.5)
+    assert views[1] == {server: service in published for service, server in names.items()}
+
     async with jupyter.session() as http:
         for url in urls:
             await answering(http, url)
         assert await jupyter.execute(http, urls[0], "print('here')") == "here\n"
-
-    # What the gateway says agrees with `docker service ps` within a re-read.
-    async def view() -> dict[str, str]:
-        response = await gateway.client.get("/servers", headers=gateway.auth())
-        listed = (await response.json())["servers"]
-        return {name: listed[name]["status"]["state"] for name in listed}
-
-    truth = {name: "running" if running_on(name) else "not running" for name in names}
-    deadline = time.monotonic() + resync + 5
-    while (seen := await view()) != truth:
-        assert time.monotonic() < deadline, (seen, truth)
-        await asyncio.sleep(0.5)
+    # She is told why, in Swarm's words.
+    code, server = await call(gateway, "GET", f"/servers/{server['name']}", alice.token)
+    assert server["status"]["state"] == "failed", server
+    assert "no node can run the server now: no suitable node" in server["status"]["message"]

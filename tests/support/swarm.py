@@ -78,6 +78,11 @@ def node_link() -> Iterator[None]:
         yield
     finally:
         _remove_link()
+        if (
+            NAMESPACE
+            in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        ):
+            raise RuntimeError(f"network namespace {NAMESPACE} is still there")
 
 
 @contextlib.contextmanager
@@ -202,6 +207,9 @@ class WorkerNode:
         for path in (self.root, self.run):
             _unmount_below(path)
             shutil.rmtree(path, ignore_errors=True)
+        left = [str(p) for p in (self.root, self.run) if p.exists()]
+        if self.node_id in docker("node", "ls", "-q", check=False).split() or left:
+            raise RuntimeError(f"the worker node was not removed: {self.node_id} {left}")
 
 
 def _unmount_below(path: Path) -> None:
@@ -235,10 +243,9 @@ def running_on(service: str) -> set[str]:
     tasks = docker("service", "ps", "-q", "--filter", "desired-state=running", service).split()
     if not tasks:
         return set()
-    found = docker("inspect", "--format", "{{.NodeID}} {{.Status.State}}", *tasks)
-    return {
-        node for node, state in (line.split() for line in found.splitlines()) if state == "running"
-    }
+    found = docker("inspect", "--format", "{{.Status.State}} {{.NodeID}}", *tasks)
+    # A pending task has no node yet.
+    return {line.split()[1] for line in found.splitlines() if line.startswith("running ")}
 
 
 def swarm_host_address() -> str:

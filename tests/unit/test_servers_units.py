@@ -67,6 +67,12 @@ def state(**kw: Any) -> ContainerState:
             state(status="restarting", restart_count=2),
             ("starting", "restarting after a crash"),
         ),
+        (
+            ServerState.RUNNING,
+            True,
+            state(status="unplaced", error="no suitable node (1 node not available)"),
+            ("failed", "no node can run the server now: no suitable node (1 node not available)"),
+        ),
     ],
 )
 def test_what_users_are_told(

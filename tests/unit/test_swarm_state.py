@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.adapters.swarm import _time, from_service, task_state
+from gateway.adapters.swarm import TASKS_SINCE, _time, from_service, task_state
 
 UPDATED = "2026-11-23T10:00:00.5Z"
 
@@ -91,3 +91,25 @@ def test_times_keep_their_order_to_the_microsecond(
 
 def test_a_missing_time_is_the_earliest() -> None:
     assert _time("") < _time("2000-01-01T00:00:00Z") - timedelta(days=1)
+
+
+def test_a_task_no_node_can_take_leaves_it_unplaced_with_the_schedulers_reason() -> None:
+    reason = "no suitable node (scheduling constraints not satisfied on 2 nodes)"
+    waiting = task("2026-11-23T10:00:02Z", "pending")
+    waiting["Status"]["Err"] = reason
+    killed = task("2026-11-23T10:00:01Z", "shutdown", desired="shutdown")
+    found = task_state(service(), [killed, waiting])
+    assert (found.status, found.running, found.error) == ("unplaced", False, reason)
+    # Pending without a reason is a task on its way.
+    assert task_state(service(), [task("2026-11-23T10:00:02Z", "pending")]).status == "created"
+
+
+def test_tasks_count_from_the_moment_a_pin_to_their_node_says() -> None:
+    """A pin to the task's own node updates the service but leaves the task running."""
+    pinned = service(updated="2026-11-23T10:00:05Z")
+    pinned["Spec"]["Labels"][TASKS_SINCE] = UPDATED
+    running = task("2026-11-23T10:00:01Z", "running")
+    assert task_state(pinned, [running]).status == "running"
+    # Without the label, the same task predates the update and does not count.
+    del pinned["Spec"]["Labels"][TASKS_SINCE]
+    assert task_state(pinned, [running]).status == "created"
