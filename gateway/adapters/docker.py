@@ -19,7 +19,7 @@ import aiohttp
 from aiodocker.utils import compose_auth_header
 
 from gateway import naming
-from gateway.adapters.registry import RegistryAuth
+from gateway.adapters.registry import RegistryAuth, speaks_plain_http
 from gateway.errors import DockerError, NotebookFailed, RegistryError
 from gateway.models import BuildLimits
 
@@ -72,6 +72,20 @@ class DockerEngine:
         except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
             raise DockerError(f"the Docker engine does not answer: {exc}") from None
         return f"Docker Engine {version.get('Version', '?')} (API {version.get('ApiVersion', '?')})"
+
+    @engine_call("reading the engine's registry settings")
+    async def pushes_without_tls(self, server: str) -> bool:
+        """Whether the engine pushes to this registry (host[:port]) over plain HTTP, so the
+        gateway may read it the same way."""
+        info = await self.client.system.info()
+        host = server.rsplit(":", 1)[0] if server.count(":") == 1 else server
+        host = host.strip("[]")
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(host, None)
+            addresses = sorted({str(entry[4][0]) for entry in found})
+        except OSError:
+            addresses = []
+        return speaks_plain_http(info.get("RegistryConfig") or {}, server, addresses)
 
     # -- images --------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,3 +175,24 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def speaks_plain_http(config: Mapping[str, Any], server: str, addresses: Sequence[str]) -> bool:
+    """Whether a Docker engine with this RegistryConfig (from `GET /info`) talks to the
+    registry without TLS, as it decides: the registry listed in insecure-registries by name,
+    or one of its addresses in a listed range (loopback is, by default)."""
+    listed = (config.get("IndexConfigs") or {}).get(server)
+    if listed is not None:
+        return not listed.get("Secure", True)
+    ranges = [
+        ipaddress.ip_network(str(cidr), strict=False)
+        for cidr in config.get("InsecureRegistryCIDRs") or []
+    ]
+    for address in addresses:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            continue
+        if any(ip.version == r.version and ip in r for r in ranges):
+            return True
+    return False

@@ -146,12 +146,16 @@ def _registry_auth(settings: Settings) -> RegistryAuth | None:
     return RegistryAuth(settings.registry_server, settings.registry_username, password)
 
 
-def _registry(settings: Settings, session: aiohttp.ClientSession) -> RegistryClient | None:
+async def _registry(
+    settings: Settings, session: aiohttp.ClientSession, docker: DockerEngine
+) -> RegistryClient | None:
     if not settings.registry_host:
         return None
-    return RegistryClient(
-        session, settings.registry_server, _registry_auth(settings), settings.registry_api_url
-    )
+    api_url = settings.registry_api_url
+    if not api_url and await docker.pushes_without_tls(settings.registry_server):
+        # As the engine does: a registry in its insecure-registries speaks plain HTTP.
+        api_url = f"http://{settings.registry_server}"
+    return RegistryClient(session, settings.registry_server, _registry_auth(settings), api_url)
 
 
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
@@ -166,7 +170,7 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
     )
     async with aiohttp.ClientSession() as session:
         probe = TraefikProbe(session, settings.traefik_url, app[SIGNER])
-        registry = _registry(settings, session)
+        registry = await _registry(settings, session, app[DOCKER])
         metrics = app[METRICS]
         deployer = Deployer(settings, app[DOCKER], app[RUNTIME], repo, probe, registry, metrics)
         pipeline = Pipeline(settings, app[DOCKER], app[RUNTIME], repo, deployer, app[STORE])

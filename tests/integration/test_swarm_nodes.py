@@ -29,15 +29,14 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 def on_both_nodes(swarm: SwarmTraefik, registry: Registry, **more: str) -> dict[str, str]:
     """A gateway whose images every node pulls: from the registry on the manager's end of the
-    link, which both engines use without TLS; so the gateway reads it over plain HTTP too, as
-    the README says for such a registry."""
+    link, which both engines use without TLS (insecure-registries); the gateway learns that
+    from its engine and reads the registry over plain HTTP too."""
     lane = Lane("swarm", swarm.network, swarm.url, swarm.web_port)
     return {
         **lane.env(),
         "REGISTRY_HOST": registry.host,
         "REGISTRY_USERNAME": registry.username,
         "REGISTRY_PASSWORD": registry.password,
-        "REGISTRY_API_URL": f"http://{registry.host}",
         **more,
     }
 

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.adapters.registry import RegistryAuth, RegistryClient
+from gateway.adapters.registry import RegistryAuth, RegistryClient, speaks_plain_http
 from gateway.errors import RegistryError
 
 TOKEN = "issued-token"
@@ -115,3 +115,34 @@ async def token_registry_ping(request: web.Request) -> web.Response:
         return web.json_response({})
     realm = f"http://{request.host}/jwt/auth"
     return web.Response(status=401, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
+
+
+# RegistryConfig as `GET /info` returns it (Docker Engine 20.10, API 1.41) for an engine
+# started with insecure-registries 10.77.0.0/24 and registry.lan:5000.
+ENGINE_REGISTRY_CONFIG = {
+    "InsecureRegistryCIDRs": ["10.77.0.0/24", "127.0.0.0/8"],
+    "IndexConfigs": {
+        "docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True, "Official": True},
+        "registry.lan:5000": {
+            "Name": "registry.lan:5000", "Mirrors": [], "Secure": False, "Official": False,
+        },
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("server", "addresses", "plain"),
+    [
+        ("10.77.0.1:5000", ["10.77.0.1"], True),  # in a listed range
+        ("127.0.0.1:5000", ["127.0.0.1"], True),  # loopback, the engine's default
+        ("registry.lan:5000", ["192.0.2.7"], True),  # listed by name
+        ("nodes.example:5000", ["10.77.0.9"], True),  # a name whose address is in a range
+        ("10.78.0.1:5000", ["10.78.0.1"], False),
+        ("registry.example.org", ["203.0.113.5", "2001:db8::5"], False),
+        ("docker.io", [], False),
+    ],
+)
+def test_the_gateway_reads_a_registry_without_tls_where_its_engine_does(
+    server: str, addresses: list[str], plain: bool
+) -> None:
+    assert speaks_plain_http(ENGINE_REGISTRY_CONFIG, server, addresses) is plain
