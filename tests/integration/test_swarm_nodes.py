@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -41,8 +41,8 @@ def on_both_nodes(swarm: SwarmTraefik, registry: Registry, **more: str) -> dict[
     }
 
 
-async def settled(check: Any, timeout: float, what: str) -> None:
-    """Poll a condition (a plain function) until it holds."""
+async def settled(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll a condition until it holds."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -65,11 +65,11 @@ async def answering(http: aiohttp.ClientSession, url: str) -> None:
 
 
 def running_task(worker: WorkerNode, service: str) -> str:
-    found = worker.docker(
+    """The service's running task container on the worker ("" when there is none)."""
+    return worker.docker(
         "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}",
         "--filter", "status=running",
     )  # fmt: skip
-    return found
 
 
 async def test_notebooks_on_the_worker_are_pulled_there_routed_restarted_updated_and_removed(
