@@ -19,7 +19,7 @@ import aiohttp
 from aiodocker.utils import compose_auth_header
 
 from gateway import naming
-from gateway.adapters.registry import RegistryAuth, speaks_plain_http
+from gateway.adapters.registry import RegistryAuth, registry_hostname, speaks_plain_http
 from gateway.errors import DockerError, NotebookFailed, RegistryError
 from gateway.models import BuildLimits
 
@@ -78,10 +78,8 @@ class DockerEngine:
         """Whether the engine pushes to this registry (host[:port]) over plain HTTP, so the
         gateway may read it the same way."""
         info = await self.client.system.info()
-        host = server.rsplit(":", 1)[0] if server.count(":") == 1 else server
-        host = host.strip("[]")
         try:
-            found = await asyncio.get_running_loop().getaddrinfo(host, None)
+            found = await asyncio.get_running_loop().getaddrinfo(registry_hostname(server), None)
             addresses = sorted({str(entry[4][0]) for entry in found})
         except OSError:
             addresses = []

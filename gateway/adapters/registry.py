@@ -59,9 +59,9 @@ class RegistryClient:
         self.session = session
         self.server = server
         self.auth = auth
-        host = server.rsplit(":", 1)[0] if server.count(":") == 1 else server
         # Like the Docker engine: loopback registries speak plain HTTP, others HTTPS.
-        origin = api_url.rstrip("/") or f"{'http' if _is_loopback(host) else 'https'}://{server}"
+        plain = _is_loopback(registry_hostname(server))
+        origin = api_url.rstrip("/") or f"{'http' if plain else 'https'}://{server}"
         self.base = f"{origin}/v2"
 
     async def has(self, image: str) -> bool:
@@ -168,11 +168,17 @@ class RegistryClient:
         return f"Bearer {token}"
 
 
+def registry_hostname(server: str) -> str:
+    """The host of a registry's host[:port]."""
+    host = server.rsplit(":", 1)[0] if server.count(":") == 1 else server
+    return host.strip("[]")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 

@@ -59,19 +59,20 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(f"{stamp}.{micro}+00:00")
 
 
+def _tasks_since(service: Mapping[str, Any]) -> str:
+    """From when its tasks count: its last update or creation, unless a pin says earlier."""
+    labels = (service.get("Spec") or {}).get("Labels") or {}
+    return str(
+        labels.get(TASKS_SINCE) or service.get("UpdatedAt") or service.get("CreatedAt") or ""
+    )
+
+
 def task_state(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> ContainerState:
     """The service's state from its tasks since it was last created or updated: running once
     one runs; each failed run counts as a restart; no replica wanted means stopped."""
     spec = service.get("Spec") or {}
     replicas = int(((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1))
-    since = _time(
-        str(
-            (spec.get("Labels") or {}).get(TASKS_SINCE)
-            or service.get("UpdatedAt")
-            or service.get("CreatedAt")
-            or ""
-        )
-    )
+    since = _time(_tasks_since(service))
     current = sorted(
         (t for t in tasks if _time(str(t.get("CreatedAt", ""))) >= since),
         key=lambda t: _time(str(t.get("CreatedAt", ""))),
@@ -348,6 +349,14 @@ class SwarmRuntime(Runtime):
             params=params, headers=self._auth_header(),
         )  # fmt: skip
 
+    async def _respec(self, service: Mapping[str, Any], spec: Mapping[str, Any], verb: str) -> None:
+        """The service under a changed spec, and the index told at once."""
+        try:
+            await self._update(service, spec)
+        except aiodocker.DockerError as exc:
+            raise DockerError(f"cannot {verb} service {service['ID']}: {exc.message}") from None
+        await self._reread(str(service["ID"]))
+
     async def _reread(self, service_id: str) -> Container | None:
         try:
             if self.index is not None:
@@ -399,13 +408,8 @@ class SwarmRuntime(Runtime):
         placement["Constraints"] = [*placement.get("Constraints", []), f"node.id=={node}"]
         template["Placement"] = placement
         spec["TaskTemplate"] = template
-        since = str(service.get("UpdatedAt") or service.get("CreatedAt") or "")
-        spec["Labels"] = {**(spec.get("Labels") or {}), TASKS_SINCE: since}
-        try:
-            await self._update(service, spec)
-        except aiodocker.DockerError as exc:
-            raise DockerError(f"cannot place service {container_id}: {exc.message}") from None
-        await self._reread(container_id)
+        spec["Labels"] = {**(spec.get("Labels") or {}), TASKS_SINCE: _tasks_since(service)}
+        await self._respec(service, spec, "place")
         return node
 
     async def usage(self, container_id: str) -> Usage | None:
@@ -427,11 +431,7 @@ class SwarmRuntime(Runtime):
             return
         spec = dict(service.get("Spec") or {})
         spec["Mode"] = {"Replicated": {"Replicas": 0}}
-        try:
-            await self._update(service, spec)
-        except aiodocker.DockerError as exc:
-            raise DockerError(f"cannot stop service {container_id}: {exc.message}") from None
-        await self._reread(container_id)
+        await self._respec(service, spec, "stop")
 
     @engine_call("removing a service")
     async def remove(self, container_id: str, graceful: bool = True) -> bool:
