@@ -19,7 +19,7 @@ from tests.conftest import Gateway, Lane, MakeGateway, Stack, gateway_env, job_s
 from tests.integration.test_servers import as_user, call, wait_until
 from tests.support import jupyter
 from tests.support.engine import docker, owned_volumes
-from tests.support.gitlab_server import DEVELOPER, GitLab
+from tests.support.gitlab_server import DEVELOPER, GitLab, User
 from tests.support.gitrepo import GitRemote, notebook
 from tests.support.stack import free_port
 from tests.support.swarm import SwarmTraefik
@@ -53,18 +53,34 @@ async def answers(http: aiohttp.ClientSession, url: str) -> bool:
         return False
 
 
-async def test_notebooks_run_as_services_that_swarm_restarts_updates_and_removes(
-    make_gateway: MakeGateway, remote: GitRemote, stack: Stack, swarm: SwarmTraefik
-) -> None:
-    remote.commit(
+async def publish_two(gateway: Gateway) -> tuple[dict[str, Any], dict[str, str]]:
+    """climate/a.ipynb and b.ipynb published and running: the job's answer, and each
+    notebook's URL by name."""
+    gateway.remote.commit(
         {"climate/a.ipynb": notebook("print('a')"), "climate/b.ipynb": notebook("print('b')")}
     )
-    lane = Lane("swarm", swarm.network, swarm.url, swarm.web_port)
-    gateway = await make_gateway(**lane.env())
     status, body = await gateway.notify("climate")
     assert status == 200, job_summary(body)
     assert {nb["state"] for nb in body["notebooks"]} == {"running"}, job_summary(body)
-    urls = {nb["name"]: nb["url"] for nb in body["notebooks"]}
+    return body, {nb["name"]: nb["url"] for nb in body["notebooks"]}
+
+
+def fit_project(lab: GitLab, members: dict[User, int]) -> dict[str, str]:
+    """group/analysis with one notebook, and the POST /servers body that starts it."""
+    project = lab.project("group/analysis", members)
+    sha = project.remote.commit({"notebooks/fit.ipynb": notebook("print('fit', 6 * 7)")})
+    return {
+        "namespace": "group", "project": "analysis", "commit_sha": sha,
+        "notebook": "notebooks/fit.ipynb",
+    }  # fmt: skip
+
+
+async def test_notebooks_run_as_services_that_swarm_restarts_updates_and_removes(
+    make_gateway: MakeGateway, remote: GitRemote, stack: Stack, swarm: SwarmTraefik
+) -> None:
+    lane = Lane("swarm", swarm.network, swarm.url, swarm.web_port)
+    gateway = await make_gateway(**lane.env())
+    body, urls = await publish_two(gateway)
 
     # One service per notebook, one replica, the Traefik labels on the service, the limits
     # as service resources; the registry password is nowhere in what Swarm shows.
@@ -162,8 +178,7 @@ async def test_users_servers_run_as_services_behind_the_gateways_guard(
     lab, gitlab_url = gitlab
     alice = lab.user("alice", "glpat-alice-000000000000000")
     bob = lab.user("bob", "glpat-bob-1111111111111111")
-    project = lab.project("group/analysis", {alice: DEVELOPER, bob: DEVELOPER})
-    sha = project.remote.commit({"notebooks/fit.ipynb": notebook("print('fit', 6 * 7)")})
+    request = fit_project(lab, {alice: DEVELOPER, bob: DEVELOPER})
     # Traefik runs in a Swarm task: it reaches the gateway on the host through the bridge
     # that Swarm gives its containers.
     bridge = docker(
@@ -175,10 +190,6 @@ async def test_users_servers_run_as_services_behind_the_gateways_guard(
         **lane.env(), GITLAB_URL=gitlab_url, GATEWAY_PORT=str(port), GATEWAY_HOST="0.0.0.0",
         GATEWAY_INTERNAL_URL=f"http://{bridge}:{port}",
     )  # fmt: skip
-    request = {
-        "namespace": "group", "project": "analysis", "commit_sha": sha,
-        "notebook": "notebooks/fit.ipynb",
-    }  # fmt: skip
     status, server = await call(gateway, "POST", "/servers", alice.token, json=request)
     assert status == 201, server
     name = server["name"]

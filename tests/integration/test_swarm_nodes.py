@@ -16,7 +16,7 @@ import pytest
 from gateway import naming
 from tests.conftest import Gateway, Lane, MakeGateway, job_summary
 from tests.integration.test_servers import as_user, call, wait_until
-from tests.integration.test_swarm import answers, services
+from tests.integration.test_swarm import answers, fit_project, publish_two, services
 from tests.support import jupyter
 from tests.support.engine import docker
 from tests.support.gitlab_server import DEVELOPER, GitLab
@@ -84,20 +84,13 @@ async def test_notebooks_on_the_worker_are_pulled_there_routed_restarted_updated
     lab, gitlab_url = gitlab
     alice = lab.user("alice", "glpat-alice-000000000000000")
     bob = lab.user("bob", "glpat-bob-1111111111111111")
-    project = lab.project("group/analysis", {alice: DEVELOPER, bob: DEVELOPER})
-    sha = project.remote.commit({"notebooks/fit.ipynb": notebook("print('fit', 6 * 7)")})
-    remote.commit(
-        {"climate/a.ipynb": notebook("print('a')"), "climate/b.ipynb": notebook("print('b')")}
-    )
+    request = fit_project(lab, {alice: DEVELOPER, bob: DEVELOPER})
     # The operator keeps notebooks off the manager (README, "Docker Swarm").
     gateway = await make_gateway(
         **on_both_nodes(swarm, nodes_registry, SWARM_PLACEMENT="node.role==worker"),
         GITLAB_URL=gitlab_url,
     )
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
-    assert {nb["state"] for nb in body["notebooks"]} == {"running"}, job_summary(body)
-    urls = {nb["name"]: nb["url"] for nb in body["notebooks"]}
+    body, urls = await publish_two(gateway)
     found = services(gateway.instance)
     assert len(found) == 2
     for name in found:
@@ -118,10 +111,6 @@ async def test_notebooks_on_the_worker_are_pulled_there_routed_restarted_updated
         assert await jupyter.execute(http, urls["a.ipynb"], "print(6 * 7)") == "42\n"
 
     # A user's server lands on the worker as well, behind the gateway's guard.
-    request = {
-        "namespace": "group", "project": "analysis", "commit_sha": sha,
-        "notebook": "notebooks/fit.ipynb",
-    }  # fmt: skip
     status, server = await call(gateway, "POST", "/servers", alice.token, json=request)
     assert status == 201, server
     server = await wait_until(gateway, server["name"], alice.token, "running")
@@ -198,7 +187,6 @@ async def test_notebooks_on_the_worker_are_pulled_there_routed_restarted_updated
 
 async def test_when_the_worker_goes_its_notebooks_come_back_on_the_manager(
     make_gateway: MakeGateway,
-    remote: GitRemote,
     swarm: SwarmTraefik,
     nodes_registry: Registry,
     two_nodes: WorkerNode,
@@ -208,27 +196,18 @@ async def test_when_the_worker_goes_its_notebooks_come_back_on_the_manager(
     resync = 10.0
     lab, gitlab_url = gitlab
     alice = lab.user("alice", "glpat-alice-000000000000000")
-    project = lab.project("group/analysis", {alice: DEVELOPER})
-    sha = project.remote.commit({"notebooks/fit.ipynb": notebook("print('fit')")})
-    remote.commit(
-        {"climate/a.ipynb": notebook("print('a')"), "climate/b.ipynb": notebook("print('b')")}
-    )
+    request = fit_project(lab, {alice: DEVELOPER})
     gateway = await make_gateway(
         **on_both_nodes(swarm, nodes_registry, CONTAINER_RESYNC_INTERVAL=str(resync)),
         GITLAB_URL=gitlab_url,
     )
     # Placed on the worker: the manager takes no new tasks while it is paused.
     docker("node", "update", "--availability", "pause", manager_node())
-    status, body = await gateway.notify("climate")
-    request = {
-        "namespace": "group", "project": "analysis", "commit_sha": sha,
-        "notebook": "notebooks/fit.ipynb",
-    }  # fmt: skip
+    body, _ = await publish_two(gateway)
     code, server = await call(gateway, "POST", "/servers", alice.token, json=request)
     assert code == 201, server
     server = await wait_until(gateway, server["name"], alice.token, "running")
     docker("node", "update", "--availability", "active", manager_node())
-    assert status == 200, job_summary(body)
     found = services(gateway.instance)
     # service -> the server the API lists it as
     names = {n: i["Spec"]["Labels"].get(naming.LABEL_SERVER, n) for n, i in found.items()}

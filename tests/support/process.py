@@ -11,6 +11,8 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.support.stack import stop
+
 BINARY = str(Path(sys.executable).parent / "notebook-gateway")
 
 
@@ -51,9 +53,4 @@ class GatewayProcess:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            stop(self.process, grace=30)

@@ -46,13 +46,14 @@ def wait_for(
     raise RuntimeError(f"{url} did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """SIGTERM, and SIGKILL if it has not ended within `grace` seconds."""
     process.terminate()
     try:
-        process.wait(10)
+        process.wait(grace)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.wait(5)
+        process.wait(10)
 
 
 @dataclass

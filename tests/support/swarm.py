@@ -26,7 +26,7 @@ from pathlib import Path
 from gateway import naming
 from gateway.traefik import static_config, write_static_config
 from tests.support.engine import build_image, docker, remove_network, remove_services
-from tests.support.stack import Registry, free_port
+from tests.support.stack import Registry, free_port, stop
 
 NODES_CIDR = "10.77.0.0/24"  # scripts/stack.sh names it too
 MANAGER_ADDRESS = "10.77.0.1"
@@ -154,12 +154,7 @@ class WorkerNode:
     def stop_engine(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        stop(self.process, grace=60)  # dockerd stops its containers first
         self.process = None
 
     def engine_answers(self) -> bool:
