@@ -39,9 +39,9 @@ import aiodocker
 import aiohttp
 
 from gateway import naming
-from gateway.dockerfile import WORKDIR, start_command
-from gateway.models import ServerRecord, ServerState
-from gateway.services.store import Store
+from gateway.adapters.store import Store
+from gateway.publish.dockerfile import WORKDIR, start_command
+from gateway.records import ServerRecord, ServerState
 from tests.support.engine import (
     docker,
     images_of_run,

@@ -210,55 +210,6 @@ def _standing(notebook: RunningNotebook) -> tuple[bool, bool]:
     return notebook.running, notebook.name == notebook.server
 
 
-class ServerState(enum.StrEnum):
-    STARTING = "starting"  # building the image, or waiting for Jupyter to answer
-    RUNNING = "running"
-    STOPPING = "stopping"
-    FAILED = "failed"
-
-
-@dataclass
-class ServerRecord:
-    """A user's server as recorded when it was asked for, and how far its start got."""
-
-    name: str
-    user_id: int
-    username: str
-    namespace: str
-    project: str
-    branch: str
-    commit_sha: str
-    notebook: str
-    image: (
-        str  # what the user asked for ("" for the base image); the built image is on the container
-    )
-    options: dict[str, Any]
-    state: ServerState
-    message: str
-    url: str
-    created_at: str
-    updated_at: str
-    gitlab_project_id: int = 0  # 0: recorded before the gateway kept it
-    repository: str = ""  # the project's page on GitLab (its web_url)
-    step: str = ""  # the launch step under way, or the one that failed (see LAUNCH_STEPS)
-    warnings: list[str] = field(default_factory=list)  # what was asked for and not done
-    volume: str = ""  # its work area; "" for a server recorded before there were any
-
-
-@dataclass(frozen=True)
-class WorkVolume:
-    """A user's work area for one project: a volume that outlives their servers."""
-
-    name: str
-    user_id: int
-    username: str
-    namespace: str
-    project: str
-    created_at: str
-    used_at: str  # when a server last started with it
-    node: str = ""  # Swarm: the node that holds it ("" until a server ran there)
-
-
 class NotebookState(enum.StrEnum):
     RUNNING = "running"
     FAILED = "failed"

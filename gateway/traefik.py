@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import tomli_w
 
-from gateway.dockerfile import PORT
+from gateway.publish.dockerfile import PORT
 
 
 def router_labels(

@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import naming
-from gateway.adapters.containers import ContainerIndex
+from gateway.adapters.runtimes.docker import ContainerIndex
 from gateway.settings import Settings
 from gateway.web.app import create_app
 from tests.support.engine import (

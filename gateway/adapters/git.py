@@ -24,9 +24,9 @@ from git.index import IndexFile
 from git.index.typ import BaseIndexEntry
 from gitdb import IStream
 
-from gateway.context_tar import BlobReader
-from gateway.discovery import TreeEntry
 from gateway.errors import GitError, PublishError
+from gateway.publish.context_tar import BlobReader
+from gateway.publish.discovery import TreeEntry
 
 PUBLISH_ATTEMPTS = 5
 MEMO_SIZE = 512  # answers about commits, which never change

@@ -13,11 +13,12 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from gateway.adapters.probe import TraefikProbe
-from gateway.adapters.runtime import Runtime
+from gateway.adapters.runtimes.base import Runtime
+from gateway.adapters.store import Store
 from gateway.metrics import Metrics
-from gateway.models import Identity, ServerState
+from gateway.models import Identity
+from gateway.records import ServerState
 from gateway.services.servers import ServerManager
-from gateway.services.store import Store
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)

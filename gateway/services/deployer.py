@@ -12,14 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO
 
 from gateway import naming
-from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
+from gateway.adapters.images import DockerEngine
 from gateway.adapters.probe import FIRST_PATIENCE, MOST_PATIENCE, TraefikProbe
 from gateway.adapters.registry import RegistryClient, is_transient
-from gateway.adapters.runtime import Handover, Runtime
-from gateway.context_tar import write_context_tar
-from gateway.discovery import notebook_problem
-from gateway.dockerfile import api_labels
+from gateway.adapters.runtimes.base import Handover, Runtime
 from gateway.errors import GatewayError, NotebookFailed, ProxyError, RegistryError
 from gateway.metrics import Metrics
 from gateway.models import (
@@ -34,7 +31,10 @@ from gateway.models import (
     ProgressEvent,
     RunningNotebook,
 )
-from gateway.plan import Deploy, Keep, Plan
+from gateway.publish.context_tar import write_context_tar
+from gateway.publish.discovery import notebook_problem
+from gateway.publish.dockerfile import api_labels
+from gateway.publish.plan import Deploy, Keep, Plan
 from gateway.retry import with_retries
 from gateway.settings import Settings
 

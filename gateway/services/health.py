@@ -8,8 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
+from gateway.adapters.images import DockerEngine
 from gateway.adapters.probe import TraefikProbe
 from gateway.adapters.registry import RegistryClient
 from gateway.errors import GatewayError, ProxyError

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 
 import git
 
-from gateway import discovery
-from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
-from gateway.adapters.runtime import Runtime
-from gateway.desired import desired_notebooks
+from gateway.adapters.images import DockerEngine
+from gateway.adapters.runtimes.base import Runtime
+from gateway.adapters.store import Store
 from gateway.errors import GitError, UnknownProject, UpstreamError
 from gateway.models import (
     DesiredNotebook,
@@ -22,11 +21,13 @@ from gateway.models import (
     Phase,
     ProgressEvent,
 )
-from gateway.plan import make_plan
+from gateway.publish import discovery
+from gateway.publish.desired import desired_notebooks
+from gateway.publish.plan import make_plan
+from gateway.publish.urlmd import render_url_md
+from gateway.records import JobAction, JobOrigin, JobRecord
 from gateway.services.deployer import Deployer
-from gateway.services.store import Job, JobAction, JobOrigin, Store
 from gateway.settings import Settings
-from gateway.urlmd import render_url_md
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class Pipeline:
             settings.max_file_size, settings.max_context_size, settings.max_context_files
         )
 
-    async def run(self, job: Job, progress: JobProgress) -> None:
+    async def run(self, job: JobRecord, progress: JobProgress) -> None:
         """Bring one project to what the repository holds at the branch's tip."""
         emit = progress.emit
         commit = await self._fetch(job, progress)
@@ -117,7 +118,7 @@ class Pipeline:
             emit(ProgressEvent(Phase.PUBLISHING, f"warning: {URL_FILE} not updated: {exc.message}"))
             progress.changed = True
 
-    async def changed_projects(self, job: Job, progress: JobProgress) -> list[str]:
+    async def changed_projects(self, job: JobRecord, progress: JobProgress) -> list[str]:
         """The projects a push touched, from `git diff before..after` in the clone: the
         payload lists at most 20 commits, and a force push rewrites history."""
         tip = await self._fetch(job, progress)
@@ -146,7 +147,7 @@ class Pipeline:
         await self.runtime.resync()
         return await self._every_project(tip)
 
-    async def known_projects(self, job: Job, progress: JobProgress) -> list[str]:
+    async def known_projects(self, job: JobRecord, progress: JobProgress) -> list[str]:
         """Every project in the repository, in containers the gateway owns, or in its records.
         Owned containers without a project or notebook label cannot be placed: they go.
         A pass trusts nothing it has not just read: it starts from the engine's own list."""
@@ -167,7 +168,7 @@ class Pipeline:
         names.update(record.project for record in await self.store.published())
         return sorted(names)
 
-    async def _fetch(self, job: Job, progress: JobProgress) -> str:
+    async def _fetch(self, job: JobRecord, progress: JobProgress) -> str:
         """Fetch the branch. A reconcile pass may work from the last fetched commit when the
         remote is down, so crashed notebooks still come back."""
         emit = progress.emit
@@ -193,7 +194,7 @@ class Pipeline:
             found = await self.docker.pull(image)
         return found
 
-    async def _publish(self, job: Job, outcomes: list[NotebookOutcome], emit: Emit) -> bool:
+    async def _publish(self, job: JobRecord, outcomes: list[NotebookOutcome], emit: Emit) -> bool:
         """Record the outcomes and commit URL.md if it changed; True when either changed
         (records alone change when a gateway adopts the containers it finds)."""
         recorded = await self.store.replace_project(job.project, outcomes)
@@ -217,6 +218,6 @@ class Pipeline:
         return recorded or commit is not None
 
 
-def _reconciling(job: Job) -> bool:
+def _reconciling(job: JobRecord) -> bool:
     """Reconcile passes keep what runs right even while the git remote is away."""
     return job.origin is JobOrigin.RECONCILE or job.action is JobAction.RECONCILE

@@ -11,8 +11,9 @@ import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from gateway.adapters.store import Store
 from gateway.models import ProgressEvent
-from gateway.services.store import LogLine, Store, now
+from gateway.records import LogLine, now
 
 END = None  # put on a follower's queue when its job has finished or was folded into another
 FollowerQueue = asyncio.Queue[LogLine | None]

@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from gateway.records import JobAction, JobOrigin
 from gateway.services.runner import REPOSITORY, JobRunner
 from gateway.services.servers import ServerManager
-from gateway.services.store import JobAction, JobOrigin
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,14 @@ from datetime import timedelta
 from typing import Any
 
 from gateway import logs
+from gateway.adapters.store import Store
 from gateway.errors import DeployFailed, GatewayError
 from gateway.metrics import Metrics
 from gateway.models import NotebookState, Phase, ProgressEvent
+from gateway.records import JobAction, JobOrigin, JobRecord, JobState, LogLine, now
 from gateway.redact import Redactor
 from gateway.services.pipeline import JobProgress, Pipeline
 from gateway.services.progress import JobFeeds
-from gateway.services.store import Job, JobAction, JobOrigin, JobState, LogLine, Store, now
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,8 @@ REPOSITORY = "*"  # the `project` of push and reconcile jobs
 
 @dataclass
 class _Queue:
-    running: Job | None = None
-    pending: list[Job] = field(default_factory=list)
+    running: JobRecord | None = None
+    pending: list[JobRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -79,7 +80,7 @@ class JobRunner:
         dedupe_within: float | None = None,
         idempotency_key: str | None = None,
         parent: str | None = None,
-    ) -> tuple[Job, bool]:
+    ) -> tuple[JobRecord, bool]:
         """Record the job, then queue it. The row exists before anyone is told about it.
         Returns the job and whether it is new (False: a duplicate delivery of an earlier one)."""
         job, created = await self.store.create_job(
@@ -102,7 +103,7 @@ class JobRunner:
             # A client that hangs up must not cancel the deploy.
             await asyncio.shield(done)
 
-    async def wait(self, job_id: str) -> Job:
+    async def wait(self, job_id: str) -> JobRecord:
         """The job that did the work: this one, or the one it was folded into."""
         while True:
             await self.settle(job_id)
@@ -132,7 +133,7 @@ class JobRunner:
 
     # -- queues ---------------------------------------------------------------------------
 
-    def _enqueue(self, job: Job) -> None:
+    def _enqueue(self, job: JobRecord) -> None:
         self._done.setdefault(job.id, asyncio.get_running_loop().create_future())
         key = _queue_key(job)
         self._queues.setdefault(key, _Queue()).pending.append(job)
@@ -152,7 +153,7 @@ class JobRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, key: str, job: Job, covered: list[Job]) -> None:
+    async def _run(self, key: str, job: JobRecord, covered: list[JobRecord]) -> None:
         try:
             for other in covered:
                 await self.store.coalesce(other.id, job.id)
@@ -181,7 +182,7 @@ class JobRunner:
 
     # -- one job ----------------------------------------------------------------------------
 
-    async def _execute(self, job: Job) -> _Outcome | None:
+    async def _execute(self, job: JobRecord) -> _Outcome | None:
         """Run a job to its end and record it. None when it was interrupted (it will resume)."""
         # On every line this task (and the tasks it starts) logs; the request that queued it
         # logged the job's id already.
@@ -235,7 +236,7 @@ class JobRunner:
 
     def _count(
         self,
-        job: Job,
+        job: JobRecord,
         state: JobState,
         seconds: float,
         progress: JobProgress,
@@ -252,7 +253,7 @@ class JobRunner:
         if error is not None and error["code"] != DeployFailed.code:  # notebooks counted above
             metrics.failures.labels(str(error["code"])).inc()
 
-    async def _dispatch(self, job: Job, progress: JobProgress) -> _Outcome:
+    async def _dispatch(self, job: JobRecord, progress: JobProgress) -> _Outcome:
         try:
             if job.action is JobAction.PUSH:
                 return await self._push(job, progress)
@@ -277,13 +278,13 @@ class JobRunner:
             failure.status = 502
         return _Outcome(self._error(failure), changed=True)
 
-    async def _push(self, job: Job, progress: JobProgress) -> _Outcome:
+    async def _push(self, job: JobRecord, progress: JobProgress) -> _Outcome:
         """Queue an update for every project the push changed; they report on their own."""
         projects = await self.pipeline.changed_projects(job, progress)
         children = await self._spawn_updates(job, projects, JobOrigin.WEBHOOK, progress)
         return _Outcome(result={"projects": projects, "jobs": children}, changed=bool(children))
 
-    async def _reconcile(self, job: Job, progress: JobProgress) -> _Outcome:
+    async def _reconcile(self, job: JobRecord, progress: JobProgress) -> _Outcome:
         """Bring every project the gateway knows of back to what the repository says."""
         projects = await self.pipeline.known_projects(job, progress)
         children = await self._spawn_updates(job, projects, JobOrigin.RECONCILE, progress)
@@ -305,7 +306,7 @@ class JobRunner:
         return _Outcome(error, result, changed=bool(updated or failed))
 
     async def _spawn_updates(
-        self, job: Job, projects: list[str], origin: JobOrigin, progress: JobProgress
+        self, job: JobRecord, projects: list[str], origin: JobOrigin, progress: JobProgress
     ) -> dict[str, str]:
         children = {}
         for project in projects:
@@ -323,7 +324,7 @@ class JobRunner:
         }
 
 
-def _queue_key(job: Job) -> str:
+def _queue_key(job: JobRecord) -> str:
     if job.action is JobAction.PUSH:
         return PUSH_QUEUE
     if job.action is JobAction.RECONCILE:
@@ -331,7 +332,7 @@ def _queue_key(job: Job) -> str:
     return job.project
 
 
-def _forgettable(job: Job, covered: list[Job], outcome: _Outcome) -> bool:
+def _forgettable(job: JobRecord, covered: list[JobRecord], outcome: _Outcome) -> bool:
     """A periodic reconcile pass that found nothing to do would only bury real jobs."""
     return (
         job.action is JobAction.RECONCILE

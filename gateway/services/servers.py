@@ -20,13 +20,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from gateway import discovery, naming, renku
-from gateway.adapters.docker import DockerEngine
+from gateway import naming, renku
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.gitlab import DEVELOPER, GitLabClient
+from gateway.adapters.images import DockerEngine
 from gateway.adapters.registry import RegistryAuth
-from gateway.adapters.runtime import ContainerState, Runtime, ServerContainer
-from gateway.desired import server_image, server_image_labels, server_launch
+from gateway.adapters.runtimes.base import ContainerState, Runtime, ServerContainer
+from gateway.adapters.store import Store
 from gateway.errors import (
     BadRequest,
     Conflict,
@@ -37,20 +37,12 @@ from gateway.errors import (
     Unavailable,
     Unsatisfiable,
 )
-from gateway.models import (
-    BuildLimits,
-    Identity,
-    Launch,
-    ProgressEvent,
-    RunningNotebook,
-    ServerRecord,
-    ServerState,
-    WorkVolume,
-    serving,
-)
+from gateway.models import BuildLimits, Identity, Launch, ProgressEvent, RunningNotebook, serving
+from gateway.publish import discovery
+from gateway.publish.desired import server_image, server_image_labels, server_launch
+from gateway.records import ServerRecord, ServerState, WorkVolume, now
 from gateway.schemas import IMAGE_REFERENCE, ServerRequest
 from gateway.services.deployer import Deployer
-from gateway.services.store import Store, now
 from gateway.settings import Settings, parse_bytes
 from gateway.webhooks import repository_path
 

@@ -8,9 +8,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gateway.adapters.git import NotebookRepo
-from gateway.adapters.runtime import Runtime
+from gateway.adapters.runtimes.base import Runtime
+from gateway.adapters.store import Store
 from gateway.models import NotebookOutcome, NotebookState, RunningNotebook, serving
-from gateway.services.store import Job, Store
+from gateway.records import JobRecord
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def _row(container: RunningNotebook | None, record: NotebookOutcome | None = Non
     return NotebookRow(source.path, name, state, source.url, source.commit, message)
 
 
-def _last(job: Job | None) -> LastDeploy | None:
+def _last(job: JobRecord | None) -> LastDeploy | None:
     if job is None:
         return None
     return LastDeploy(job.id, str(job.state), job.finished_at or "", job.commit or "")

@@ -12,14 +12,16 @@ import aiodocker
 import aiohttp
 from aiohttp import web
 
-from gateway.adapters.containers import ContainerIndex, ContainerRuntime
-from gateway.adapters.docker import DockerEngine
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.gitlab import GitLabClient
+from gateway.adapters.images import DockerEngine
 from gateway.adapters.probe import TraefikProbe
 from gateway.adapters.registry import RegistryAuth, RegistryClient
-from gateway.adapters.runtime import Runtime, WorkloadIndex
-from gateway.adapters.swarm import ServiceIndex, SwarmRuntime
+from gateway.adapters.runtimes.base import Runtime
+from gateway.adapters.runtimes.docker import ContainerIndex, ContainerRuntime
+from gateway.adapters.runtimes.index import WorkloadIndex
+from gateway.adapters.runtimes.swarm import ServiceIndex, SwarmRuntime
+from gateway.adapters.store import Store
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.redact import Redactor
@@ -32,7 +34,6 @@ from gateway.services.repository import RepositoryIdentity
 from gateway.services.runner import JobRunner
 from gateway.services.servers import ServerManager
 from gateway.services.status import StatusBoard
-from gateway.services.store import Store
 from gateway.sessions import Signer
 from gateway.settings import Settings
 from gateway.web.events import routes as event_routes

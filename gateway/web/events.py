@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import GatewayError, NotFound, Unavailable
-from gateway.services.store import JobState
+from gateway.records import JobState
 from gateway.web.auth import require_admin
 from gateway.web.handlers import job_json
 from gateway.web.keys import RUNNER, STORE

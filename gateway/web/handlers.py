@@ -12,9 +12,9 @@ from gateway import __version__, webhooks
 from gateway.errors import BadRequest, JobFailed, NotFound, Unavailable
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.models import serving
+from gateway.records import JobAction, JobOrigin, JobRecord, JobState
 from gateway.schemas import ProjectDelete, ProjectUpdate, parse
 from gateway.services.runner import REPOSITORY
-from gateway.services.store import Job, JobAction, JobOrigin, JobState
 from gateway.web.auth import failed_check, refuse_guessing, require_admin
 from gateway.web.http import MAX_NOTIFICATION, flag, int_param, json_body
 from gateway.web.keys import (
@@ -206,7 +206,7 @@ async def _run_job(request: web.Request, project: str, action: JobAction) -> web
     )
 
 
-async def job_json(request: web.Request, job: Job, with_log: bool = False) -> dict[str, Any]:
+async def job_json(request: web.Request, job: JobRecord, with_log: bool = False) -> dict[str, Any]:
     body = job.to_json()
     body["url"] = f"{request.app[SETTINGS].gateway_url}/jobs/{job.id}"
     if with_log:

@@ -2,9 +2,10 @@
 
 from aiohttp import web
 
-from gateway.adapters.docker import DockerEngine
 from gateway.adapters.gitlab import GitLabClient
-from gateway.adapters.runtime import Runtime
+from gateway.adapters.images import DockerEngine
+from gateway.adapters.runtimes.base import Runtime
+from gateway.adapters.store import Store
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.redact import Redactor
@@ -13,7 +14,6 @@ from gateway.services.repository import RepositoryIdentity
 from gateway.services.runner import JobRunner
 from gateway.services.servers import ServerManager
 from gateway.services.status import StatusBoard
-from gateway.services.store import Store
 from gateway.sessions import Signer
 from gateway.settings import Settings
 

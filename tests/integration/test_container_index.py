@@ -11,7 +11,7 @@ import aiodocker
 import pytest
 
 from gateway import naming
-from gateway.adapters.containers import ContainerIndex, ContainerRuntime
+from gateway.adapters.runtimes.docker import ContainerIndex, ContainerRuntime
 from gateway.errors import NotebookFailed
 from gateway.models import Launch, ResourceLimits
 from gateway.web.keys import RUNTIME

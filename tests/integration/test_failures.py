@@ -11,10 +11,10 @@ from typing import Any
 import aiodocker
 import pytest
 
-from gateway.adapters.docker import DockerEngine
-from gateway.context_tar import write_context_tar
+from gateway.adapters.images import DockerEngine
 from gateway.errors import NotebookFailed
 from gateway.models import BuildLimits, ContextFile
+from gateway.publish.context_tar import write_context_tar
 from tests.conftest import (
     Gateway,
     Lane,

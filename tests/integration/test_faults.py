@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.adapters.containers import ContainerRuntime
+from gateway.adapters.runtimes.docker import ContainerRuntime
 from gateway.web.keys import RUNTIME
 from tests.conftest import (
     Gateway,

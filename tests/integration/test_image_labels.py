@@ -10,10 +10,10 @@ import aiodocker
 import pytest
 
 from gateway import naming
-from gateway.adapters.docker import DockerEngine
-from gateway.context_tar import write_context_tar
-from gateway.dockerfile import WORKDIR, api_labels, render_dockerfile
+from gateway.adapters.images import DockerEngine
 from gateway.models import BuildLimits, ContextFile
+from gateway.publish.context_tar import write_context_tar
+from gateway.publish.dockerfile import WORKDIR, api_labels, render_dockerfile
 from tests.conftest import Stack
 from tests.support.engine import docker
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.services.store import JobAction, Store
+from gateway.adapters.store import Store
+from gateway.records import JobAction
 from tests.conftest import MakeGateway, Stack, job_summary
 from tests.support.engine import docker, owned_containers, owned_images
 from tests.support.gitrepo import GitRemote, notebook

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.client import Event, parse_events
-from gateway.services.store import JobAction, JobOrigin
+from gateway.records import JobAction, JobOrigin
 from gateway.web import events
 from gateway.web.keys import RUNNER, STORE
 from tests.conftest import Gateway, MakeGateway, Stack, job_summary

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gateway import naming
-from gateway.models import ServerRecord, ServerState
+from gateway.records import ServerRecord, ServerState
 from gateway.web.keys import RUNTIME, STORE
 from tests.conftest import Gateway, MakeGateway, Stack, job_summary
 from tests.support import jupyter

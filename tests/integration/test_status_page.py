@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
-from gateway.models import WorkVolume
+from gateway.records import WorkVolume
 from gateway.web.keys import STORE
 from tests.conftest import Gateway, MakeGateway, job_summary
 from tests.support.engine import docker, owned_containers, owned_volumes

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from gateway.models import ServerRecord, ServerState
+from gateway.records import ServerRecord, ServerState
 from gateway.sessions import SESSION_COOKIE
 from gateway.web.keys import SIGNER, STORE
 from tests.conftest import Gateway, MakeGateway, Stack, gateway_env, new_instance

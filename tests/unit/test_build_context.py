@@ -3,11 +3,11 @@ import tarfile
 from dataclasses import replace
 from typing import Any, cast
 
-from gateway.adapters.swarm import SwarmRuntime
-from gateway.context_tar import write_context_tar
-from gateway.desired import build_context, content_hash, desired_notebooks
-from gateway.dockerfile import REQUIREMENTS
+from gateway.adapters.runtimes.swarm import SwarmRuntime
 from gateway.models import ContextFile, ProjectSnapshot, RepoFile
+from gateway.publish.context_tar import write_context_tar
+from gateway.publish.desired import build_context, content_hash, desired_notebooks
+from gateway.publish.dockerfile import REQUIREMENTS
 from gateway.settings import Settings
 
 BLOBS = {"b-nb": b'{"cells": []}', "b-req": b"six\n", "b-csv": b"t,v\n", "b-sh": b"#!/bin/sh\n"}

@@ -1,7 +1,7 @@
 import pytest
 
-from gateway.discovery import ContextLimits, TreeEntry, snapshot
 from gateway.errors import InvalidRepository
+from gateway.publish.discovery import ContextLimits, TreeEntry, snapshot
 
 LIMITS = ContextLimits(max_file_size=1000, max_context_size=5000, max_context_files=10)
 

@@ -3,7 +3,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.dockerfile import (
+from gateway.publish.dockerfile import (
     COMMIT_DIR,
     REQUIREMENTS,
     WORKDIR,

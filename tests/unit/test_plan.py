@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.models import DesiredNotebook, Launch, ResourceLimits, RunningNotebook, serving
-from gateway.plan import make_plan
+from gateway.publish.plan import make_plan
 
 
 def launch(path: str, entrypoint: str = "web") -> Launch:

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.adapters.store import Store
 from gateway.models import Phase, ProgressEvent
+from gateway.records import JobAction, LogLine
 from gateway.services.progress import END, JobFeeds
-from gateway.services.store import JobAction, LogLine, Store
 
 
 async def follow_at(ops: list[str], join: int, root: Path) -> tuple[list[int], list[int]]:

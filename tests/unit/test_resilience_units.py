@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gateway.adapters.registry import is_transient
-from gateway.discovery import notebook_problem
+from gateway.publish.discovery import notebook_problem
 from gateway.ratelimit import RateLimiter
 from gateway.retry import with_retries
 

@@ -10,10 +10,11 @@ from typing import Any, cast
 
 import pytest
 
+from gateway.adapters.store import Store
+from gateway.records import JobAction, JobOrigin, JobRecord, JobState
 from gateway.redact import Redactor
 from gateway.services.pipeline import JobProgress, Pipeline
 from gateway.services.runner import REPOSITORY, JobRunner
-from gateway.services.store import Job, JobAction, JobOrigin, JobState, Store
 
 
 class RecordingPipeline:
@@ -21,15 +22,15 @@ class RecordingPipeline:
         self.ran: list[str] = []
         self.release = asyncio.Event()
 
-    async def run(self, job: Job, progress: JobProgress) -> None:
+    async def run(self, job: JobRecord, progress: JobProgress) -> None:
         self.ran.append(job.id)
         await self.release.wait()
 
-    async def changed_projects(self, job: Job, progress: JobProgress) -> list[str]:
+    async def changed_projects(self, job: JobRecord, progress: JobProgress) -> list[str]:
         self.ran.append(job.id)
         return [str(p) for p in job.params["projects"]]
 
-    async def known_projects(self, job: Job, progress: JobProgress) -> list[str]:
+    async def known_projects(self, job: JobRecord, progress: JobProgress) -> list[str]:
         return ["a", "b"]
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from gateway.adapters.runtime import ContainerState
+from gateway.adapters.runtimes.base import ContainerState
 from gateway.errors import BadRequest, Unsatisfiable
-from gateway.models import ServerState
+from gateway.records import ServerState
 from gateway.schemas import ServerRequest, parse
 from gateway.services.servers import ServerManager, server_status
 from gateway.settings import Settings

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.dockerfile import start_script
+from gateway.publish.dockerfile import start_script
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,9 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
+from gateway.adapters.store import Store
 from gateway.models import NotebookAction, NotebookOutcome, NotebookState, Phase, ProgressEvent
-from gateway.services.store import JobAction, JobState, LogLine, Store, now
+from gateway.records import JobAction, JobState, LogLine, now
 
 
 async def test_jobs_survive_reopening_and_unfinished_ones_are_found(tmp_path: Path) -> None:

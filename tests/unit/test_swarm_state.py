@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.adapters.swarm import TASKS_SINCE, _time, from_service, task_state
+from gateway.adapters.runtimes.swarm import TASKS_SINCE, _time, from_service, task_state
 
 UPDATED = "2026-11-23T10:00:00.5Z"
 

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.models import NotebookAction, NotebookOutcome, NotebookState
-from gateway.urlmd import commit_web_url, escape_markdown, render_url_md
+from gateway.publish.urlmd import commit_web_url, escape_markdown, render_url_md
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 HEADER = "| Notebook | Link | State | Commit |"

@@ -10,12 +10,6 @@ import hashlib
 from collections.abc import Iterable, Mapping
 
 from gateway import naming
-from gateway.dockerfile import (
-    install_command,
-    render_dockerfile,
-    render_env_dockerfile,
-    start_command,
-)
 from gateway.models import (
     ContextFile,
     DesiredNotebook,
@@ -24,8 +18,14 @@ from gateway.models import (
     ProjectSnapshot,
     RepoFile,
     ResourceLimits,
-    ServerRecord,
 )
+from gateway.publish.dockerfile import (
+    install_command,
+    render_dockerfile,
+    render_env_dockerfile,
+    start_command,
+)
+from gateway.records import ServerRecord
 from gateway.settings import Settings, parse_bytes
 from gateway.traefik import guard_labels, router_labels
 

@@ -18,20 +18,20 @@ import aiohttp
 from aiodocker.utils import compose_auth_header
 
 from gateway import naming
-from gateway.adapters.docker import engine_call, log_lines
+from gateway.adapters.images import engine_call, log_lines
 from gateway.adapters.registry import RegistryAuth
-from gateway.adapters.runtime import (
+from gateway.adapters.runtimes.base import (
     TOKEN_VARIABLE,
     Container,
     ContainerState,
     Handover,
     Runtime,
-    WorkloadIndex,
     new_token,
     owned_labels,
     work_mounts,
     workload_labels,
 )
+from gateway.adapters.runtimes.index import WorkloadIndex
 from gateway.errors import DockerError, NotebookFailed
 from gateway.models import Launch, Usage
 

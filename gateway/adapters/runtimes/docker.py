@@ -14,19 +14,19 @@ import aiodocker
 import aiohttp
 
 from gateway import naming
-from gateway.adapters.docker import engine_call, log_lines
-from gateway.adapters.runtime import (
+from gateway.adapters.images import engine_call, log_lines
+from gateway.adapters.runtimes.base import (
     TOKEN_VARIABLE,
     Container,
     ContainerState,
     Handover,
     Runtime,
-    WorkloadIndex,
     new_token,
     owned_labels,
     work_mounts,
     workload_labels,
 )
+from gateway.adapters.runtimes.index import WorkloadIndex
 from gateway.errors import DockerError, NotebookFailed
 from gateway.models import Launch
 

@@ -7,23 +7,26 @@ needed to run it again, so unfinished jobs can be resumed after a restart.
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from gateway.models import (
-    NotebookOutcome,
-    NotebookState,
-    ProgressEvent,
+from gateway.models import NotebookOutcome, NotebookState
+from gateway.records import (
+    FINISHED,
+    JobAction,
+    JobOrigin,
+    JobRecord,
+    JobState,
+    LogLine,
     ServerRecord,
     ServerState,
     WorkVolume,
+    now,
 )
 
 SCHEMA = [
@@ -126,93 +129,6 @@ SCHEMA = [
 ]
 
 
-class JobState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    COALESCED = "coalesced"  # a later job of the same project did its work (covered_by)
-
-
-FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.COALESCED)
-
-
-class JobAction(enum.StrEnum):
-    UPDATE = "update"
-    DELETE = "delete"
-    PUSH = "push"  # a GitLab push: find the changed projects, queue an update for each
-    RECONCILE = "reconcile"  # queue an update for every project the gateway knows of
-
-
-class JobOrigin(enum.StrEnum):
-    API = "api"
-    WEBHOOK = "webhook"
-    RECONCILE = "reconcile"
-
-
-@dataclass
-class Job:
-    id: str
-    project: str
-    action: JobAction
-    state: JobState
-    created_at: str
-    started_at: str | None = None
-    finished_at: str | None = None
-    commit: str | None = None
-    notebooks: list[NotebookOutcome] = field(default_factory=list)
-    error: dict[str, Any] | None = None
-    origin: JobOrigin = JobOrigin.API
-    params: dict[str, Any] = field(default_factory=dict)
-    result: dict[str, Any] = field(default_factory=dict)
-    covered_by: str | None = None
-    parent: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINISHED
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "project": self.project,
-            "action": str(self.action),
-            "origin": str(self.origin),
-            "state": str(self.state),
-            "commit": self.commit,
-            "created": self.created_at,
-            "started": self.started_at,
-            "finished": self.finished_at,
-            "notebooks": [n.to_json() for n in self.notebooks],
-            "error": self.error,
-            "covered_by": self.covered_by,
-            "parent": self.parent,
-            **({"params": self.params} if self.params else {}),
-            **({"result": self.result} if self.result else {}),
-        }
-
-
-@dataclass(frozen=True)
-class LogLine:
-    at: str
-    event: ProgressEvent
-    seq: int | None = None  # given by whoever numbers the job's lines; else the next free
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "at": self.at,
-            "phase": str(self.event.phase),
-            "notebook": self.event.notebook,
-            "message": self.event.message,
-            "output": self.event.output,
-        }
-
-
-def now(ago: timedelta = timedelta(0)) -> str:
-    return (datetime.now(UTC) - ago).isoformat(timespec="milliseconds")
-
-
 class Store:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
@@ -254,7 +170,7 @@ class Store:
         dedupe_within: float | None = None,
         idempotency_key: str | None = None,
         parent: str | None = None,
-    ) -> tuple[Job, bool]:
+    ) -> tuple[JobRecord, bool]:
         """Record a job. With keys, an existing job for the same keys that has not failed is
         returned instead (created is False): repeated deliveries run once. `dedupe_within`
         seconds, if given, bound how far back the dedupe key counts."""
@@ -268,7 +184,7 @@ class Store:
                 )
                 if rows:
                     return _job(rows[0]), False
-            job = Job(
+            job = JobRecord(
                 uuid.uuid4().hex, project, action, JobState.QUEUED, now(),
                 origin=origin, params=params or {}, parent=parent,
             )  # fmt: skip
@@ -285,7 +201,7 @@ class Store:
 
     async def list_jobs(
         self, *, project: str | None = None, state: str | None = None, limit: int = 50
-    ) -> list[Job]:
+    ) -> list[JobRecord]:
         clauses, values = [], []
         if project is not None:
             clauses.append("project = ?")
@@ -299,7 +215,7 @@ class Store:
         )
         return [_job(row) for row in rows]
 
-    async def last_jobs(self) -> dict[str, Job]:
+    async def last_jobs(self) -> dict[str, JobRecord]:
         """The newest finished update or delete of each project."""
         rows = await self._rows(
             "SELECT *, MAX(finished_at) FROM jobs WHERE action IN (?, ?) AND state IN (?, ?)"
@@ -321,11 +237,11 @@ class Store:
     async def delete_job(self, job_id: str) -> None:
         await self._write("DELETE FROM jobs WHERE id = ?", (job_id,))
 
-    async def get_job(self, job_id: str) -> Job | None:
+    async def get_job(self, job_id: str) -> JobRecord | None:
         rows = await self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return _job(rows[0]) if rows else None
 
-    async def unfinished_jobs(self) -> list[Job]:
+    async def unfinished_jobs(self) -> list[JobRecord]:
         rows = await self._rows(
             "SELECT * FROM jobs WHERE state IN (?, ?) ORDER BY created_at, rowid",
             (str(JobState.QUEUED), str(JobState.RUNNING)),
@@ -571,8 +487,8 @@ class Store:
             return cursor.rowcount
 
 
-def _job(row: aiosqlite.Row) -> Job:
-    return Job(
+def _job(row: aiosqlite.Row) -> JobRecord:
+    return JobRecord(
         id=row["id"],
         project=row["project"],
         action=JobAction(row["action"]),

@@ -1,0 +1,1 @@
+"""Where workloads run: one Docker engine (containers) or a Swarm (services)."""
