@@ -118,6 +118,7 @@ class Launch:
     volume_labels: Mapping[str, str] = field(default_factory=dict)
     node: str = ""  # Swarm: the node that holds the volume (not a shape: it is where, not what)
     placement: tuple[str, ...] = ()  # Swarm: the operator's constraints (SWARM_PLACEMENT)
+    host: str = ""  # where it answers through Traefik (its routing labels say so too)
 
     @property
     def shape(self) -> str:
@@ -160,6 +161,10 @@ class DesiredNotebook:
     image_labels: dict[str, str] = field(default_factory=dict)  # in its Dockerfile
 
     @property
+    def key(self) -> str:
+        return self.path
+
+    @property
     def spec(self) -> ImageSpec:
         notebook = next(f for f in self.context if f.arcname == f"notebook/{self.path}")
         return ImageSpec(
@@ -191,6 +196,44 @@ class RunningNotebook:
     status: str
     server: str  # the name it is known by; during a hand-over `name` is a passing one
     shape: str = ""  # of the Launch it was started with; none on an earlier version's
+
+    @property
+    def key(self) -> str:
+        return self.path
+
+
+@dataclass(frozen=True)
+class DesiredServer:
+    """What should run for a user's server that runs now: the image it runs, shaped as the
+    current settings make it."""
+
+    name: str
+    launch: Launch
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A user server's container, as read back from its labels."""
+
+    id: str
+    name: str  # the container's (or service's): a passing one during a hand-over
+    server: str
+    image: str
+    user_id: int
+    state: str  # the engine's: created, running, restarting, exited, dead, ...
+    shape: str = ""  # of the Launch it was started with; none on an earlier version's
+
+    @property
+    def key(self) -> str:
+        return self.server
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
 
 
 def serving(notebooks: Iterable[RunningNotebook]) -> dict[tuple[str, str], RunningNotebook]:

@@ -117,9 +117,14 @@ def fit(name: str, max_length: int = MAX_LABEL) -> str:
     return f"{name[: max_length - HASH_LENGTH - 1].rstrip('-')}-{short_hash(name)}"
 
 
+def host_name(host_label: str, base_domain: str) -> str:
+    """The host a notebook or server answers at, which Traefik routes and the guard checks."""
+    return f"{host_label}.{base_domain}"
+
+
 def public_url(host_label: str, base_domain: str, scheme: str, port: int | None) -> str:
     default_port = {"http": 80, "https": 443}.get(scheme)
-    netloc = f"{host_label}.{base_domain}"
+    netloc = host_name(host_label, base_domain)
     if port is not None and port != default_port:
         netloc = f"{netloc}:{port}"
     return f"{scheme}://{netloc}/"

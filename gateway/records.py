@@ -35,6 +35,33 @@ class JobOrigin(enum.StrEnum):
     RECONCILE = "reconcile"
 
 
+@dataclass(frozen=True)
+class JobError:
+    """Why a job failed, as its answer says it (the error envelope's code, status, message
+    and detail)."""
+
+    code: str
+    status: int
+    message: str
+    detail: Any = None
+
+    @classmethod
+    def internal(cls, message: str) -> JobError:
+        return cls("internal_error", 500, message)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobError:
+        return cls(str(data["code"]), int(data["status"]), str(data["message"]), data.get("detail"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "status": self.status,
+            "message": self.message,
+            "detail": self.detail,
+        }
+
+
 @dataclass
 class JobRecord:
     """A job as the store keeps it: what to do, and how it went."""
@@ -48,7 +75,7 @@ class JobRecord:
     finished_at: str | None = None
     commit: str | None = None
     notebooks: list[NotebookOutcome] = field(default_factory=list)
-    error: dict[str, Any] | None = None
+    error: JobError | None = None
     origin: JobOrigin = JobOrigin.API
     params: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
@@ -59,41 +86,12 @@ class JobRecord:
     def finished(self) -> bool:
         return self.state in FINISHED
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "project": self.project,
-            "action": str(self.action),
-            "origin": str(self.origin),
-            "state": str(self.state),
-            "commit": self.commit,
-            "created": self.created_at,
-            "started": self.started_at,
-            "finished": self.finished_at,
-            "notebooks": [n.to_json() for n in self.notebooks],
-            "error": self.error,
-            "covered_by": self.covered_by,
-            "parent": self.parent,
-            **({"params": self.params} if self.params else {}),
-            **({"result": self.result} if self.result else {}),
-        }
-
 
 @dataclass(frozen=True)
 class LogLine:
     at: str
     event: ProgressEvent
     seq: int | None = None  # given by whoever numbers the job's lines; else the next free
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "at": self.at,
-            "phase": str(self.event.phase),
-            "notebook": self.event.notebook,
-            "message": self.event.message,
-            "output": self.event.output,
-        }
 
 
 def now(ago: timedelta = timedelta(0)) -> str:

@@ -9,6 +9,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.errors import BadRequest
+from gateway.models import NotebookAction, NotebookState
+from gateway.records import JobAction, JobOrigin, JobState
 
 MAX_PROJECT_NAME = 255
 
@@ -145,7 +147,7 @@ class ServerRequest(BaseModel):
 
 class ServerStep(BaseModel):
     step: str
-    status: Literal["ready", "waiting", "executing", "failed"]
+    status: StepStatus
 
 
 class ServerWarning(BaseModel):
@@ -153,11 +155,15 @@ class ServerWarning(BaseModel):
     critical: bool
 
 
+ServerPhase = Literal["starting", "running", "stopping", "failed"]
+StepStatus = Literal["ready", "waiting", "executing", "failed"]
+
+
 class ServerStatus(BaseModel):
     """renku's: `state` and `message` (1.5 to 1.11), the launch's steps and how many are
     ready (from 1.12), and what was asked for and not done."""
 
-    state: Literal["starting", "running", "stopping", "failed"]
+    state: ServerPhase
     message: str
     details: list[ServerStep]
     totalNumContainers: int
@@ -266,8 +272,8 @@ class NotebookResult(BaseModel):
     name: str
     project: str
     url: str
-    state: Literal["running", "failed", "removed"]
-    action: Literal["built", "restarted", "unchanged", "removed", "none"]
+    state: NotebookState
+    action: NotebookAction
     image: str
     commit: str
     reason: str | None
@@ -294,9 +300,9 @@ class LogEntry(BaseModel):
 class Job(BaseModel):
     id: str
     project: str
-    action: Literal["update", "delete", "push", "reconcile"]
-    origin: Literal["api", "webhook", "reconcile"]
-    state: Literal["queued", "running", "succeeded", "failed", "coalesced"]
+    action: JobAction
+    origin: JobOrigin
+    state: JobState
     commit: str | None
     created: str
     started: str | None
@@ -332,10 +338,13 @@ class Health(BaseModel):
     checks: dict[str, HealthCheck]  # docker, git, registry, traefik
 
 
+NotebookRowState = Literal["running", "failed", "stopped", "missing"]
+
+
 class StatusNotebook(BaseModel):
     name: str
     container: str
-    state: Literal["running", "failed", "stopped", "missing"]
+    state: NotebookRowState
     url: str
     commit: str
     message: str
@@ -362,11 +371,16 @@ class StatusJob(BaseModel):
     created: str
 
 
-class StatusOverview(BaseModel):
-    admin: bool
+class Deployments(BaseModel):
+    """What is published: every project's notebooks, and the jobs under way."""
+
     projects: list[StatusProject]
     jobs: list[StatusJob]
     commit: str | None  # the branch's last fetched commit
+
+
+class StatusOverview(Deployments):
+    admin: bool
     servers: list[Server]  # users' servers, for an admin
     volumes: list[Volume]  # users' work areas, for an admin
 

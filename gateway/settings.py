@@ -6,12 +6,13 @@ GITLAB_REPO_URL, REGISTRY_USERNAME, REGISTRY_PASSWORD, REGISTRY_HOST) so existin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -358,6 +359,20 @@ class Settings(BaseModel):
             object.__setattr__(self, key, value)
         return self
 
+    def section(self, kind: type[S]) -> S:
+        """The settings one service reads: a section is a frozen dataclass whose fields are
+        named after the settings (or the derived values below) it takes."""
+        return kind(**{f.name: getattr(self, f.name) for f in dataclasses.fields(kind)})
+
+    @property
+    def workloads(self) -> WorkloadSettings:
+        return self.section(WorkloadSettings)
+
+    @property
+    def forward_auth_url(self) -> str:
+        """Where Traefik asks the gateway whether a request may reach a guarded host."""
+        return f"{self.gateway_internal_url}/auth/forward?key={self.forward_auth_key()}"
+
     @property
     def registry_server(self) -> str:
         """The registry's host[:port], without the repository path prefix."""
@@ -441,3 +456,125 @@ def _describe(exc: ValidationError) -> list[str]:
             message = "is required"
         lines.append(f"  - {where}: {message}")
     return lines
+
+
+# Sections: what each service reads, under the settings' own names (their meaning is above).
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkloadSettings:
+    """What shapes a workload (its image names, routing, guard, limits and placement)."""
+
+    instance: str
+    registry_host: str
+    base_image: str
+    notebook_user: str
+    docker_network: str
+    memory_limit: int
+    cpu_limit: float
+    pids_limit: int
+    swarm_placement: tuple[str, ...]
+    base_domain: str
+    public_scheme: str
+    public_port: int | None
+    traefik_entrypoint: str
+    protect_published: bool
+    forward_auth_url: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSettings:
+    """Image supply: building, pushing and pruning."""
+
+    instance: str
+    registry_host: str
+    registry_server: str
+    build_concurrency: int
+    push_concurrency: int
+    push_timeout: float
+    registry_retries: int
+    registry_retry_delay: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutSettings:
+    """Starting workloads and proving that they answer."""
+
+    start_concurrency: int
+    ready_timeout: float
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishSettings:
+    """Applying a project's plan and publishing URL.md."""
+
+    repo_url: str
+    base_image: str
+    git_bot_name: str
+    git_bot_email: str
+    traefik_url: str
+    base_domain: str
+    build_memory_limit: int
+    build_cpu_limit: float
+    build_pids_limit: int
+    build_timeout: float
+    max_file_size: int
+    max_context_size: int
+    max_context_files: int
+    workloads: WorkloadSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """Users' servers: what they may ask for, and how they are started."""
+
+    repo_url: str
+    git_branch: str
+    gitlab_url: str
+    gitlab_access_token: SecretStr | None
+    base_image: str
+    allowed_images: tuple[str, ...]
+    registry_host: str
+    instance: str
+    base_domain: str
+    public_scheme: str
+    public_port: int | None
+    max_servers_per_user: int
+    start_concurrency: int
+    cpu_limit: float
+    memory_limit: int
+    server_cpu_options: tuple[float, ...]
+    server_cpu_default: float
+    server_memory_options: tuple[str, ...]
+    server_memory_default: str
+    server_default_urls: tuple[str, ...]
+    build_memory_limit: int
+    build_cpu_limit: float
+    build_pids_limit: int
+    server_build_timeout: float
+    max_file_size: int
+    max_context_size: int
+    max_context_files: int
+    workloads: WorkloadSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class CullSettings:
+    """The idle culler."""
+
+    cull_idle_timeout: float
+    cull_max_age: float
+    cull_interval: float
+    cull_published: bool
+    base_domain: str
+
+
+S = TypeVar(
+    "S",
+    WorkloadSettings,
+    ImageSettings,
+    RolloutSettings,
+    PublishSettings,
+    ServerSettings,
+    CullSettings,
+)

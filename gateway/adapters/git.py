@@ -9,6 +9,7 @@ never written to the clone's config or to disk.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import re
 import stat
@@ -436,3 +437,22 @@ def _safe_url(url: str) -> str:
             netloc += f":{parts.port}"
         return parts._replace(netloc=netloc).geturl()
     return url
+
+
+class ProjectClones:
+    """Users' projects, one bare clone per repository under `root`, fetched with the token of
+    whoever asks (never stored); fetches of one repository take turns."""
+
+    def __init__(self, root: Path, timeout: float) -> None:
+        self.root = root
+        self.timeout = timeout
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def fetch(self, clone_url: str, branch: str, token: str) -> NotebookRepo:
+        clone_dir = self.root / hashlib.sha256(clone_url.encode()).hexdigest()[:16]
+        repo = NotebookRepo(
+            clone_url, clone_dir / "repo.git", branch=branch, token=token, timeout=self.timeout
+        )
+        async with self._locks.setdefault(str(clone_dir), asyncio.Lock()):
+            await repo.fetch()
+        return repo

@@ -15,10 +15,11 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.models import NotebookOutcome, NotebookState
+from gateway.models import NotebookOutcome, NotebookState, Phase, ProgressEvent
 from gateway.records import (
     FINISHED,
     JobAction,
+    JobError,
     JobOrigin,
     JobRecord,
     JobState,
@@ -260,7 +261,7 @@ class Store:
         state: JobState,
         commit: str | None,
         notebooks: list[NotebookOutcome],
-        error: dict[str, Any] | None,
+        error: JobError | None,
         result: dict[str, Any] | None = None,
     ) -> None:
         await self._write(
@@ -271,7 +272,7 @@ class Store:
                 now(),
                 commit,
                 json.dumps([n.to_json() for n in notebooks]),
-                json.dumps(error) if error else None,
+                json.dumps(error.to_json()) if error else None,
                 json.dumps(result or {}),
                 job_id,
             ),
@@ -315,7 +316,7 @@ class Store:
         )
         return int(rows[0][0])
 
-    async def job_log(self, job_id: str, limit: int = 5000, after: int = 0) -> list[dict[str, Any]]:
+    async def job_log(self, job_id: str, limit: int = 5000, after: int = 0) -> list[LogLine]:
         """The last `limit` lines of a job's log after sequence number `after`, in order."""
         rows = await self._rows(
             "SELECT seq, at, phase, notebook, message, output FROM"
@@ -323,7 +324,16 @@ class Store:
             " ORDER BY seq",
             (job_id, after, limit),
         )
-        return [{**dict(row), "output": bool(row["output"])} for row in rows]
+        return [
+            LogLine(
+                row["at"],
+                ProgressEvent(
+                    Phase(row["phase"]), row["message"], row["notebook"], bool(row["output"])
+                ),
+                row["seq"],
+            )
+            for row in rows
+        ]
 
     # -- users' servers ------------------------------------------------------------------------
 
@@ -498,7 +508,7 @@ def _job(row: aiosqlite.Row) -> JobRecord:
         finished_at=row["finished_at"],
         commit=row["commit_sha"],
         notebooks=[NotebookOutcome.from_json(n) for n in json.loads(row["notebooks"])],
-        error=json.loads(row["error"]) if row["error"] else None,
+        error=JobError.from_json(json.loads(row["error"])) if row["error"] else None,
         origin=JobOrigin(row["origin"]),
         params=json.loads(row["params"]),
         result=json.loads(row["result"]),

@@ -13,11 +13,13 @@ from gateway import naming
 from gateway.models import (
     ContextFile,
     DesiredNotebook,
+    DesiredServer,
     ImageSpec,
     Launch,
     ProjectSnapshot,
     RepoFile,
     ResourceLimits,
+    RunningServer,
 )
 from gateway.publish.dockerfile import (
     install_command,
@@ -25,15 +27,15 @@ from gateway.publish.dockerfile import (
     render_env_dockerfile,
     start_command,
 )
-from gateway.records import ServerRecord
-from gateway.settings import Settings, parse_bytes
+from gateway.records import ServerRecord, ServerState
+from gateway.settings import WorkloadSettings, parse_bytes
 from gateway.traefik import guard_labels, router_labels
 
 TAG_LENGTH = 20
 
 
 def environment(
-    settings: Settings,
+    settings: WorkloadSettings,
     repository: str,
     base_image: str,
     base_identity: str,
@@ -62,7 +64,7 @@ def environment(
 
 
 def desired_notebooks(
-    snapshot: ProjectSnapshot, settings: Settings, base_identity: str
+    snapshot: ProjectSnapshot, settings: WorkloadSettings, base_identity: str
 ) -> list[DesiredNotebook]:
     prefix = naming.image_prefix(settings.registry_host)
     project_label = naming.dns_label(snapshot.name, naming.PROJECT_LABEL_MAX)
@@ -78,7 +80,7 @@ def desired_notebooks(
 
 
 def _desired(
-    snapshot: ProjectSnapshot, notebook: RepoFile, settings: Settings, env: ImageSpec
+    snapshot: ProjectSnapshot, notebook: RepoFile, settings: WorkloadSettings, env: ImageSpec
 ) -> DesiredNotebook:
     names = naming.notebook_names(
         settings.instance, naming.image_prefix(settings.registry_host), snapshot.name, notebook.path
@@ -121,6 +123,7 @@ def _desired(
         command=start_command(notebook.path),
         router=names.container,
         placement=settings.swarm_placement,
+        host=naming.host_name(names.host_label, settings.base_domain),
     )
     return DesiredNotebook(
         project=snapshot.name,
@@ -141,7 +144,7 @@ def _desired(
 def server_launch(
     record: ServerRecord,
     image: str,
-    settings: Settings,
+    settings: WorkloadSettings,
     image_labels: Mapping[str, str],
     node: str = "",
 ) -> Launch:
@@ -180,10 +183,33 @@ def server_launch(
         volume_labels=work_volume_labels(settings, record) if record.volume else {},
         node=node,
         placement=settings.swarm_placement,
+        host=naming.host_name(record.name, settings.base_domain),
     )
 
 
-def work_volume_labels(settings: Settings, record: ServerRecord) -> dict[str, str]:
+def desired_servers(
+    records: Iterable[ServerRecord],
+    running: Iterable[RunningServer],
+    nodes: Mapping[str, str],
+    settings: WorkloadSettings,
+) -> list[DesiredServer]:
+    """What should run for the servers recorded running whose container is there: the image
+    each runs now, shaped as the current settings make it (a server is never rebuilt behind
+    its user's back). `nodes`: the node that holds each work area (Swarm)."""
+    images = {c.server: c.image for c in sorted(running, key=lambda c: not c.running)}
+    desired = []
+    for record in records:
+        if record.state is not ServerState.RUNNING or record.name not in images:
+            continue
+        labels = server_image_labels(settings, record.namespace, record.project)
+        # As it was asked for: an engine may add the digest it resolved the tag to.
+        image = images[record.name].partition("@")[0]
+        launch = server_launch(record, image, settings, labels, nodes.get(record.volume, ""))
+        desired.append(DesiredServer(record.name, launch))
+    return desired
+
+
+def work_volume_labels(settings: WorkloadSettings, record: ServerRecord) -> dict[str, str]:
     """Whose work area a volume is, for `docker volume ls` on any node."""
     return {
         naming.LABEL_INSTANCE: settings.instance,
@@ -195,7 +221,7 @@ def work_volume_labels(settings: Settings, record: ServerRecord) -> dict[str, st
     }
 
 
-def server_image_labels(settings: Settings, namespace: str, project: str) -> dict[str, str]:
+def server_image_labels(settings: WorkloadSettings, namespace: str, project: str) -> dict[str, str]:
     """What a user server's image is (written in its Dockerfile)."""
     return {
         naming.LABEL_INSTANCE: settings.instance,
@@ -205,27 +231,25 @@ def server_image_labels(settings: Settings, namespace: str, project: str) -> dic
     }
 
 
-def _routing(router: str, host_label: str, settings: Settings, guarded: bool) -> dict[str, str]:
+def _routing(
+    router: str, host_label: str, settings: WorkloadSettings, guarded: bool
+) -> dict[str, str]:
     """Traefik's labels: the route to the container, behind the gateway's guard if `guarded`,
     and always ending in the middleware that gives Jupyter its token."""
     middlewares: tuple[str, ...] = ()
     guard: dict[str, str] = {}
     if guarded:
-        middlewares, guard = guard_labels(settings.instance, forward_auth_url(settings))
-    host = f"{host_label}.{settings.base_domain}"
+        middlewares, guard = guard_labels(settings.instance, settings.forward_auth_url)
+    host = naming.host_name(host_label, settings.base_domain)
     routing = router_labels(
         router, host, settings.traefik_entrypoint, settings.docker_network, middlewares
     )
     return {**guard, **routing}
 
 
-def forward_auth_url(settings: Settings) -> str:
-    return f"{settings.gateway_internal_url}/auth/forward?key={settings.forward_auth_key()}"
-
-
 def server_image(
     snapshot: ProjectSnapshot,
-    settings: Settings,
+    settings: WorkloadSettings,
     base_image: str,
     base_identity: str,
     namespace: str,

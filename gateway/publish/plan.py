@@ -1,53 +1,98 @@
-"""Compare what should run with what runs, and say what to do about it. Pure: no I/O."""
+"""Compare what should run with what runs, and say what to do about it. Pure: no I/O.
+
+One comparison for every workload, published notebooks and users' servers alike: a workload
+is kept when it runs, under its name, exactly the desired launch's shape (content, routing,
+guard, token, limits, network, placement: what the settings and this version of the gateway
+make);
+everything else desired is deployed in place of what runs for it; what runs and is no longer
+desired (and duplicates) is removed.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
-from gateway.models import DesiredNotebook, RunningNotebook
+from gateway.models import DesiredNotebook, Launch, RunningNotebook
+
+
+class Desired(Protocol):
+    @property
+    def key(self) -> str: ...  # what it is for: a notebook's path, a server's name
+
+    @property
+    def launch(self) -> Launch: ...
+
+
+class Actual(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...  # a passing one during a hand-over
+
+    @property
+    def shape(self) -> str: ...
+
+    @property
+    def running(self) -> bool: ...
+
+
+D = TypeVar("D", bound=Desired)
+A = TypeVar("A", bound=Actual)
 
 
 @dataclass(frozen=True)
-class Deploy:
-    desired: DesiredNotebook
-    replaces: tuple[RunningNotebook, ...]  # removed once the new image is ready to run
+class Deploy(Generic[D, A]):
+    desired: D
+    replaces: tuple[A, ...]  # removed once the new version answers
 
 
 @dataclass(frozen=True)
-class Keep:
-    desired: DesiredNotebook
-    current: RunningNotebook
+class Keep(Generic[D, A]):
+    desired: D
+    current: A
 
 
 @dataclass
-class Plan:
-    keep: list[Keep] = field(default_factory=list)
-    deploy: list[Deploy] = field(default_factory=list)
-    remove: list[RunningNotebook] = field(default_factory=list)
+class Plan(Generic[D, A]):
+    keep: list[Keep[D, A]] = field(default_factory=list)
+    deploy: list[Deploy[D, A]] = field(default_factory=list)
+    remove: list[A] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return not (self.deploy or self.remove)
 
 
-def make_plan(desired: list[DesiredNotebook], actual: list[RunningNotebook]) -> Plan:
-    """Keep containers that run exactly the desired content, under the desired name, shaped
-    as the desired launch (routing, guard, token, limits, network: what the settings and this
-    version of the gateway make); deploy everything else; remove containers of notebooks that
-    are no longer desired (and duplicates)."""
-    by_path: dict[str, list[RunningNotebook]] = {}
-    for container in actual:
-        by_path.setdefault(container.path, []).append(container)
-    plan = Plan()
-    for want in sorted(desired, key=lambda d: d.path):
-        current = by_path.pop(want.path, [])
+# A project's plan.
+PublishPlan = Plan[DesiredNotebook, RunningNotebook]
+
+
+def make_plan(
+    desired: Sequence[D], actual: Sequence[A], *, restart_stopped: bool = True
+) -> Plan[D, A]:
+    """`restart_stopped`: a stopped workload counts as not what is desired (published
+    notebooks). Without it, one shaped as desired is kept however it does (a user's server
+    that crashed stays so, and says why, until its user starts it again)."""
+    by_key: dict[str, list[A]] = {}
+    for workload in actual:
+        by_key.setdefault(workload.key, []).append(workload)
+    plan: Plan[D, A] = Plan()
+    for want in sorted(desired, key=lambda d: d.key):
+        current = by_key.pop(want.key, [])
+        # The running one first: it is the one to keep among equals.
+        candidates = sorted(current, key=lambda c: not c.running)
         match = next(
             (
                 c
-                for c in current
-                if c.running
-                and c.content_hash == want.content_hash
-                and c.name == want.container
+                for c in candidates
+                if (c.running or not restart_stopped)
+                and c.name == want.launch.name
                 and c.shape == want.launch.shape
             ),
             None,
@@ -57,6 +102,6 @@ def make_plan(desired: list[DesiredNotebook], actual: list[RunningNotebook]) -> 
         else:
             plan.keep.append(Keep(want, match))
             plan.remove.extend(c for c in current if c is not match)
-    for leftovers in by_path.values():
+    for leftovers in by_key.values():
         plan.remove.extend(leftovers)
     return plan

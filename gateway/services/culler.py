@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from gateway import naming
 from gateway.adapters.probe import TraefikProbe
 from gateway.adapters.runtimes.base import Runtime
 from gateway.adapters.store import Store
@@ -19,7 +20,7 @@ from gateway.metrics import Metrics
 from gateway.models import Identity
 from gateway.records import ServerState
 from gateway.services.servers import ServerManager
-from gateway.settings import Settings
+from gateway.settings import CullSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class Culled:
 class Culler:
     def __init__(
         self,
-        settings: Settings,
+        settings: CullSettings,
         store: Store,
         runtime: Runtime,
         servers: ServerManager,
@@ -67,7 +68,7 @@ class Culler:
         for record in await self.store.servers():
             if record.state is not ServerState.RUNNING:
                 continue
-            host = f"{record.name}.{self.settings.base_domain}"
+            host = naming.host_name(record.name, self.settings.base_domain)
             verdict = await self._verdict(host, _timestamp(record.created_at))
             if verdict is not None:
                 await self.servers.stop(Identity.administrator(), record.name, forced=False)

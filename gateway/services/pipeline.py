@@ -26,8 +26,9 @@ from gateway.publish.desired import desired_notebooks
 from gateway.publish.plan import make_plan
 from gateway.publish.urlmd import render_url_md
 from gateway.records import JobAction, JobOrigin, JobRecord
-from gateway.services.deployer import Deployer
-from gateway.settings import Settings
+from gateway.services.images import ImageSupply
+from gateway.services.publisher import Publisher
+from gateway.settings import PublishSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +49,20 @@ class JobProgress:
 class Pipeline:
     def __init__(
         self,
-        settings: Settings,
+        settings: PublishSettings,
         docker: DockerEngine,
         runtime: Runtime,
         repo: NotebookRepo,
-        deployer: Deployer,
+        images: ImageSupply,
+        publisher: Publisher,
         store: Store,
     ) -> None:
         self.settings = settings
         self.docker = docker
         self.runtime = runtime
         self.repo = repo
-        self.deployer = deployer
+        self.images = images
+        self.publisher = publisher
         self.store = store
         self._publish_lock = asyncio.Lock()
         self.limits = discovery.ContextLimits(
@@ -82,7 +85,9 @@ class Pipeline:
             # may be an unrelated change, or the gateway's own URL.md commit).
             changed_in = await self.repo.last_change(commit, job.project)
             snapshot = discovery.snapshot(job.project, changed_in, entries, self.limits)
-            desired = desired_notebooks(snapshot, self.settings, await self._base_identity(emit))
+            desired = desired_notebooks(
+                snapshot, self.settings.workloads, await self._base_identity(emit)
+            )
             emit(ProgressEvent(Phase.FETCHING, f"{len(desired)} notebook(s) in {job.project!r}"))
         elif not actual and not await self.store.published(job.project):
             message = (
@@ -98,13 +103,13 @@ class Pipeline:
 
         plan = make_plan(desired, actual)
         if plan.deploy:
-            await self.deployer.check_registry(emit)
-        progress.outcomes = await self.deployer.apply(
+            await self.images.check_registry(emit)
+        progress.outcomes = await self.publisher.apply(
             plan, await self.repo.commit_time(commit), emit
         )
         if not plan.empty:  # only a deploy or a removal can leave an environment unused
             environment = desired[0].environment if desired else None
-            await self.deployer.remove_environments(
+            await self.images.prune_environments(
                 job.project, environment.image if environment else None, emit
             )
         progress.changed = any(o.action is not NotebookAction.UNCHANGED for o in progress.outcomes)

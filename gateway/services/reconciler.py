@@ -10,13 +10,13 @@ import logging
 
 from gateway.records import JobAction, JobOrigin
 from gateway.services.runner import REPOSITORY, JobRunner
-from gateway.services.servers import ServerManager
+from gateway.services.server_lifecycle import ServerLifecycle
 
 log = logging.getLogger(__name__)
 
 
 async def reconcile_periodically(
-    runner: JobRunner, servers: ServerManager, interval: float
+    runner: JobRunner, servers: ServerLifecycle, interval: float
 ) -> None:
     while True:
         try:

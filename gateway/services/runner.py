@@ -21,7 +21,7 @@ from gateway.adapters.store import Store
 from gateway.errors import DeployFailed, GatewayError
 from gateway.metrics import Metrics
 from gateway.models import NotebookState, Phase, ProgressEvent
-from gateway.records import JobAction, JobOrigin, JobRecord, JobState, LogLine, now
+from gateway.records import JobAction, JobError, JobOrigin, JobRecord, JobState, LogLine, now
 from gateway.redact import Redactor
 from gateway.services.pipeline import JobProgress, Pipeline
 from gateway.services.progress import JobFeeds
@@ -44,7 +44,7 @@ class _Queue:
 
 @dataclass
 class _Outcome:
-    error: dict[str, Any] | None = None
+    error: JobError | None = None
     result: dict[str, Any] = field(default_factory=dict)
     changed: bool = False
 
@@ -164,8 +164,7 @@ class JobRunner:
                 await self.store.delete_job(job.id)  # a periodic pass that found nothing
         except Exception as exc:  # in the bookkeeping itself: the job must still end
             log.exception("job %s could not be recorded", job.id)
-            error = {"code": "internal_error", "status": 500, "detail": None,
-                     "message": self.redact(f"internal error: {exc}")}  # fmt: skip
+            error = JobError.internal(self.redact(f"internal error: {exc}"))
             with contextlib.suppress(Exception):
                 await self.store.finish_job(job.id, JobState.FAILED, None, [], error)
             self.feeds.close(job.id)
@@ -220,9 +219,7 @@ class JobRunner:
         error = outcome.error
         state = JobState.FAILED if error else JobState.SUCCEEDED
         emit(
-            ProgressEvent(
-                Phase.FAILED if error else Phase.DONE, error["message"] if error else "done"
-            )
+            ProgressEvent(Phase.FAILED if error else Phase.DONE, error.message if error else "done")
         )
         await feeds.flush(job.id)
         result = {**outcome.result, "changed": outcome.changed}
@@ -240,7 +237,7 @@ class JobRunner:
         state: JobState,
         seconds: float,
         progress: JobProgress,
-        error: dict[str, Any] | None,
+        error: JobError | None,
     ) -> None:
         metrics = self.metrics
         metrics.jobs.labels(str(job.action), str(state)).inc()
@@ -250,8 +247,8 @@ class JobRunner:
             metrics.notebooks.labels("failed" if failed else str(outcome.action)).inc()
             if failed:
                 metrics.failures.labels(outcome.reason or "unknown").inc()
-        if error is not None and error["code"] != DeployFailed.code:  # notebooks counted above
-            metrics.failures.labels(str(error["code"])).inc()
+        if error is not None and error.code != DeployFailed.code:  # notebooks counted above
+            metrics.failures.labels(error.code).inc()
 
     async def _dispatch(self, job: JobRecord, progress: JobProgress) -> _Outcome:
         try:
@@ -264,8 +261,7 @@ class JobRunner:
             return _Outcome(self._error(exc), changed=progress.changed)
         except Exception as exc:
             log.exception("job %s failed unexpectedly", job.id)
-            message = self.redact(f"internal error: {exc}")
-            error = {"code": "internal_error", "status": 500, "message": message, "detail": None}
+            error = JobError.internal(self.redact(f"internal error: {exc}"))
             return _Outcome(error, changed=progress.changed)
         failed = [o for o in progress.outcomes if o.state is NotebookState.FAILED]
         if not failed:
@@ -292,7 +288,7 @@ class JobRunner:
         for project, child_id in children.items():
             child = await self.wait(child_id)
             if child.state is JobState.FAILED:
-                failed.append(f"{project}: {(child.error or {}).get('message', 'failed')}")
+                failed.append(f"{project}: {child.error.message if child.error else 'failed'}")
             elif child.result.get("changed"):
                 updated.append(project)
             elif child.id == child_id and not await self.store.covers_others(child_id):
@@ -315,13 +311,8 @@ class JobRunner:
             progress.emit(ProgressEvent(Phase.WAITING, f"queued job {child.id} for {project!r}"))
         return children
 
-    def _error(self, exc: GatewayError) -> dict[str, Any]:
-        return {
-            "code": exc.code,
-            "status": exc.status,
-            "message": self.redact(exc.message),
-            "detail": exc.detail,
-        }
+    def _error(self, exc: GatewayError) -> JobError:
+        return JobError(exc.code, exc.status, self.redact(exc.message), exc.detail)
 
 
 def _queue_key(job: JobRecord) -> str:

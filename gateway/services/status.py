@@ -4,58 +4,19 @@ in-memory index and the clone: nothing here waits on Docker or the git remote.""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
 from gateway.adapters.git import NotebookRepo
 from gateway.adapters.runtimes.base import Runtime
 from gateway.adapters.store import Store
 from gateway.models import NotebookOutcome, NotebookState, RunningNotebook, serving
-from gateway.records import JobRecord
-
-
-@dataclass(frozen=True)
-class NotebookRow:
-    name: str
-    container: str
-    state: str  # running, failed, stopped, missing
-    url: str
-    commit: str
-    message: str
-
-
-@dataclass(frozen=True)
-class LastDeploy:
-    job: str
-    state: str
-    finished: str
-    commit: str
-
-
-@dataclass(frozen=True)
-class ProjectRow:
-    name: str
-    notebooks: list[NotebookRow] = field(default_factory=list)
-    last_deploy: LastDeploy | None = None
-
-
-@dataclass(frozen=True)
-class ActiveJob:
-    id: str
-    project: str
-    action: str
-    state: str
-    created: str
-
-
-@dataclass(frozen=True)
-class Overview:
-    projects: list[ProjectRow]
-    jobs: list[ActiveJob]
-    commit: str | None  # the last fetched commit of the branch
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+from gateway.records import JobRecord, JobState
+from gateway.schemas import (
+    Deployments,
+    NotebookRowState,
+    StatusJob,
+    StatusLastDeploy,
+    StatusNotebook,
+    StatusProject,
+)
 
 
 class StatusBoard:
@@ -64,7 +25,7 @@ class StatusBoard:
         self.runtime = runtime
         self.repo = repo
 
-    async def overview(self) -> Overview:
+    async def overview(self) -> Deployments:
         records = await self.store.published()
         live = serving(await self.runtime.list_notebooks())
         last_jobs = await self.store.last_jobs()
@@ -72,7 +33,7 @@ class StatusBoard:
         names = set(await self.repo.projects(commit)) if commit else set()
         names.update(record.project for record in records)
         names.update(project for project, _ in live)
-        by_project: dict[str, list[NotebookRow]] = {name: [] for name in names}
+        by_project: dict[str, list[StatusNotebook]] = {name: [] for name in names}
         recorded = {(r.project, r.path) for r in records}
         for record in records:
             by_project[record.project].append(_row(live.get((record.project, record.path)), record))
@@ -80,30 +41,57 @@ class StatusBoard:
             if key not in recorded:  # running, but no job has recorded it yet (adopted)
                 by_project[notebook.project].append(_row(notebook))
         projects = [
-            ProjectRow(name, sorted(rows, key=lambda r: r.name), _last(last_jobs.get(name)))
+            StatusProject(
+                name=name,
+                notebooks=sorted(rows, key=lambda r: r.name),
+                last_deploy=_last(last_jobs.get(name)),
+            )
             for name, rows in sorted(by_project.items())
         ]
         jobs = [
-            ActiveJob(j.id, j.project, str(j.action), str(j.state), j.created_at)
+            StatusJob(
+                id=j.id,
+                project=j.project,
+                action=str(j.action),
+                state="running" if j.state is JobState.RUNNING else "queued",
+                created=j.created_at,
+            )
             for j in await self.store.unfinished_jobs()
         ]
-        return Overview(projects, jobs, commit)
+        return Deployments(projects=projects, jobs=jobs, commit=commit)
 
 
-def _row(container: RunningNotebook | None, record: NotebookOutcome | None = None) -> NotebookRow:
+def _row(
+    container: RunningNotebook | None, record: NotebookOutcome | None = None
+) -> StatusNotebook:
     """What the last job recorded, corrected by what runs now (a container alone: adopted)."""
     source = record or container
     assert source is not None
-    state, message = (str(record.state), record.message) if record else ("running", "")
-    if container is None and state == NotebookState.RUNNING:
+    state: NotebookRowState = "running"
+    message = ""
+    if record is not None:
+        state = "failed" if record.state is NotebookState.FAILED else "running"
+        message = record.message
+    if container is None and state == "running":
         state, message = "missing", "its container is gone; the next reconcile brings it back"
     elif container is not None and not container.running:
         state, message = "stopped", f"the container is {container.status}"
-    name = container.server if container else ""
-    return NotebookRow(source.path, name, state, source.url, source.commit, message)
+    return StatusNotebook(
+        name=source.path,
+        container=container.server if container else "",
+        state=state,
+        url=source.url,
+        commit=source.commit,
+        message=message,
+    )
 
 
-def _last(job: JobRecord | None) -> LastDeploy | None:
+def _last(job: JobRecord | None) -> StatusLastDeploy | None:
     if job is None:
         return None
-    return LastDeploy(job.id, str(job.state), job.finished_at or "", job.commit or "")
+    return StatusLastDeploy(
+        job=job.id,
+        state="failed" if job.state is JobState.FAILED else "succeeded",
+        finished=job.finished_at or "",
+        commit=job.commit or "",
+    )

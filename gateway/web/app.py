@@ -7,12 +7,14 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from functools import cache
+from typing import Any
 
 import aiodocker
 import aiohttp
 from aiohttp import web
 
-from gateway.adapters.git import NotebookRepo
+from gateway.adapters.git import NotebookRepo, ProjectClones
 from gateway.adapters.gitlab import GitLabClient
 from gateway.adapters.images import DockerEngine
 from gateway.adapters.probe import TraefikProbe
@@ -26,21 +28,32 @@ from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.redact import Redactor
 from gateway.services.culler import Culler
-from gateway.services.deployer import Deployer
 from gateway.services.health import HealthChecks
+from gateway.services.images import ImageSupply
 from gateway.services.pipeline import Pipeline
+from gateway.services.publisher import Publisher
 from gateway.services.reconciler import reconcile_periodically
 from gateway.services.repository import RepositoryIdentity
+from gateway.services.rollout import Rollout
 from gateway.services.runner import JobRunner
+from gateway.services.server_lifecycle import ServerLifecycle
 from gateway.services.servers import ServerManager
 from gateway.services.status import StatusBoard
 from gateway.sessions import Signer
-from gateway.settings import Settings
-from gateway.web.events import routes as event_routes
-from gateway.web.handlers import routes
+from gateway.settings import (
+    CullSettings,
+    ImageSettings,
+    PublishSettings,
+    RolloutSettings,
+    ServerSettings,
+    Settings,
+)
+from gateway.web import openapi
 from gateway.web.keys import (
+    API_DOCUMENT,
     AUTH_FAILURES,
     DOCKER,
+    ENDPOINTS,
     GITLAB,
     HEALTH,
     IDENTITY,
@@ -56,10 +69,7 @@ from gateway.web.keys import (
     STORE,
 )
 from gateway.web.middleware import error_middleware, rate_limit_middleware, request_id_middleware
-from gateway.web.openapi import routes as openapi_routes
-from gateway.web.proxy_auth import routes as proxy_auth_routes
-from gateway.web.servers import routes as server_routes
-from gateway.web.status import routes as status_routes
+from gateway.web.routes import ROUTES, endpoints, register
 
 MAX_BODY = 25 * 1024**2  # what GitLab sends a webhook at most; other endpoints take 64 KiB
 
@@ -78,16 +88,15 @@ def create_app(settings: Settings) -> web.Application:
     if settings.auth_failure_limit:
         app[AUTH_FAILURES] = RateLimiter(settings.auth_failure_limit)
     app.cleanup_ctx.extend([_gitlab, _docker, _store, _jobs])
-    tables = (routes, event_routes, status_routes, server_routes, proxy_auth_routes, openapi_routes)
-    for table in tables:
-        app.add_routes(table)
-    if settings.servers_api_prefix:  # the same handlers where renku's clients look
-        for route in server_routes:
-            assert isinstance(route, web.RouteDef)
-            app.router.add_route(
-                route.method, settings.servers_api_prefix + route.path, route.handler
-            )
+    register(app, settings.servers_api_prefix)
+    app[ENDPOINTS] = endpoints()
+    app[API_DOCUMENT] = _api_document()
     return app
+
+
+@cache
+def _api_document() -> dict[str, Any]:
+    return openapi.document(ROUTES)
 
 
 async def _gitlab(app: web.Application) -> AsyncIterator[None]:
@@ -173,24 +182,49 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
         probe = TraefikProbe(session, settings.traefik_url, app[SIGNER])
         registry = await _registry(settings, session, app[DOCKER])
         metrics = app[METRICS]
-        deployer = Deployer(settings, app[DOCKER], app[RUNTIME], repo, probe, registry, metrics)
-        pipeline = Pipeline(settings, app[DOCKER], app[RUNTIME], repo, deployer, app[STORE])
+        images = ImageSupply(settings.section(ImageSettings), app[DOCKER], registry, metrics)
+        rollout = Rollout(settings.section(RolloutSettings), app[RUNTIME], probe, metrics)
+        publisher = Publisher(
+            settings.section(PublishSettings), app[RUNTIME], repo, images, rollout
+        )
+        pipeline = Pipeline(
+            settings.section(PublishSettings),
+            app[DOCKER],
+            app[RUNTIME],
+            repo,
+            images,
+            publisher,
+            app[STORE],
+        )
         retention = timedelta(days=settings.job_retention_days)
         runner = JobRunner(app[STORE], pipeline, app[REDACT], retention, metrics)
         app[RUNNER] = runner
+        server_settings = settings.section(ServerSettings)
+        clones = ProjectClones(settings.state_dir / "servers", settings.git_timeout)
+        lifecycle = ServerLifecycle(
+            server_settings, app[DOCKER], app[RUNTIME], clones, images, rollout, app[STORE]
+        )
         servers = ServerManager(
-            settings, app[DOCKER], app[RUNTIME], deployer, app.get(GITLAB), app[STORE]
+            server_settings,
+            app[DOCKER],
+            app[RUNTIME],
+            images,
+            lifecycle,
+            app.get(GITLAB),
+            app[STORE],
         )
         app[SERVERS] = servers
         app[HEALTH] = HealthChecks(app[DOCKER], registry, repo, probe)
         app[IDENTITY] = RepositoryIdentity(settings, app.get(GITLAB))
         app[STATUS] = StatusBoard(app[STORE], app[RUNTIME], repo)
-        culler = Culler(settings, app[STORE], app[RUNTIME], servers, probe, metrics)
+        culler = Culler(
+            settings.section(CullSettings), app[STORE], app[RUNTIME], servers, probe, metrics
+        )
         await runner.resume()
-        await servers.recover()
+        await lifecycle.recover()
         loops = []
         if settings.reconcile_interval:
-            loops.append(reconcile_periodically(runner, servers, settings.reconcile_interval))
+            loops.append(reconcile_periodically(runner, lifecycle, settings.reconcile_interval))
         if culler.enabled:
             loops.append(culler.run_periodically())
         tasks = [asyncio.create_task(loop) for loop in loops]
@@ -201,5 +235,5 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await servers.close()
+            await lifecycle.close()
             await runner.close()

@@ -19,17 +19,15 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import GatewayError, NotFound, Unavailable
-from gateway.records import JobState
+from gateway.records import JobState, LogLine
+from gateway.web import views
 from gateway.web.auth import require_admin
-from gateway.web.handlers import job_json
+from gateway.web.handlers import job_view
 from gateway.web.keys import RUNNER, STORE
-
-routes = web.RouteTableDef()
 
 KEEPALIVE = 15.0  # seconds of silence before a comment line keeps proxies from hanging up
 
 
-@routes.get("/jobs/{id}/events")
 async def job_events(request: web.Request) -> web.StreamResponse:
     try:
         require_admin(request)
@@ -60,8 +58,8 @@ async def _follow(
                 break
             for line in await store.job_log(job_id, after=after):
                 after = await _send_line(stream, job_id, line)
-            for line in (u.to_json() for u in unwritten):
-                if line["seq"] > after:
+            for line in unwritten:
+                if line.seq is not None and line.seq > after:
                     after = await _send_line(stream, job_id, line)
             while not job.finished:
                 try:
@@ -73,7 +71,7 @@ async def _follow(
                 if item is None:  # the record is final, or the gateway is shutting down
                     break
                 if item.seq is not None and item.seq > after:
-                    after = await _send_line(stream, job_id, item.to_json())
+                    after = await _send_line(stream, job_id, item)
         finally:
             feeds.unfollow(job_id, queue)
         job = await store.get_job(job_id)
@@ -91,7 +89,7 @@ async def _follow(
                 Unavailable("the gateway is shutting down; the job resumes when it starts again"),
             )
             return
-        await _send(stream, "end", {"final": True, "job": await job_json(request, job)})
+        await _send(stream, "end", {"final": True, "job": views.dump(await job_view(request, job))})
         return
 
 
@@ -118,12 +116,11 @@ async def _open(request: web.Request) -> web.StreamResponse:
     return stream
 
 
-async def _send_line(stream: web.StreamResponse, job_id: str, line: dict[str, Any]) -> int:
-    seq = int(line["seq"])
-    await _send(
-        stream, str(line["phase"]), {"job": job_id, **line, "final": False}, f"{job_id}:{seq}"
-    )
-    return seq
+async def _send_line(stream: web.StreamResponse, job_id: str, line: LogLine) -> int:
+    entry = views.log_entry(line)
+    data = {"job": job_id, **views.dump(entry), "final": False}
+    await _send(stream, entry.phase, data, f"{job_id}:{entry.seq}")
+    return entry.seq
 
 
 async def _send_failure(stream: web.StreamResponse, exc: GatewayError) -> None:

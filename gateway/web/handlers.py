@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Any
 
 from aiohttp import web
 
@@ -12,12 +11,15 @@ from gateway import __version__, webhooks
 from gateway.errors import BadRequest, JobFailed, NotFound, Unavailable
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.models import serving
-from gateway.records import JobAction, JobOrigin, JobRecord, JobState
-from gateway.schemas import ProjectDelete, ProjectUpdate, parse
+from gateway.records import JobAction, JobError, JobOrigin, JobRecord, JobState
+from gateway.schemas import Index, Job, JobList, ProjectDelete, ProjectUpdate, WebhookAnswer, parse
 from gateway.services.runner import REPOSITORY
+from gateway.web import views
 from gateway.web.auth import failed_check, refuse_guessing, require_admin
 from gateway.web.http import MAX_NOTIFICATION, flag, int_param, json_body
 from gateway.web.keys import (
+    API_DOCUMENT,
+    ENDPOINTS,
     HEALTH,
     IDENTITY,
     METRICS,
@@ -29,57 +31,29 @@ from gateway.web.keys import (
     STORE,
 )
 
-routes = web.RouteTableDef()
-
 MAX_JOBS_LISTED = 500
 
 
-ENDPOINTS = [
-    "POST /projects",
-    "DELETE /projects",
-    "POST /hooks/gitlab",
-    "GET /jobs",
-    "GET /jobs/{id}",
-    "GET /jobs/{id}/events",
-    "POST /reconcile",
-    "GET /status",
-    "GET /health",
-    "GET /metrics",
-    "GET /servers",
-    "POST /servers",
-    "GET /servers/{name}",
-    "DELETE /servers/{name}",
-    "GET /server_options",
-    "GET /logs/{name}",
-    "GET /images",
-    "GET /volumes",
-    "DELETE /volumes/{name}",
-    "GET /openapi.json",
-]
+def index_json(request: web.Request) -> web.Response:
+    index = Index(name="notebook-gateway", version=__version__, endpoints=request.app[ENDPOINTS])
+    return views.answer(index)
 
 
-def index_json() -> web.Response:
-    return web.json_response(
-        {"name": "notebook-gateway", "version": __version__, "endpoints": ENDPOINTS}
-    )
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(request.app[API_DOCUMENT])
 
 
-@routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     """200 when the gateway can work (every check passes), 503 and what fails otherwise."""
-    checks = await request.app[HEALTH].run()
-    ok = all(result.ok for result in checks.values())
-    body = {
-        "status": "ok" if ok else "unavailable",
-        "checks": {name: result.to_json() for name, result in checks.items()},
-    }
+    health = views.health(await request.app[HEALTH].run())
     redact = request.app[REDACT]
     return web.Response(
-        text=redact(json.dumps(body)), status=200 if ok else 503, content_type="application/json"
+        text=redact(json.dumps(views.dump(health))),
+        status=200 if health.status == "ok" else 503,
+        content_type="application/json",
     )
 
 
-@routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     if not request.app[SETTINGS].metrics_public:
         require_admin(request)
@@ -91,38 +65,34 @@ async def metrics(request: web.Request) -> web.Response:
     metrics.running.labels("user").set(users)
     metrics.work_area_bytes.clear()  # removed work areas go
     for volume in await request.app[SERVERS].volumes():
-        if volume["size"] is not None:
-            metrics.work_area_bytes.labels(volume["name"], volume["user"]).set(volume["size"])
+        if volume.size is not None:
+            metrics.work_area_bytes.labels(volume.name, volume.user).set(volume.size)
     response = web.Response(body=metrics.render())
     response.content_type = METRICS_CONTENT_TYPE.split(";")[0]
     response.charset = "utf-8"
     return response
 
 
-@routes.post("/projects")
 async def update_project(request: web.Request) -> web.Response:
     require_admin(request)
     body = parse(ProjectUpdate, await json_body(request, MAX_NOTIFICATION))
     return await _run_job(request, body.project, JobAction.UPDATE)
 
 
-@routes.delete("/projects")
 async def delete_project(request: web.Request) -> web.Response:
     require_admin(request)
     body = parse(ProjectDelete, await json_body(request, MAX_NOTIFICATION))
     return await _run_job(request, body.project, JobAction.DELETE)
 
 
-@routes.post("/reconcile")
 async def reconcile(request: web.Request) -> web.Response:
     """Bring every project back to what the repository says, now rather than at the next
     periodic pass."""
     require_admin(request)
-    await request.app[SERVERS].reconcile()
+    await request.app[SERVERS].lifecycle.reconcile()
     return await _run_job(request, REPOSITORY, JobAction.RECONCILE)
 
 
-@routes.post("/hooks/gitlab")
 async def gitlab_hook(request: web.Request) -> web.Response:
     """GitLab push events. Answers at once; the work happens in the background."""
     settings = request.app[SETTINGS]
@@ -142,7 +112,7 @@ async def gitlab_hook(request: web.Request) -> web.Response:
         bot_email=settings.git_bot_email,
     )
     if isinstance(event, webhooks.Ignored):
-        return web.json_response({"status": "ignored", "reason": event.reason})
+        return views.answer(WebhookAnswer(status="ignored", reason=event.reason))
     job, created = await request.app[RUNNER].submit(
         REPOSITORY,
         JobAction.PUSH,
@@ -152,11 +122,12 @@ async def gitlab_hook(request: web.Request) -> web.Response:
         dedupe_within=event.dedupe_within,
         idempotency_key=event.idempotency_key,
     )
-    body = {"status": "accepted" if created else "duplicate", "job": await job_json(request, job)}
-    return web.json_response(body, status=202 if created else 200)
+    body = WebhookAnswer(
+        status="accepted" if created else "duplicate", job=await job_view(request, job)
+    )
+    return views.answer(body, status=202 if created else 200)
 
 
-@routes.get("/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
     require_admin(request)
     state = request.query.get("state")
@@ -166,16 +137,15 @@ async def list_jobs(request: web.Request) -> web.Response:
     jobs = await request.app[STORE].list_jobs(
         project=request.query.get("project"), state=state, limit=limit
     )
-    return web.json_response({"jobs": [await job_json(request, job) for job in jobs]})
+    return views.answer(JobList(jobs=[await job_view(request, job) for job in jobs]))
 
 
-@routes.get("/jobs/{id}")
 async def get_job(request: web.Request) -> web.Response:
     require_admin(request)
     job = await request.app[STORE].get_job(request.match_info["id"])
     if job is None:
         raise NotFound(f"there is no job {request.match_info['id']!r}")
-    return web.json_response(await job_json(request, job, with_log=True))
+    return views.answer(await job_view(request, job, with_log=True))
 
 
 async def _run_job(request: web.Request, project: str, action: JobAction) -> web.Response:
@@ -185,30 +155,28 @@ async def _run_job(request: web.Request, project: str, action: JobAction) -> web
     runner = request.app[RUNNER]
     job, _ = await runner.submit(project, action)
     if not wait:
-        body = await job_json(request, job)
-        return web.json_response(body, status=202, headers={"Location": body["url"]})
+        body = await job_view(request, job)
+        return views.answer(body, status=202, headers={"Location": body.url})
     # The answer is the job that did the work: this one, or a later one it was folded into.
     job = await runner.wait(job.id)
-    body = await job_json(request, job, with_log=job.state is JobState.FAILED)
+    body = await job_view(request, job, with_log=job.state is JobState.FAILED)
     if job.state is JobState.SUCCEEDED:
-        return web.json_response(body, headers={"Location": body["url"]})
+        return views.answer(body, headers={"Location": body.url})
     if not job.finished:
         raise Unavailable(
             "the gateway is shutting down; the job resumes when it starts again",
-            detail={"job": body},
+            detail={"job": views.dump(body)},
         )
-    error = job.error or {}
+    error = job.error or JobError.internal("the job failed")
     raise JobFailed(
-        error.get("message", "the job failed"),
-        code=str(error.get("code", "internal_error")),
-        status=int(error.get("status", 500)),
-        detail={**(error.get("detail") or {}), "job": body},
+        error.message,
+        code=error.code,
+        status=error.status,
+        detail={**(error.detail or {}), "job": views.dump(body)},
     )
 
 
-async def job_json(request: web.Request, job: JobRecord, with_log: bool = False) -> dict[str, Any]:
-    body = job.to_json()
-    body["url"] = f"{request.app[SETTINGS].gateway_url}/jobs/{job.id}"
-    if with_log:
-        body["log"] = await request.app[STORE].job_log(job.id)
-    return body
+async def job_view(request: web.Request, job: JobRecord, with_log: bool = False) -> Job:
+    url = f"{request.app[SETTINGS].gateway_url}/jobs/{job.id}"
+    log = await request.app[STORE].job_log(job.id) if with_log else None
+    return views.job(job, url, log)

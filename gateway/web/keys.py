@@ -1,5 +1,7 @@
 """Everything shared through the application, each under one typed key."""
 
+from typing import Any
+
 from aiohttp import web
 
 from gateway.adapters.gitlab import GitLabClient
@@ -32,3 +34,5 @@ METRICS = web.AppKey("metrics", Metrics)
 HEALTH = web.AppKey("health", HealthChecks)
 STATUS = web.AppKey("status", StatusBoard)
 IDENTITY = web.AppKey("identity", RepositoryIdentity)  # the notebooks repository's
+ENDPOINTS = web.AppKey("endpoints", list[str])  # the API, as GET / lists it
+API_DOCUMENT = web.AppKey("api_document", dict[str, Any])  # the OpenAPI document

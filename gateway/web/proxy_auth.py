@@ -26,13 +26,10 @@ from gateway.web.keys import GITLAB, IDENTITY, SERVERS, SETTINGS, SIGNER
 from gateway.web.middleware import error_response
 from gateway.web.render import page
 
-routes = web.RouteTableDef()
-
 LOGIN_PATH = "/_gateway/login"  # on the notebook host; never reaches the notebook
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # one DNS label
 
 
-@routes.route("*", "/auth/forward")
 async def forward_auth(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     # Only Traefik knows the key (it is in the address the routes name): nobody else can ask
@@ -80,12 +77,10 @@ async def forward_auth(request: web.Request) -> web.StreamResponse:
     )
 
 
-@routes.get("/auth/login")
 async def login_page(request: web.Request) -> web.Response:
     return _page(request, _checked_next(request, request.query.get("next", "")))
 
 
-@routes.post("/auth/login")
 async def login(request: web.Request) -> web.StreamResponse:
     token = await login_token(request)
     target_url = _checked_next(request, str((await form_body(request)).get("next", "")))

@@ -6,39 +6,34 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.errors import BadRequest, NotFound
-from gateway.schemas import ServerRequest, parse
+from gateway.schemas import ImageCheck, ServerList, ServerLogs, ServerRequest, VolumeList, parse
+from gateway.web import views
 from gateway.web.auth import authenticate, require_admin
 from gateway.web.http import MAX_NOTIFICATION, flag, int_param, json_body
 from gateway.web.keys import SERVERS
-
-routes = web.RouteTableDef()
 
 FILTERS = ("namespace", "project", "branch", "commit_sha")
 DEFAULT_LOG_LINES = 250  # renku's default
 
 
-@routes.post("/servers")
 async def start_server(request: web.Request) -> web.Response:
     who = await authenticate(request)
     body = parse(ServerRequest, await json_body(request, MAX_NOTIFICATION))
     server, created = await request.app[SERVERS].start(who, body)
-    return web.json_response(server, status=201 if created else 200)
+    return views.answer(server, status=201 if created else 200)
 
 
-@routes.get("/servers")
 async def list_servers(request: web.Request) -> web.Response:
     who = await authenticate(request)
     filters = {key: request.query[key] for key in FILTERS if key in request.query}
-    return web.json_response({"servers": await request.app[SERVERS].list(who, filters)})
+    return views.answer(ServerList(servers=await request.app[SERVERS].list_servers(who, filters)))
 
 
-@routes.get("/servers/{name}")
 async def get_server(request: web.Request) -> web.Response:
     who = await authenticate(request)
-    return web.json_response(await request.app[SERVERS].get(who, request.match_info["name"]))
+    return views.answer(await request.app[SERVERS].get(who, request.match_info["name"]))
 
 
-@routes.delete("/servers/{name}")
 async def stop_server(request: web.Request) -> web.Response:
     who = await authenticate(request)
     forced = flag(request, "forced", default=False)
@@ -47,36 +42,31 @@ async def stop_server(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.get("/volumes")
 async def list_volumes(request: web.Request) -> web.Response:
     require_admin(request)
-    return web.json_response({"volumes": await request.app[SERVERS].volumes()})
+    return views.answer(VolumeList(volumes=await request.app[SERVERS].volumes()))
 
 
-@routes.delete("/volumes/{name}")
 async def remove_volume(request: web.Request) -> web.Response:
     require_admin(request)
     await request.app[SERVERS].remove_volume(request.match_info["name"])
     return web.Response(status=204)
 
 
-@routes.get("/server_options")
 async def server_options(request: web.Request) -> web.Response:
     await authenticate(request)
-    return web.json_response(request.app[SERVERS].options())
+    return views.answer(request.app[SERVERS].options())
 
 
-@routes.get("/logs/{name}")
 async def server_logs(request: web.Request) -> web.Response:
     who = await authenticate(request)
     # 0 is everything, as renku-ui asks for "full logs".
     max_lines = int_param(request, "max_lines", DEFAULT_LOG_LINES, 0, 2**31 - 1)
     name = request.match_info["name"]
     text = await request.app[SERVERS].logs(who, name, max_lines or None)
-    return web.json_response({"jupyter-server": text})
+    return views.answer(ServerLogs.model_validate({"jupyter-server": text}))
 
 
-@routes.get("/images")
 async def check_image(request: web.Request) -> web.Response:
     """renku's image check: 200 when the image exists, may be pulled and may be chosen."""
     await authenticate(request)
@@ -86,4 +76,4 @@ async def check_image(request: web.Request) -> web.Response:
     reason = await request.app[SERVERS].image_status(image)
     if reason is not None:
         raise NotFound(reason)
-    return web.json_response({"image_url": image, "available": True})
+    return views.answer(ImageCheck(image_url=image, available=True))

@@ -3,7 +3,6 @@ login that lets the page redeploy, stop and read logs with AUTH_TOKEN kept out o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,8 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.models import Identity
+from gateway.schemas import Server, StatusOverview, Volume
+from gateway.web import views
 from gateway.web.auth import (
     ADMIN_COOKIE,
     ADMIN_PURPOSE,
@@ -23,35 +24,30 @@ from gateway.web.handlers import index_json
 from gateway.web.keys import SERVERS, SETTINGS, SIGNER, STATUS, STORE
 from gateway.web.render import page
 
-routes = web.RouteTableDef()
-
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
-@routes.get("/")
 async def index(request: web.Request) -> web.Response:
     if "text/html" not in request.headers.get("Accept", ""):
-        return index_json()
+        return index_json(request)
     admin = admin_session(request)
     if _hidden(request, admin):
-        return _page(request, admin=False, context=None)
+        return _page(request, admin=False, overview=None)
     return _page(request, admin, await _context(request, admin))
 
 
-@routes.get("/status")
 async def status(request: web.Request) -> web.Response:
     admin = _viewer(request)
-    return web.json_response(await _context(request, admin, as_json=True))
+    return views.answer(await _context(request, admin))
 
 
-@routes.get("/status/board")
 async def board(request: web.Request) -> web.Response:
     """The page's changing part, rendered by the same template the page is."""
     admin = _viewer(request)
-    return page("status_board.html.j2", **await _context(request, admin))
+    overview = await _context(request, admin)
+    return page("status_board.html.j2", **_shown(overview))
 
 
-@routes.post("/login")
 async def log_in(request: web.Request) -> web.StreamResponse:
     if not is_admin_token(request, await login_token(request)):
         return _page(
@@ -67,7 +63,6 @@ async def log_in(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-@routes.post("/logout")
 async def log_out(request: web.Request) -> web.StreamResponse:
     """The session is taken back on the gateway, not only forgotten by this browser: a copy
     of the cookie stops working too. Like every change made with it, it needs the page's
@@ -82,9 +77,6 @@ async def log_out(request: web.Request) -> web.StreamResponse:
     return response
 
 
-routes.static("/static", STATIC, append_version=False)
-
-
 def _viewer(request: web.Request) -> bool:
     """Whether an admin asks; with PROTECT_PUBLISHED only admins see the notebooks at all."""
     admin = bool(request.headers.get("Authorization")) or admin_session(request)
@@ -97,35 +89,41 @@ def _hidden(request: web.Request, admin: bool) -> bool:
     return request.app[SETTINGS].protect_published and not admin
 
 
-async def _context(request: web.Request, admin: bool, as_json: bool = False) -> dict[str, Any]:
-    overview = await request.app[STATUS].overview()
-    servers: list[dict[str, Any]] = []
-    volumes: Sequence[dict[str, Any]] = []
+async def _context(request: web.Request, admin: bool) -> StatusOverview:
+    deployments = await request.app[STATUS].overview()
+    servers: list[Server] = []
+    volumes: list[Volume] = []
     if admin:
-        views = await request.app[SERVERS].list(Identity.administrator(), {})
-        servers = [v for v in views.values() if v["annotations"]["user"]]
+        views = await request.app[SERVERS].list_servers(Identity.administrator(), {})
+        servers = [v for v in views.values() if v.annotations["user"]]
         volumes = await request.app[SERVERS].volumes()
-    if as_json:
-        return {"admin": admin, **overview.to_json(), "servers": servers, "volumes": volumes}
-    return {"admin": admin, "overview": overview, "servers": servers, "volumes": volumes}
+    return StatusOverview(admin=admin, servers=servers, volumes=volumes, **dict(deployments))
+
+
+def _shown(overview: StatusOverview) -> dict[str, Any]:
+    """What the templates show of the overview."""
+    return {
+        "admin": overview.admin,
+        "overview": overview,
+        "servers": overview.servers,
+        "volumes": overview.volumes,
+    }
 
 
 def _page(
     request: web.Request,
     admin: bool,
-    context: dict[str, Any] | None,
+    overview: StatusOverview | None,
     error: str = "",
     status: int = 200,
 ) -> web.Response:
     settings = request.app[SETTINGS]
+    shown = _shown(overview) if overview else {"overview": None, "servers": [], "volumes": []}
     return page(
         "status.html.j2",
         status,
-        admin=admin,
+        **{**shown, "admin": admin},
         error=error,
-        overview=context["overview"] if context else None,
-        servers=context["servers"] if context else [],
-        volumes=context["volumes"] if context else [],
         version=__version__,
         base_domain=settings.base_domain,
         protected=settings.protect_published,

@@ -71,7 +71,7 @@ def test_content_hash_follows_every_input() -> None:
 
 
 def test_desired_notebook_names_labels_and_url() -> None:
-    (nb,) = desired_notebooks(SNAPSHOT, SETTINGS, "sha256:base")
+    (nb,) = desired_notebooks(SNAPSHOT, SETTINGS.workloads, "sha256:base")
     assert nb.url == f"http://{nb.host_label}.nb.example.org/"
     assert (
         nb.image
@@ -83,12 +83,12 @@ def test_desired_notebook_names_labels_and_url() -> None:
     assert nb.launch.name == nb.container and nb.launch.router == nb.container
     # Another commit with the same content is the same image, and the same container.
     moved = ProjectSnapshot(**{**SNAPSHOT.__dict__, "commit": "d" * 40})
-    (again,) = desired_notebooks(moved, SETTINGS, "sha256:base")
+    (again,) = desired_notebooks(moved, SETTINGS.workloads, "sha256:base")
     assert again.image == nb.image and again.launch.shape == nb.launch.shape
 
 
 def test_the_environment_is_shared_and_depends_only_on_base_and_requirements() -> None:
-    (nb,) = desired_notebooks(SNAPSHOT, SETTINGS, "sha256:base")
+    (nb,) = desired_notebooks(SNAPSHOT, SETTINGS.workloads, "sha256:base")
     env = nb.environment
     assert env is not None and nb.spec.parent == env and not env.push
     assert env.image.startswith("notebook-gateway/nbgw/climate--env:")
@@ -99,7 +99,9 @@ def test_the_environment_is_shared_and_depends_only_on_base_and_requirements() -
     # A changed notebook: same environment, another image.
     edited = RepoFile("Análise.ipynb", "b-other", 3)
     changed = desired_notebooks(
-        ProjectSnapshot(**{**SNAPSHOT.__dict__, "notebooks": (edited,)}), SETTINGS, "sha256:base"
+        ProjectSnapshot(**{**SNAPSHOT.__dict__, "notebooks": (edited,)}),
+        SETTINGS.workloads,
+        "sha256:base",
     )[0]
     assert changed.environment == env and changed.image != nb.image
     # Changed requirements, or another base image: another environment, and every image with it.
@@ -112,7 +114,7 @@ def test_the_environment_is_shared_and_depends_only_on_base_and_requirements() -
         ),
         (SNAPSHOT, "sha256:newer-base"),
     ):
-        other = desired_notebooks(snapshot, SETTINGS, base)[0]
+        other = desired_notebooks(snapshot, SETTINGS.workloads, base)[0]
         assert other.environment != env and other.image != nb.image
 
 
@@ -121,9 +123,9 @@ def test_swarm_placement_is_part_of_what_runs_and_of_the_service_spec() -> None:
         "AUTH_TOKEN": "t" * 20, "GITLAB_REPO_URL": "/srv/r.git", "BASE_DOMAIN": "nb.example.org",
         "RUNTIME": "swarm", "REGISTRY_HOST": "reg:5000",
     }  # fmt: skip
-    (anywhere,) = desired_notebooks(SNAPSHOT, Settings.from_env(swarm), "sha256:base")
+    (anywhere,) = desired_notebooks(SNAPSHOT, Settings.from_env(swarm).workloads, "sha256:base")
     placed = Settings.from_env({**swarm, "SWARM_PLACEMENT": "node.role==worker"})
-    (on_workers,) = desired_notebooks(SNAPSHOT, placed, "sha256:base")
+    (on_workers,) = desired_notebooks(SNAPSHOT, placed.workloads, "sha256:base")
     # Moving notebooks to other nodes replaces them at the next reconcile.
     assert anywhere.launch.shape != on_workers.launch.shape
     runtime = SwarmRuntime(cast(Any, None), "nbgw", None)

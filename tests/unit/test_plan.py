@@ -4,19 +4,31 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.models import DesiredNotebook, Launch, ResourceLimits, RunningNotebook, serving
+from gateway.naming import LABEL_CONTENT_HASH
 from gateway.publish.plan import make_plan
 
 
-def launch(path: str, entrypoint: str = "web") -> Launch:
+def launch(path: str, entrypoint: str = "web", digest: str = "h1") -> Launch:
+    # As desired.py makes them: the content hash is among the labels, so part of the shape.
+    labels = {"traefik.http.routers.r.entrypoints": entrypoint, LABEL_CONTENT_HASH: digest}
     return Launch(
-        f"c-{path}", "img", {"traefik.http.routers.r.entrypoints": entrypoint}, "host", "net",
+        f"c-{path}", f"img:{digest}", labels, "host", "net",
         "1000:100", ResourceLimits(2**30, 1.0, 512), router=f"c-{path}",
     )  # fmt: skip
 
 
 def desired(path: str, digest: str = "h1") -> DesiredNotebook:
     return DesiredNotebook(
-        "p", path, "c", digest, f"img:{digest}", f"c-{path}", "host", "url", (), launch(path)
+        "p",
+        path,
+        "c",
+        digest,
+        f"img:{digest}",
+        f"c-{path}",
+        "host",
+        "url",
+        (),
+        launch(path, digest=digest),
     )
 
 
@@ -40,7 +52,7 @@ def running(
         up,
         "",
         f"c-{path}",
-        launch(path).shape if shape is None else shape,
+        launch(path, digest=digest).shape if shape is None else shape,
     )
 
 

@@ -28,7 +28,7 @@ async def follow_at(ops: list[str], join: int, root: Path) -> tuple[list[int], l
         for index, op in enumerate([*ops, "end"]):
             if index == join:
                 queue, unwritten = feeds.follow(job.id)
-                seen += [line["seq"] for line in await store.job_log(job.id)]
+                seen += [line.seq or 0 for line in await store.job_log(job.id)]
                 seen += [
                     u.seq for u in unwritten if u.seq is not None and u.seq > max(seen, default=0)
                 ]
@@ -43,7 +43,7 @@ async def follow_at(ops: list[str], join: int, root: Path) -> tuple[list[int], l
             assert item is not None and item.seq is not None
             if item.seq > max(seen, default=0):
                 seen.append(item.seq)
-        stored = [line["seq"] for line in await store.job_log(job.id)]
+        stored = [line.seq or 0 for line in await store.job_log(job.id)]
         return seen, stored
     finally:
         await store.close()
@@ -72,8 +72,8 @@ async def test_numbering_goes_on_from_what_the_store_has(tmp_path: Path) -> None
             feeds.publish(job.id, ProgressEvent(Phase.FETCHING, "x"))
             await feeds.flush(job.id)
             feeds.close(job.id)
-        assert [line["seq"] for line in await store.job_log(job.id)] == [1, 2]
-        assert [line["seq"] for line in await store.job_log(job.id, after=1)] == [2]
+        assert [line.seq or 0 for line in await store.job_log(job.id)] == [1, 2]
+        assert [line.seq for line in await store.job_log(job.id, after=1)] == [2]
     finally:
         await store.close()
 
@@ -105,7 +105,7 @@ async def test_a_flush_cut_off_mid_write_is_not_written_again(
         await asyncio.gather(writing, return_exceptions=True)
         feeds.publish(job.id, ProgressEvent(Phase.DONE, "done"))
         await feeds.flush(job.id)
-        assert [line["seq"] for line in await store.job_log(job.id)] == [1, 2, 3, 4]
+        assert [line.seq or 0 for line in await store.job_log(job.id)] == [1, 2, 3, 4]
         feeds.unfollow(job.id, queue)
     finally:
         await store.close()

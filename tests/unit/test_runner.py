@@ -46,7 +46,7 @@ async def test_a_burst_for_one_project_runs_at_most_twice_and_the_last_wins(tmp_
     jobs = [(await runner.submit("p", JobAction.UPDATE))[0] for _ in range(10)]
     await asyncio.sleep(0.05)
     assert pipeline.ran == [jobs[0].id]  # one at a time
-    assert (await store.job_log(jobs[3].id))[0]["message"] == f"queued behind job {jobs[0].id}"
+    assert (await store.job_log(jobs[3].id))[0].event.message == f"queued behind job {jobs[0].id}"
     pipeline.release.set()
     finals = await asyncio.gather(*(runner.wait(job.id) for job in jobs))
     assert pipeline.ran == [jobs[0].id, jobs[-1].id]
@@ -141,8 +141,8 @@ async def test_a_job_whose_bookkeeping_fails_still_ends_failed(
         async with asyncio.timeout(5):
             finished = await runner.wait(job.id)
         assert finished.state is JobState.FAILED
-        assert finished.error is not None and finished.error["code"] == "internal_error"
-        assert "disk I/O error" in finished.error["message"]
+        assert finished.error is not None and finished.error.code == "internal_error"
+        assert "disk I/O error" in finished.error.message
         # The queue goes on.
         monkeypatch.undo()
         pipeline.release.set()

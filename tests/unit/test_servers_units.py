@@ -11,8 +11,9 @@ from gateway.adapters.runtimes.base import ContainerState
 from gateway.errors import BadRequest, Unsatisfiable
 from gateway.records import ServerState
 from gateway.schemas import ServerRequest, parse
-from gateway.services.servers import ServerManager, server_status
-from gateway.settings import Settings
+from gateway.servers.policy import choose, options, server_status
+from gateway.services.servers import ServerManager
+from gateway.settings import ServerSettings, Settings
 
 SETTINGS = Settings.from_env(
     {
@@ -84,21 +85,20 @@ def test_what_users_are_told(
     assert server_status(recorded, "building the image", has_container, container, 1024) == expected
 
 
-def manager() -> ServerManager:
-    return ServerManager(SETTINGS, None, None, None, None, None)  # type: ignore[arg-type]
+SERVERS = SETTINGS.section(ServerSettings)
 
 
 def test_options_have_renkus_shape_and_come_from_configuration() -> None:
-    options = manager().options()
-    assert options["cpu_request"] == {
+    offered = options(SERVERS).model_dump()
+    assert offered["cpu_request"] == {
         "order": 2,
         "displayName": "Number of CPUs",
         "type": "enum",
         "default": 1.0,
         "options": [0.5, 1.0, 2.0],
     }
-    assert options["mem_request"]["options"] == ["1G", "2G", "4G"]
-    assert options["defaultUrl"]["default"] == "/lab"
+    assert offered["mem_request"]["options"] == ["1G", "2G", "4G"]
+    assert offered["defaultUrl"]["default"] == "/lab"
 
 
 def request(**options: Any) -> ServerRequest:
@@ -107,13 +107,14 @@ def request(**options: Any) -> ServerRequest:
 
 
 def test_choices_outside_the_options_are_refused_together() -> None:
-    assert manager().choose(request()) == (
+    assert choose(SERVERS, request()) == (
         {"defaultUrl": "/lab", "cpu_request": 1.0, "mem_request": "1G"},
         [],
     )
     with pytest.raises(BadRequest) as raised:
-        manager().choose(
-            request(serverOptions={"cpu_request": 64, "mem_request": "1T", "defaultUrl": "/r"})
+        choose(
+            SERVERS,
+            request(serverOptions={"cpu_request": 64, "mem_request": "1T", "defaultUrl": "/r"}),
         )
     assert len(raised.value.detail["problems"]) == 3
 
@@ -129,7 +130,7 @@ def test_choices_outside_the_options_are_refused_together() -> None:
 def test_renkus_ways_of_writing_options_mean_the_listed_ones(
     options: dict[str, Any], expected: tuple[float, str]
 ) -> None:
-    chosen, _ = manager().choose(request(serverOptions=options))
+    chosen, _ = choose(SERVERS, request(serverOptions=options))
     assert (chosen["cpu_request"], chosen["mem_request"]) == expected
 
 
@@ -146,7 +147,7 @@ def test_what_cannot_be_had_here_is_refused_as_unsatisfiable(
     body: dict[str, Any], refused: str
 ) -> None:
     with pytest.raises(Unsatisfiable) as raised:
-        manager().choose(request(**body))
+        choose(SERVERS, request(**body))
     assert raised.value.status == 422
     assert refused in raised.value.message
 
@@ -164,7 +165,7 @@ def test_what_cannot_be_had_here_is_refused_as_unsatisfiable(
 def test_what_means_nothing_here_is_ignored_with_a_warning(
     body: dict[str, Any], warned: str
 ) -> None:
-    chosen, warnings = manager().choose(request(**body))
+    chosen, warnings = choose(SERVERS, request(**body))
     assert chosen["cpu_request"] == 1.0
     assert len(warnings) == 1 and warned in warnings[0]
 
@@ -200,7 +201,7 @@ async def test_hosts_belong_to_published_notebooks_or_to_recorded_servers() -> N
         async def get_server(self, name: str) -> None:
             return None
 
-    servers = ServerManager(SETTINGS, None, None, None, None, NoServers())  # type: ignore[arg-type]
+    servers = ServerManager(SERVERS, None, None, None, None, None, NoServers())  # type: ignore[arg-type]
     assert (await servers.target("intro--climate.nb.example.org")).kind == "published"  # type: ignore[union-attr]
     assert await servers.target("alice-x-12345678-abcdef12.nb.example.org") is None
     assert await servers.target("intro--climate.elsewhere.org") is None

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from gateway.adapters.store import Store
 from gateway.models import NotebookAction, NotebookOutcome, NotebookState, Phase, ProgressEvent
-from gateway.records import JobAction, JobState, LogLine, now
+from gateway.records import JobAction, JobError, JobState, LogLine, now
 
 
 async def test_jobs_survive_reopening_and_unfinished_ones_are_found(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ async def test_jobs_survive_reopening_and_unfinished_ones_are_found(tmp_path: Pa
     store = await Store.open(tmp_path / "gateway.db")
     job = await store.get_job(done.id)
     assert job is not None and job.state is JobState.SUCCEEDED and job.notebooks == [outcome]
-    assert [line["message"] for line in await store.job_log(done.id)] == ["one", "two"]
+    assert [line.event.message for line in await store.job_log(done.id)] == ["one", "two"]
     assert [j.id for j in await store.unfinished_jobs()] == [pending.id]
     await store.close()
 
@@ -52,7 +52,7 @@ async def test_old_finished_jobs_are_pruned_with_their_logs(tmp_path: Path) -> N
     store = await Store.open(tmp_path / "gateway.db")
     old, _ = await store.create_job("p", JobAction.UPDATE)
     await store.append_log(old.id, [LogLine(now(), ProgressEvent(Phase.DONE, "x"))])
-    await store.finish_job(old.id, JobState.FAILED, None, [], {"code": "x"})
+    await store.finish_job(old.id, JobState.FAILED, None, [], JobError("x", 500, "x"))
     running, _ = await store.create_job("p", JobAction.UPDATE)
     assert await store.prune_jobs(now(timedelta(days=1))) == 0  # finished just now: kept
     assert await store.prune_jobs(now(-timedelta(seconds=1))) == 1
@@ -87,7 +87,7 @@ async def test_jobs_running_side_by_side_share_one_store(tmp_path: Path) -> None
         for round_ in range(40):
             ids = await asyncio.gather(*(run(f"p{n}", round_) for n in range(5)))
             for job_id in ids:
-                assert [line["message"] for line in await store.job_log(job_id)] == [
+                assert [line.event.message for line in await store.job_log(job_id)] == [
                     message for step in range(4) for message in (f"{step}", f"{step}")
                 ]
         assert {n.commit for n in await store.published()} == {"39"}

@@ -18,7 +18,7 @@ import aiohttp
 
 from gateway import naming
 from gateway.errors import DockerError
-from gateway.models import Launch, RunningNotebook, Usage
+from gateway.models import Launch, RunningNotebook, RunningServer, Usage
 from gateway.publish.dockerfile import WORKDIR
 from gateway.traefik import token_labels
 
@@ -66,18 +66,6 @@ class Handover:
     name: str  # the notebook's, which the new version takes once it answers
     replaces: tuple[str, ...] = ()
     halted: tuple[str, ...] = ()  # those of them that were running, and run again on revert
-
-
-@dataclass(frozen=True)
-class ServerContainer:
-    """A user server's container, as read back from its labels."""
-
-    id: str
-    server: str
-    image: str
-    user_id: int
-    state: str  # the engine's: created, running, restarting, exited, dead, ...
-    shape: str = ""  # of the Launch it was started with; none on an earlier version's
 
 
 TOKEN_VARIABLE = "JUPYTER_TOKEN"  # read by the start script (and by Jupyter itself)
@@ -275,7 +263,7 @@ class Runtime(abc.ABC):
             if exc.status != 409:
                 raise DockerError(f"cannot create network {name}: {exc.message}") from None
 
-    async def list_servers(self) -> list[ServerContainer]:
+    async def list_servers(self) -> list[RunningServer]:
         found = []
         for container in await self.containers():
             labels = container.labels
@@ -283,8 +271,9 @@ class Runtime(abc.ABC):
                 continue
             user_id = labels.get(naming.LABEL_USER_ID, "")
             found.append(
-                ServerContainer(
+                RunningServer(
                     id=container.id,
+                    name=container.name,
                     server=labels.get(naming.LABEL_SERVER, ""),
                     image=container.image,
                     user_id=int(user_id) if user_id.isdigit() else -1,

@@ -5,9 +5,19 @@ and status of `renku_notebooks/api/schemas/servers_get.py` and `config/static.py
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from gateway.models import Usage
+from gateway.schemas import (
+    ResourceRequests,
+    ResourceUsage,
+    ServerPhase,
+    ServerResources,
+    ServerStatus,
+    ServerStep,
+    ServerWarning,
+    StepStatus,
+)
 
 RENKU = "renku.io/"
 
@@ -19,7 +29,10 @@ LAUNCH_STEPS = {
     "starting": "Starting Jupyter",
     "answering": "Waiting for Jupyter to answer",
 }
-READY, WAITING, EXECUTING, FAILED = "ready", "waiting", "executing", "failed"
+READY: Final = "ready"
+WAITING: Final = "waiting"
+EXECUTING: Final = "executing"
+FAILED: Final = "failed"
 
 
 def size(value: int) -> str:
@@ -29,41 +42,42 @@ def size(value: int) -> str:
     return f"{gigabytes:.2f}G" if gigabytes % 1 else f"{gigabytes:.0f}G"
 
 
-def details(steps: Sequence[str], state: str, current: str) -> list[dict[str, str]]:
+def details(steps: Sequence[str], state: ServerPhase, current: str) -> list[ServerStep]:
     """Each step of the launch and where it stands, as renku's `status.details`. `current`
     is the step under way, or the one that failed; "" before the first."""
+    statuses: list[StepStatus]
     if state in ("running", "stopping"):
         statuses = [READY] * len(steps)
     else:
         at = steps.index(current) if current in steps else -1
         if state == "failed" and at < 0:
             at = 0
-        now = FAILED if state == "failed" else EXECUTING
+        now: StepStatus = FAILED if state == "failed" else EXECUTING
         statuses = [READY if i < at else now if i == at else WAITING for i in range(len(steps))]
     return [
-        {"step": LAUNCH_STEPS[step], "status": status}
+        ServerStep(step=LAUNCH_STEPS[step], status=status)
         for step, status in zip(steps, statuses, strict=True)
     ]
 
 
 def status(
-    state: str, message: str, steps: list[dict[str, str]], warnings: Sequence[str] = ()
-) -> dict[str, Any]:
+    state: ServerPhase, message: str, steps: list[ServerStep], warnings: Sequence[str] = ()
+) -> ServerStatus:
     """renku's ServerStatus: 1.5 to 1.11 read `state` and `message`; from 1.12 the steps
     (`details`) and how many are ready draw the progress."""
-    return {
-        "state": state,
-        "message": message,
-        "details": steps,
-        "totalNumContainers": len(steps),
-        "readyNumContainers": sum(step["status"] == READY for step in steps),
-        "warnings": [{"message": warning, "critical": False} for warning in warnings],
-    }
+    return ServerStatus(
+        state=state,
+        message=message,
+        details=steps,
+        totalNumContainers=len(steps),
+        readyNumContainers=sum(step.status == READY for step in steps),
+        warnings=[ServerWarning(message=warning, critical=False) for warning in warnings],
+    )
 
 
 def resources(
     cpu: float, memory: str, usage: Usage | None, storage: int | None = None
-) -> dict[str, Any]:
+) -> ServerResources:
     """renku's UserPodResources: what was asked for and, when the engine says, what is used
     (`storage`: the bytes in the work area). `memory` is the size as chosen from the server
     options (Docker's units)."""
@@ -74,7 +88,10 @@ def resources(
         used["cpu"] = round(usage.cpu, 3)
     if usage is not None and usage.memory is not None:
         used["memory"] = size(usage.memory)
-    return {"requests": {"cpu": cpu, "memory": memory}, "usage": used}
+    # Only what the engine says is there: an answer leaves out what it cannot tell.
+    return ServerResources(
+        requests=ResourceRequests(cpu=cpu, memory=memory), usage=ResourceUsage(**used)
+    )
 
 
 def annotate(

@@ -1,0 +1,1 @@
+"""Users' servers, pure: what they may ask for, what they are told, and renku's shapes."""
