@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.errors import BadRequest
 from gateway.models import NotebookAction, NotebookState
 from gateway.records import JobAction, JobOrigin, JobState
+from gateway.references import is_branch_name, is_image_reference
 
 MAX_PROJECT_NAME = 255
 
@@ -46,8 +47,6 @@ class ProjectUpdate(ProjectDelete):
 
 
 _GITLAB_PATH = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)*$")
-_BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9_./-]{1,255}$")
-IMAGE_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 _MILLICORES = re.compile(r"^([0-9]*\.?[0-9]+)(m?)$")  # renku's CpuField: 0.5, "0.5", "500m"
 
 
@@ -121,7 +120,7 @@ class ServerRequest(BaseModel):
     @field_validator("branch")
     @classmethod
     def _branch(cls, value: str | None) -> str | None:
-        if value is not None and (not _BRANCH.fullmatch(value) or value.endswith((".lock", "/"))):
+        if value is not None and not is_branch_name(value):
             raise ValueError(f"{value!r} is not a branch name")
         return value
 
@@ -140,7 +139,7 @@ class ServerRequest(BaseModel):
     @field_validator("image")
     @classmethod
     def _image(cls, value: str | None) -> str | None:
-        if value and not IMAGE_REFERENCE.fullmatch(value):
+        if value and not is_image_reference(value):
             raise ValueError(f"{value!r} is not an image reference")
         return value or None
 

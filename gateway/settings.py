@@ -26,14 +26,15 @@ from pydantic import (
     model_validator,
 )
 
+from gateway import remotes
 from gateway.errors import ConfigError
+from gateway.references import is_branch_name, is_image_reference
 
 # Names and lowercase DNS labels; a Docker image reference is checked loosely (no spaces,
 # no control characters, no JSON or shell metacharacters) because it ends up in FROM.
 _DNS_NAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
-_IMAGE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 _REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _INSTANCE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -252,7 +253,7 @@ class Settings(BaseModel):
     @field_validator("base_image")
     @classmethod
     def _image(cls, value: str) -> str:
-        if not _IMAGE_REF.fullmatch(value):
+        if not is_image_reference(value):
             raise ValueError(
                 f"{value!r} is not an image reference such as quay.io/jupyter/base-notebook"
             )
@@ -313,9 +314,7 @@ class Settings(BaseModel):
     @field_validator("git_branch")
     @classmethod
     def _branch(cls, value: str) -> str:
-        if value and (
-            value.startswith("-") or ".." in value or not re.fullmatch(r"[\w./-]+", value)
-        ):
+        if value and not is_branch_name(value):
             raise ValueError(f"{value!r} is not a branch name")
         return value
 
@@ -337,7 +336,7 @@ class Settings(BaseModel):
                 f"notebook-gateway@{updates.get('base_domain', self.base_domain)}"
             )
         if not self.gitlab_url:
-            updates["gitlab_url"] = _origin(self.repo_url)
+            updates["gitlab_url"] = remotes.origin(self.repo_url)
         if not self.gateway_internal_url:
             host = "127.0.0.1" if self.gateway_host in ("0.0.0.0", "::", "") else self.gateway_host
             updates["gateway_internal_url"] = f"http://{host}:{self.gateway_port}"
@@ -425,20 +424,6 @@ def read_environment(environ: Mapping[str, str], env_file: Path | None) -> dict[
         values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     values.update(environ)
     return values
-
-
-def _origin(repo_url: str) -> str:
-    """https://gitlab.example.org for https:// and git@ remotes; nothing for local ones."""
-    scp = re.match(r"^[\w.-]+@([\w.-]+):(?!//)", repo_url)
-    if scp:
-        return f"https://{scp.group(1)}"
-    parts = urlsplit(repo_url)
-    if parts.scheme in ("http", "https") and parts.hostname:
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{parts.hostname}{port}"
-    if parts.scheme == "ssh" and parts.hostname:
-        return f"https://{parts.hostname}"
-    return ""
 
 
 def _is_ip(host: str) -> bool:

@@ -13,8 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
+from gateway import remotes
 from gateway.errors import BadRequest
 
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")  # SHA-1 or SHA-256 repositories
@@ -30,7 +30,7 @@ class Repository:
     remote), a push is taken for ours only if the repository has its commit."""
 
     project_id: int | None = None
-    urls: frozenset[str] = frozenset()  # normalised by clone_url_key
+    urls: frozenset[str] = frozenset()  # normalised by remotes.clone_key
     paths: frozenset[str] = frozenset()  # lowercase path_with_namespace
 
     def holds(self, project_id: object, project: Mapping[str, Any]) -> bool | None:
@@ -38,7 +38,7 @@ class Repository:
         if self.project_id is not None and isinstance(project_id, int):
             return project_id == self.project_id
         urls = {
-            clone_url_key(str(project[key]))
+            remotes.clone_key(str(project[key]))
             for key in ("git_http_url", "git_ssh_url", "http_url", "ssh_url", "url")
             if project.get(key)
         }
@@ -141,34 +141,6 @@ def classify(
         headers.get("X-Gitlab-Event-UUID") or None,
         verify=ours is None,
     )
-
-
-def repository_path(repo_url: str, gitlab_url: str = "") -> str | None:
-    """group/project for GitLab remotes (https://, ssh://, git@host:), None for local ones.
-    Under a GitLab at a sub-path (GITLAB_URL https://host/gitlab), the path below it."""
-    scp = re.fullmatch(r"[\w.-]+@[\w.-]+:(?!//)(.+)", repo_url)
-    if scp:
-        path = scp.group(1)
-    elif urlsplit(repo_url).scheme in ("http", "https", "ssh", "git"):
-        path = urlsplit(repo_url).path
-        prefix = urlsplit(gitlab_url).path.rstrip("/")
-        if prefix and path.startswith(f"{prefix}/"):
-            path = path.removeprefix(prefix)
-    else:
-        return None
-    return path.strip("/").removesuffix(".git") or None
-
-
-def clone_url_key(url: str) -> str:
-    """A clone URL as compared: host and path, lowercase, without scheme, user, port or
-    `.git` (GitLab's http and ssh URLs of one project then agree)."""
-    scp = re.fullmatch(r"[\w.-]+@([\w.-]+):(?!//)(.+)", url)
-    if scp:
-        host, path = scp.group(1), scp.group(2)
-    else:
-        parts = urlsplit(url)
-        host, path = parts.hostname or "", parts.path
-    return f"{host}/{path.strip('/').removesuffix('.git')}".lower()
 
 
 def _branch_change(body: dict[str, Any], wanted: str) -> dict[str, Any] | None:

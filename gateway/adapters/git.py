@@ -118,9 +118,8 @@ class NotebookRepo:
 
         def diff() -> list[str]:
             with self._repo() as repo:
-                out = repo.git.execute(
-                    ["git", "diff", "--name-only", "--no-renames", "-z", before, after],
-                    stdout_as_string=False,
+                out = self._git_bytes(
+                    repo, "diff", "--name-only", "--no-renames", "-z", before, after
                 )
             names = set()
             for raw in out.split(b"\0"):
@@ -257,6 +256,14 @@ class NotebookRepo:
         except git.GitCommandError as exc:
             raise GitError(_describe(exc, self.url), detail={"command": args[0]}) from None
 
+    def _git_bytes(self, repo: git.Repo, *args: str) -> bytes:
+        """A local git command's raw output (file names are bytes), its failure a GitError."""
+        try:
+            out = repo.git.execute(["git", *args], env=self._env(), stdout_as_string=False)
+        except git.GitCommandError as exc:
+            raise GitError(_describe(exc, self.url), detail={"command": args[0]}) from None
+        return bytes(out)
+
     def _ensure_clone(self) -> git.Repo:
         if not (self.clone_dir / "HEAD").exists():
             self.clone_dir.mkdir(parents=True, exist_ok=True)
@@ -296,10 +303,8 @@ class NotebookRepo:
     def _project_entries(self, commit: str, project: str | None) -> list[TreeEntry] | None:
         with self._repo() as repo:
             pathspec = ["--", project] if project is not None else []
-            out = repo.git.execute(
-                ["git", "ls-tree", "-r", "-l", "-z", "--full-tree", commit, *pathspec],
-                env=self._env(),
-                stdout_as_string=False,
+            out = self._git_bytes(
+                repo, "ls-tree", "-r", "-l", "-z", "--full-tree", commit, *pathspec
             )
             prefix = b"" if project is None else project.encode("utf-8", "surrogateescape") + b"/"
             entries: list[TreeEntry] = []
@@ -331,7 +336,7 @@ class NotebookRepo:
 
     def _projects(self, commit: str) -> list[str]:
         with self._repo() as repo:
-            out = repo.git.execute(["git", "ls-tree", "-z", commit], stdout_as_string=False)
+            out = self._git_bytes(repo, "ls-tree", "-z", commit)
             names = []
             for record in out.split(b"\0"):
                 meta, _, name = record.partition(b"\t")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 
-import jinja2
+from gateway.templating import render
 
 WORKDIR = "/home/jovyan/work"
 COMMIT_DIR = "/opt/notebook-gateway/commit"  # a user server's repository (start-notebook.py)
@@ -15,18 +15,6 @@ REQUIREMENTS = "/tmp/notebook-gateway/requirements.txt"
 # The one step of a build that runs code from the repository (setup scripts, build backends):
 # it runs in a container with the build's limits, not inside the engine's builder.
 INSTALL_COMMAND = ["python3", "-m", "pip", "install", "--no-cache-dir", "--requirement"]
-
-
-@cache
-def _environment() -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("gateway", "templates"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    environment.filters["label_instruction"] = label_instruction
-    return environment
 
 
 @cache
@@ -51,9 +39,9 @@ def render_env_dockerfile(
     """The environment: base image and requirements (installed afterwards, by
     install_command, in a container of its own). base_image and user are validated
     settings (or an allowed image)."""
-    template = _environment().get_template("env.Dockerfile.j2")
-    return template.render(
-        labels=labels,
+    return render(
+        "env.Dockerfile.j2",
+        label_line=label_instruction(labels),
         base_image=base_image,
         user=user,
         requirements=requirements,
@@ -74,9 +62,9 @@ def render_dockerfile(
 ) -> str:
     """Files on top of an environment image: the shared files, and one notebook. Without
     `notebook`, a user server's whole repository is in shared/."""
-    template = _environment().get_template("Dockerfile.j2")
-    return template.render(
-        labels=labels,
+    return render(
+        "Dockerfile.j2",
+        label_line=label_instruction(labels),
         env_image=env_image,
         user=user,
         shared=shared,

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from functools import cache
-from urllib.parse import urlsplit
+from collections.abc import Callable, Iterable
 
-import jinja2
-
+from gateway import remotes
 from gateway.models import NotebookOutcome, NotebookState
+from gateway.templating import render
 
 # Characters that mean something in a Markdown table cell or inline text.
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>|~&!#{}()])")
@@ -21,37 +19,14 @@ def escape_markdown(text: str) -> str:
     return _MARKDOWN.sub(r"\\\1", flat)
 
 
-def commit_web_url(repo_url: str) -> str | None:
-    """The web page prefix for commits of a GitLab repository, when the URL tells it."""
-    match = re.fullmatch(r"(?:ssh://)?[\w.-]+@([\w.-]+)[:/](.+?)(?:\.git)?/?", repo_url)
-    if match and not repo_url.startswith(("http://", "https://")):
-        return f"https://{match.group(1)}/{match.group(2)}/-/commit/"
-    parts = urlsplit(repo_url)
-    if parts.scheme in ("http", "https") and parts.hostname:
-        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
-        path = parts.path.rstrip("/").removesuffix(".git")
-        return f"{parts.scheme}://{netloc}{path}/-/commit/"
-    return None
-
-
-@cache
-def _environment(commit_url: str | None) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("gateway", "templates"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["md"] = escape_markdown
-
-    def commit_link(sha: str) -> str:
+def _commit_link(commit_url: str | None) -> Callable[[str], str]:
+    def link(sha: str) -> str:
         if not re.fullmatch(r"[0-9a-f]{7,64}", sha):
             return "-"
         short = f"`{sha[:8]}`"
         return f"[{short}]({commit_url}{sha})" if commit_url else short
 
-    env.filters["commit_link"] = commit_link
-    return env
+    return link
 
 
 def render_url_md(records: Iterable[NotebookOutcome], repo_url: str) -> str:
@@ -63,5 +38,9 @@ def render_url_md(records: Iterable[NotebookOutcome], repo_url: str) -> str:
         (name, sorted(notebooks, key=lambda n: n.path))
         for name, notebooks in sorted(by_project.items())
     ]
-    template = _environment(commit_web_url(repo_url)).get_template("URL.md.j2")
-    return template.render(projects=projects)
+    return render(
+        "URL.md.j2",
+        projects=projects,
+        md=escape_markdown,
+        commit_link=_commit_link(remotes.commit_web_url(repo_url)),
+    )

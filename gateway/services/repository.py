@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 import time
 
+from gateway import remotes
 from gateway.adapters.gitlab import GitLabClient
 from gateway.errors import GatewayError
 from gateway.settings import Settings
-from gateway.webhooks import Repository, clone_url_key, repository_path
+from gateway.webhooks import Repository
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +23,9 @@ class RepositoryIdentity:
     def __init__(self, settings: Settings, gitlab: GitLabClient | None) -> None:
         self.settings = settings
         self.gitlab = gitlab
-        self.path = repository_path(settings.repo_url, settings.gitlab_url)
+        self.path = remotes.repository_path(settings.repo_url, settings.gitlab_url)
         self._known = Repository(
-            urls=frozenset({clone_url_key(settings.repo_url)} if self.path else ()),
+            urls=frozenset({remotes.clone_key(settings.repo_url)} if self.path else ()),
             paths=frozenset({self.path.lower()} if self.path else ()),
         )
         self._asked = -ASK_AGAIN
@@ -48,7 +49,7 @@ class RepositoryIdentity:
         if project is not None:
             self._known = Repository(
                 project.id,
-                self._known.urls | {clone_url_key(project.http_url_to_repo)},
+                self._known.urls | {remotes.clone_key(project.http_url_to_repo)},
                 self._known.paths | {project.path_with_namespace.lower()},
             )
         return self._known

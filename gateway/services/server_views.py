@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
+from gateway import remotes
 from gateway.adapters.runtimes.base import Runtime
 from gateway.models import RunningNotebook, RunningServer
 from gateway.records import ServerRecord, ServerState, WorkVolume
@@ -13,7 +14,6 @@ from gateway.schemas import Server, ServerPhase, ServerVolume, Volume
 from gateway.servers import renku
 from gateway.servers.policy import server_status
 from gateway.settings import ServerSettings, parse_bytes
-from gateway.webhooks import repository_path
 
 
 class ServerViews:
@@ -22,7 +22,7 @@ class ServerViews:
         self.runtime = runtime
         self._gitlab_web = settings.gitlab_url.rstrip("/")
         self._git_host = urlsplit(self._gitlab_web).hostname or ""
-        self._identity_path = repository_path(settings.repo_url, settings.gitlab_url) or ""
+        self._identity_path = remotes.repository_path(settings.repo_url, settings.gitlab_url) or ""
 
     @property
     def steps(self) -> tuple[str, ...]:

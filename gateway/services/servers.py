@@ -20,7 +20,8 @@ from gateway.adapters.store import Store
 from gateway.errors import BadRequest, Forbidden, NotFound, Unavailable
 from gateway.models import Identity, RunningNotebook, serving
 from gateway.records import ServerRecord, ServerState, now
-from gateway.schemas import IMAGE_REFERENCE, Server, ServerOptions, ServerRequest, Volume
+from gateway.references import is_image_reference
+from gateway.schemas import Server, ServerOptions, ServerRequest, Volume
 from gateway.servers import policy
 from gateway.services.images import ImageSupply
 from gateway.services.server_lifecycle import ServerLifecycle
@@ -63,7 +64,7 @@ class ServerManager:
         """Why a user may not start from `image` (None when they may): renku's GET /images
         answers 200 for an image that exists and can be pulled. Here it must also be one
         ALLOWED_IMAGES lets users choose."""
-        if not IMAGE_REFERENCE.fullmatch(image):
+        if not is_image_reference(image):
             raise BadRequest(f"image_url {image!r} is not an image reference")
         if not policy.allowed(self.settings, image):
             return f"image {image!r} is not among the images users may choose (ALLOWED_IMAGES)"

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
-import jinja2
 from aiohttp import web
 
-
-@cache
-def templates() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("gateway", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
+from gateway.templating import render
 
 
 def page(name: str, status: int = 200, **context: Any) -> web.Response:
-    html = templates().get_template(name).render(**context)
+    html = render(name, **context)
     return web.Response(
         text=html,
         status=status,

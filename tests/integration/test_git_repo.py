@@ -175,3 +175,24 @@ async def test_https_token_is_used_but_never_stored(remote: GitRemote, tmp_path:
         anonymous = NotebookRepo(url, tmp_path / "anon" / "repo.git", branch="main")
         with pytest.raises(GitError):
             await asyncio.wait_for(anonymous.fetch(), 60)
+
+
+async def test_reading_a_commit_the_clone_lacks_is_a_git_error(
+    remote: GitRemote, tmp_path: Path
+) -> None:
+    """Every read of the clone answers a git failure as the API's GitError (502), never as an
+    unhandled exception (a 500)."""
+    tip = remote.commit({"climate/a.ipynb": notebook("1")})
+    repo = NotebookRepo(remote.url, tmp_path / "state" / "repo.git", branch="main")
+    await repo.fetch()
+    missing = "0123456789abcdef" * 2 + "01234567"
+    reads = [
+        repo.changed_folders(missing, tip),
+        repo.project_entries(missing, "climate"),
+        repo.projects(missing),
+        repo.repository_entries(missing),
+    ]
+    for read in reads:
+        with pytest.raises(GitError) as raised:
+            await read
+        assert raised.value.status == 502 and "git" in raised.value.message.lower()

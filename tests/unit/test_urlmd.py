@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.models import NotebookAction, NotebookOutcome, NotebookState
-from gateway.publish.urlmd import commit_web_url, escape_markdown, render_url_md
+from gateway.publish.urlmd import escape_markdown, render_url_md
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 HEADER = "| Notebook | Link | State | Commit |"
@@ -83,20 +83,3 @@ def test_any_name_or_message_stays_inside_its_table_cell(
 
 def test_escape_markdown() -> None:
     assert escape_markdown("a|b [x](y) *z*\nnext") == "a\\|b \\[x\\]\\(y\\) \\*z\\* next"
-
-
-def test_commit_web_url() -> None:
-    assert (
-        commit_web_url("https://gitlab.example.org/g/r.git")
-        == "https://gitlab.example.org/g/r/-/commit/"
-    )
-    assert (
-        commit_web_url("https://oauth2@gitlab.example.org:8443/g/sub/r")
-        == "https://gitlab.example.org:8443/g/sub/r/-/commit/"
-    )
-    assert (
-        commit_web_url("git@gitlab.example.org:g/r.git")
-        == "https://gitlab.example.org/g/r/-/commit/"
-    )
-    assert commit_web_url("file:///srv/r.git") is None
-    assert commit_web_url("/srv/r.git") is None

@@ -1,20 +1,19 @@
 import pytest
 
+from gateway import remotes
 from gateway.errors import BadRequest
 from gateway.webhooks import (
     Ignored,
     Push,
     Repository,
     classify,
-    clone_url_key,
-    repository_path,
 )
 from tests.support.gitlab_events import ZERO, commit, headers, push_event
 
 A, B = "a" * 40, "b" * 40
 BOT = "notebook-gateway@notebooks.example.org"
 OURS = Repository(
-    urls=frozenset({clone_url_key("https://gitlab.example.org/team/notebooks.git")}),
+    urls=frozenset({remotes.clone_key("https://gitlab.example.org/team/notebooks.git")}),
     paths=frozenset({"team/notebooks"}),
 )
 
@@ -57,7 +56,7 @@ def test_the_repository_is_known_by_id_urls_or_path() -> None:
     other["project_id"] = 16
     assert isinstance(run(other, repository=by_id), Ignored)
     # GitLab under a sub-path, reached over ssh: the same project.
-    sub = Repository(urls=frozenset({clone_url_key("https://h.example/gitlab/t/nb.git")}))
+    sub = Repository(urls=frozenset({remotes.clone_key("https://h.example/gitlab/t/nb.git")}))
     body = push_event(A, B, path="t/nb")
     body["project"]["git_ssh_url"] = "git@h.example:gitlab/t/nb.git"
     body["project"]["git_http_url"] = "https://h.example/gitlab/t/nb.git"
@@ -134,26 +133,3 @@ def test_local_remotes_leave_the_question_to_the_clone() -> None:
 def test_payloads_that_are_not_gitlabs_are_bad_requests(body: object) -> None:
     with pytest.raises(BadRequest):
         run(body)
-
-
-@pytest.mark.parametrize(
-    ("url", "path"),
-    [
-        ("https://gitlab.example.org/team/notebooks.git", "team/notebooks"),
-        ("https://gitlab.example.org/group/sub/notebooks", "group/sub/notebooks"),
-        ("ssh://git@gitlab.example.org:2222/team/notebooks.git", "team/notebooks"),
-        ("git@gitlab.example.org:team/notebooks.git", "team/notebooks"),
-        ("file:///srv/notebooks.git", None),
-        ("/srv/notebooks.git", None),
-    ],
-)
-def test_repository_path(url: str, path: str | None) -> None:
-    assert repository_path(url) == path
-
-
-def test_repository_path_under_a_gitlab_at_a_sub_path() -> None:
-    url = "https://h.example/gitlab/team/notebooks.git"
-    assert repository_path(url, "https://h.example/gitlab") == "team/notebooks"
-    assert clone_url_key("git@H.example:team/Notebooks.git") == clone_url_key(
-        "http://h.example:8080/team/notebooks"
-    )
