@@ -544,6 +544,15 @@ class ServerSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class IdentitySettings:
+    """Which GitLab project the notebooks repository is (for webhooks)."""
+
+    repo_url: str
+    gitlab_url: str
+    gitlab_access_token: SecretStr | None
+
+
+@dataclasses.dataclass(frozen=True)
 class CullSettings:
     """The idle culler."""
 
@@ -562,4 +571,5 @@ S = TypeVar(
     PublishSettings,
     ServerSettings,
     CullSettings,
+    IdentitySettings,
 )

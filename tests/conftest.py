@@ -279,6 +279,13 @@ class Gateway:
         )
         return response.status, await response.json()
 
+    async def publish(self, project: str) -> dict[str, Any]:
+        """Publish the project from the repository as it is, and check that it worked: the
+        finished job."""
+        status, body = await self.notify(project)
+        assert status == 200, job_summary(body)
+        return body
+
     async def wait_for_job(self, job_id: str, timeout: float = 180) -> dict[str, Any]:
         """Poll GET /jobs/{id} as a CI job would, until the job has finished."""
         async with asyncio.timeout(timeout):

@@ -11,7 +11,7 @@ import time
 from gateway import remotes
 from gateway.adapters.gitlab import GitLabClient
 from gateway.errors import GatewayError
-from gateway.settings import Settings
+from gateway.settings import IdentitySettings
 from gateway.webhooks import Repository
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ ASK_AGAIN = 300.0  # seconds before GitLab is asked again after it could not say
 
 
 class RepositoryIdentity:
-    def __init__(self, settings: Settings, gitlab: GitLabClient | None) -> None:
+    def __init__(self, settings: IdentitySettings, gitlab: GitLabClient | None) -> None:
         self.settings = settings
         self.gitlab = gitlab
         self.path = remotes.repository_path(settings.repo_url, settings.gitlab_url)

@@ -42,6 +42,7 @@ from gateway.services.status import StatusBoard
 from gateway.sessions import Signer
 from gateway.settings import (
     CullSettings,
+    IdentitySettings,
     ImageSettings,
     PublishSettings,
     RolloutSettings,
@@ -215,7 +216,7 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
         )
         app[SERVERS] = servers
         app[HEALTH] = HealthChecks(app[DOCKER], registry, repo, probe)
-        app[IDENTITY] = RepositoryIdentity(settings, app.get(GITLAB))
+        app[IDENTITY] = RepositoryIdentity(settings.section(IdentitySettings), app.get(GITLAB))
         app[STATUS] = StatusBoard(app[STORE], app[RUNTIME], repo)
         culler = Culler(
             settings.section(CullSettings), app[STORE], app[RUNTIME], servers, probe, metrics

@@ -80,8 +80,7 @@ async def test_hostile_names_cannot_inject_and_still_work(
         {f"{project}/{name}": notebook(f"print({i})") for i, name in enumerate(HOSTILE_NAMES)}
     )
     gateway = await make_gateway()
-    status, body = await gateway.notify(project)
-    assert status == 200, job_summary(body)
+    body = await gateway.publish(project)
     urls = {nb["name"]: nb["url"] for nb in body["notebooks"]}
     assert set(urls) == set(HOSTILE_NAMES)
     assert all(re.fullmatch(r"http://[a-z0-9-]+\.[a-z0-9.-]+:\d+/", url) for url in urls.values())

@@ -15,7 +15,7 @@ from gateway.adapters.runtimes.docker import ContainerIndex, ContainerRuntime
 from gateway.errors import NotebookFailed
 from gateway.models import Launch, ResourceLimits
 from gateway.web.keys import RUNTIME
-from tests.conftest import Gateway, MakeGateway, Stack, agrees, docker_ps, indexed, job_summary
+from tests.conftest import Gateway, MakeGateway, Stack, agrees, docker_ps, indexed
 from tests.support.engine import docker, remove_instance
 from tests.support.gitrepo import GitRemote, notebook
 
@@ -92,8 +92,7 @@ async def one_notebook_published(
     """A gateway that has published climate/a.ipynb, and its container index."""
     remote.commit({"climate/a.ipynb": notebook("print('a')")})
     gateway = await make_gateway()
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    await gateway.publish("climate")
     runtime = gateway.client.app[RUNTIME]
     assert isinstance(runtime, ContainerRuntime) and runtime.index is not None
     return gateway, runtime.index
@@ -166,8 +165,7 @@ async def test_a_notebook_in_the_middle_of_a_handover_is_one_server_the_new_vers
     assert response.status == 200
 
     # The next deploy finishes the interrupted hand-over: one container, under the name.
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    await gateway.publish("climate")
     ((_, (final_name, state)),) = (await agrees(index, gateway.instance)).items()
     assert (final_name, state) == (name, "running")
 

@@ -31,8 +31,7 @@ async def test_an_idle_server_is_culled_and_a_published_notebook_is_not(
     gateway = await make_gateway(
         GITLAB_URL=gitlab_url, CULL_IDLE_TIMEOUT=str(IDLE), CULL_INTERVAL="1"
     )
-    status, body = await gateway.notify("published")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("published")
     (published,) = owned_containers(gateway.instance)
 
     request = {"namespace": "group", "project": "analysis", "commit_sha": sha}
@@ -71,8 +70,7 @@ async def test_with_cull_published_an_idle_published_notebook_goes_too(
 ) -> None:
     remote.commit({"published/p.ipynb": notebook("print('p')")})
     gateway = await make_gateway(CULL_PUBLISHED="true", CULL_IDLE_TIMEOUT="3", CULL_INTERVAL="1")
-    status, body = await gateway.notify("published")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("published")
     async with asyncio.timeout(40):
         while True:
             if not owned_containers(gateway.instance):

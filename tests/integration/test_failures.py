@@ -103,8 +103,7 @@ async def test_broken_update_keeps_the_previous_version_serving(
 ) -> None:
     good = remote.commit({"climate/a.ipynb": notebook("print('a')")})
     gateway = await make_gateway()
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     url = body["notebooks"][0]["url"]
     before = owned_containers(gateway.instance)
 
@@ -130,8 +129,7 @@ async def test_unreachable_git_remote_leaves_everything_as_it_was(
 ) -> None:
     remote.commit({"climate/a.ipynb": notebook("print('a')")})
     gateway = await make_gateway()
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     running = owned_containers(gateway.instance)
     url_md = remote.read("URL.md")
 
@@ -199,8 +197,7 @@ async def test_a_new_version_that_never_answers_gives_way_to_the_previous_one(
 ) -> None:
     good = remote.commit({"climate/a.ipynb": notebook("print('first')")})
     gateway = await make_gateway(**lane.env())
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     url = body["notebooks"][0]["url"]
     before = owned_containers(gateway.instance)
 
@@ -237,8 +234,7 @@ async def test_an_admin_stopping_a_notebook_during_its_handover_stops_both_versi
     removes both: the notebook does not come back as the previous version."""
     remote.commit({"climate/a.ipynb": notebook("print('first')")})
     gateway = await make_gateway()
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     ((old, (name, _)),) = docker_ps(gateway.instance).items()
 
     # The same gateway restarted on a base whose Jupyter never answers: the hand-over waits.
@@ -278,8 +274,7 @@ async def test_without_traefik_nothing_is_touched(
 ) -> None:
     remote.commit({"climate/a.ipynb": notebook("print('a')")})
     gateway = await make_gateway()
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     running = owned_containers(gateway.instance)
     url_md = remote.read("URL.md")
 

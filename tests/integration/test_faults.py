@@ -135,8 +135,7 @@ async def test_docker_engine_restarted_during_a_deploy_converges(
 ) -> None:
     remote.commit({"climate/a.ipynb": notebook("print('v1')")})
     gateway = await make_gateway(RECONCILE_INTERVAL="15")
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     url = body["notebooks"][0]["url"]
 
     # The engine stops (as `systemctl restart docker` does) while v2 is starting.
@@ -194,8 +193,7 @@ async def test_registry_down_fails_after_bounded_retries_then_recovers(
     assert owned_containers(gateway.instance) == []
     assert remote.read("URL.md") is None
 
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
 
 
 async def test_registry_answering_503_is_retried_until_it_answers(
@@ -207,8 +205,7 @@ async def test_registry_answering_503_is_retried_until_it_answers(
         gateway = await make_gateway(
             REGISTRY_HOST=f"127.0.0.1:{proxy.port}", REGISTRY_RETRY_DELAY="0.2"
         )
-        status, body = await gateway.notify("climate")
-        assert status == 200, job_summary(body)
+        body = await gateway.publish("climate")
         assert len(proxy_app[FAILURES]) == 2
         response = await gateway.client.get(f"/jobs/{body['id']}", headers=gateway.auth())
         log = (await response.json())["log"]

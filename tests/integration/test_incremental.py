@@ -35,14 +35,12 @@ async def test_updates_touch_only_what_changed(
     remote.commit(files)
     gateway = await make_gateway()
     for project in PROJECTS:
-        status, body = await gateway.notify(project)
-        assert status == 200, job_summary(body)
+        body = await gateway.publish(project)
 
     # A notification without changes: not one container or image event.
     since = time.time()
     for project in PROJECTS:
-        status, body = await gateway.notify(project)
-        assert status == 200, job_summary(body)
+        body = await gateway.publish(project)
         assert {nb["action"] for nb in body["notebooks"]} == {"unchanged"}, job_summary(body)
     events = engine_events(gateway.instance, since, time.time() + 1)
     assert events == [], events
@@ -51,8 +49,7 @@ async def test_updates_touch_only_what_changed(
     # project's environment and its other notebooks are left alone.
     remote.commit({"climate/deep/c.ipynb": notebook("print('c, again')")})
     since = time.time()
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     until = time.time() + 1
     actions = {nb["name"]: nb["action"] for nb in body["notebooks"]}
     assert actions == {"a.ipynb": "unchanged", "b.ipynb": "unchanged", "deep/c.ipynb": "built"}

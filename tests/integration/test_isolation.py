@@ -183,8 +183,7 @@ async def test_no_way_around_the_guard(
     remote.commit({"published/p.ipynb": notebook("print('public')")})
     # Listening everywhere, so a kernel could reach the API if it were open to it.
     gateway = await make_gateway(GITLAB_URL=gitlab_url, GATEWAY_HOST="0.0.0.0", **lane.env())
-    status, body = await gateway.notify("published")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("published")
     published_url = body["notebooks"][0]["url"]
 
     servers = {}
@@ -357,8 +356,7 @@ async def test_notebooks_of_an_earlier_release_are_replaced_and_the_hole_closes(
     sha = project.remote.commit({"fit.ipynb": notebook("print('fit')")})
     remote.commit({"published/p.ipynb": notebook("print('public')")})
     gateway = await make_gateway(GITLAB_URL=gitlab_url)
-    status, body = await gateway.notify("published")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("published")
     response = await gateway.client.post(
         "/servers",
         json={"namespace": "group", "project": "analysis", "commit_sha": sha},
@@ -451,8 +449,7 @@ async def test_running_notebooks_follow_a_change_of_settings(
     route is guarded from then on."""
     remote.commit({"climate/a.ipynb": notebook("print('a')")})
     gateway = await make_gateway(**lane.env())
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     url = body["notebooks"][0]["url"]
     async with jupyter.session() as http, http.get(url + "api/contents/") as answer:
         assert answer.status == 200  # public
@@ -490,8 +487,7 @@ async def test_a_notebook_of_an_earlier_release_never_serves_again_though_its_su
     one answered anyone who reached it: then the notebook stays down, with the reason."""
     remote.commit({"climate/a.ipynb": notebook("print('first')")})
     gateway = await make_gateway()
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     url = body["notebooks"][0]["url"]
     old = as_released_before(workload(gateway.instance, kind="published"), stack.network)
 

@@ -78,8 +78,7 @@ async def test_update_idempotence_and_deletion(
     gateway = await make_gateway()
     pushed = {}
     for project in ("climate", "other"):
-        status, body = await gateway.notify(project)
-        assert status == 200, job_summary(body)
+        body = await gateway.publish(project)
         pushed.update({nb["name"]: nb["image"] for nb in body["notebooks"]})
         # Images on one new environment upload its layers once; the others link them.
         counts = uploads(await gateway.wait_for_job(body["id"]))
@@ -94,8 +93,7 @@ async def test_update_idempotence_and_deletion(
     commits = len(remote.log())
 
     # The same notification again: no build, no restart, no commit.
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     assert actions(body) == {"a.ipynb": "unchanged", "b.ipynb": "unchanged"}
     assert containers_by_notebook(gateway.instance) == containers
     assert images_by_notebook(gateway.instance) == images
@@ -104,8 +102,7 @@ async def test_update_idempotence_and_deletion(
     # One notebook changes: exactly one image is built, the other container is untouched,
     # and the old image of the changed notebook is gone.
     remote.commit({"climate/a.ipynb": notebook("print('a, second edition')")})
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     assert actions(body) == {"a.ipynb": "built", "b.ipynb": "unchanged"}
     after = containers_by_notebook(gateway.instance)
     assert after["b.ipynb"] == containers["b.ipynb"]
@@ -122,8 +119,7 @@ async def test_update_idempotence_and_deletion(
 
     # New requirements: the environment is built once for both notebooks, the old one goes.
     remote.commit({"climate/requirements.txt": b"# nothing to install\n"})
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     assert actions(body) == {"a.ipynb": "built", "b.ipynb": "built"}
     job = await gateway.wait_for_job(body["id"])
     builds = [
@@ -139,8 +135,7 @@ async def test_update_idempotence_and_deletion(
 
     # A deleted notebook loses its container, its image and its line in URL.md.
     remote.commit({"climate/b.ipynb": None}, "Remove b")
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     assert actions(body) == {"a.ipynb": "unchanged", "b.ipynb": "removed"}
     assert set(containers_by_notebook(gateway.instance)) == {"a.ipynb", "c.ipynb"}
     assert "b.ipynb" not in images_by_notebook(gateway.instance)
@@ -170,12 +165,10 @@ async def test_removed_project_folder_takes_its_notebooks_along(
 ) -> None:
     remote.commit({"climate/a.ipynb": notebook("print('a')")})
     gateway = await make_gateway()
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
 
     remote.commit({"climate": None}, "Drop the climate project")
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     assert actions(body) == {"a.ipynb": "removed"}
     assert owned_containers(gateway.instance) == []
     assert owned_images(gateway.instance) == []

@@ -81,8 +81,7 @@ async def test_notification_publishes_routed_notebooks(
 
     for project in ("climate", "genomics"):
         tip = remote.head()
-        status, body = await gateway.notify(project)
-        assert status == 200, job_summary(body)
+        body = await gateway.publish(project)
         assert body["state"] == "succeeded"
         # The job works from the tip (for genomics: the gateway's own URL.md commit); each
         # notebook names the commit that last changed its project.
@@ -141,8 +140,7 @@ async def test_containers_are_limited_and_labelled(
         REGISTRY_USERNAME="",
         REGISTRY_PASSWORD="",
     )
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     assert body["notebooks"][0]["image"].startswith(f"notebook-gateway/{gateway.instance}/climate/")
     assert not any(line["phase"] == "pushing" for line in await job_log(gateway, body["id"]))
     (container,) = owned_containers(gateway.instance)

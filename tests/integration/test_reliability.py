@@ -59,8 +59,7 @@ async def two_notebooks_deployed(
         {"climate/a.ipynb": notebook("print('a')"), "climate/b.ipynb": notebook("print('b')")}
     )
     gateway = await make_gateway()
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     urls = {nb["name"]: nb["url"] for nb in body["notebooks"]}
     return gateway, containers_by_notebook(gateway.instance), urls
 
@@ -262,8 +261,7 @@ async def test_an_unchanged_notebook_that_stopped_answering_is_restarted_beside_
     # a.ipynb runs the right content but is frozen; b.ipynb changes in the same job.
     docker("pause", before["a.ipynb"])
     remote.commit({"climate/b.ipynb": notebook("print('b, again')")})
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     actions = {nb["name"]: nb["action"] for nb in body["notebooks"]}
     assert actions == {"a.ipynb": "restarted", "b.ipynb": "built"}, job_summary(body)
     after = containers_by_notebook(gateway.instance)

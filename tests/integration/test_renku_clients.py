@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.conftest import Gateway, MakeGateway, Stack, job_summary
+from tests.conftest import Gateway, MakeGateway, Stack
 from tests.integration.test_servers import call as servers_api
 from tests.support import renku_clients, renku_schemas
 from tests.support.gitlab_server import DEVELOPER, GitLab
@@ -65,8 +65,7 @@ async def test_renkus_clients_start_read_and_stop_a_server(
         SERVERS_API_PREFIX=API,
         ALLOWED_IMAGES=f"{stack.base_image},{stack.registry.host}/*",
     )
-    status, body = await gateway.notify("published")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("published")
     token = alice.token
 
     # The options, in both releases' shapes.

@@ -86,8 +86,7 @@ async def test_users_start_open_and_stop_their_own_servers(
     )
     remote.commit({"published/p.ipynb": notebook("print('p')")})
     gateway = await make_gateway(GITLAB_URL=gitlab_url)
-    status, body = await gateway.notify("published")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("published")
     request = {
         "namespace": "group",
         "project": "analysis",

@@ -15,7 +15,7 @@ from playwright.async_api import Browser, async_playwright, expect
 
 from gateway.records import WorkVolume
 from gateway.web.keys import STORE
-from tests.conftest import Gateway, MakeGateway, job_summary
+from tests.conftest import Gateway, MakeGateway
 from tests.support.engine import docker, owned_containers, owned_volumes
 from tests.support.gitrepo import GitRemote, notebook
 
@@ -124,8 +124,7 @@ async def test_the_page_is_read_only_without_a_login_and_its_cookie_needs_its_he
 ) -> None:
     remote.commit({"climate/intro.ipynb": notebook("print(1)")})
     gateway = await make_gateway()
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     async with aiohttp.ClientSession(base_url=address(gateway)) as anyone:
         async with anyone.get("/", headers={"Accept": "text/html"}) as response:
             html = await response.text()
@@ -176,8 +175,7 @@ async def test_protected_notebooks_are_hidden_from_the_page_until_an_admin_logs_
 ) -> None:
     remote.commit({"climate/intro.ipynb": notebook("print(1)")})
     gateway = await make_gateway(PROTECT_PUBLISHED="true")
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    await gateway.publish("climate")
     async with aiohttp.ClientSession(base_url=address(gateway)) as anyone:
         async with anyone.get("/", headers={"Accept": "text/html"}) as response:
             html = await response.text()

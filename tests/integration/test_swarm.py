@@ -59,8 +59,7 @@ async def publish_two(gateway: Gateway) -> tuple[dict[str, Any], dict[str, str]]
     gateway.remote.commit(
         {"climate/a.ipynb": notebook("print('a')"), "climate/b.ipynb": notebook("print('b')")}
     )
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     assert {nb["state"] for nb in body["notebooks"]} == {"running"}, job_summary(body)
     return body, {nb["name"]: nb["url"] for nb in body["notebooks"]}
 
@@ -141,8 +140,7 @@ async def test_notebooks_run_as_services_that_swarm_restarts_updates_and_removes
     # A new version updates the same service; the new content is served.
     service_id = found[name_a]["ID"]
     remote.commit({"climate/a.ipynb": notebook("print('second')")})
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     actions = {nb["name"]: nb["action"] for nb in body["notebooks"]}
     assert actions == {"a.ipynb": "built", "b.ipynb": "unchanged"}
     after = services(gateway.instance)
@@ -152,8 +150,7 @@ async def test_notebooks_run_as_services_that_swarm_restarts_updates_and_removes
 
     # A deleted notebook loses its service and its line in URL.md.
     remote.commit({"climate/b.ipynb": None}, "Remove b")
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     assert set(services(gateway.instance)) == {name_a}
     assert "| b.ipynb |" not in (remote.read("URL.md") or "")
     response = await gateway.client.get("/servers", headers=admin)

@@ -155,8 +155,7 @@ async def test_notebooks_on_the_worker_are_pulled_there_routed_restarted_updated
 
     # A new version rolls out to the same service, still on the worker, pulled there.
     remote.commit({"climate/a.ipynb": notebook("print('second')")})
-    status, body = await gateway.notify("climate")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("climate")
     assert {nb["name"]: nb["action"] for nb in body["notebooks"]} == {
         "a.ipynb": "built", "b.ipynb": "unchanged",
     }  # fmt: skip

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import Gateway, MakeGateway, Stack, job_summary
+from tests.conftest import Gateway, MakeGateway, Stack
 from tests.integration.test_observability import scrape
 from tests.integration.test_servers import as_user, call, gone, wait_until
 from tests.support import jupyter
@@ -98,8 +98,7 @@ async def test_a_users_work_survives_culling_a_crash_a_restart_and_a_new_commit(
     admin = gateway.settings.auth_token.get_secret_value()
 
     # A published notebook's work area is the notebook user's too (gone at the next deploy).
-    status, body = await gateway.notify("published")
-    assert status == 200, job_summary(body)
+    body = await gateway.publish("published")
     async with jupyter.session() as http:
         await creates_anywhere(http, body["notebooks"][0]["url"], None)
 

@@ -4,6 +4,7 @@ real pipeline is exercised against the real engine in tests/integration)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -26,12 +27,26 @@ class RecordingPipeline:
         self.ran.append(job.id)
         await self.release.wait()
 
+    async def running(self, count: int) -> None:
+        """Until `count` jobs have started (a queue that should not start them fails here)."""
+        await eventually(lambda: len(self.ran) >= count)
+
     async def changed_projects(self, job: JobRecord, progress: JobProgress) -> list[str]:
         self.ran.append(job.id)
         return [str(p) for p in job.params["projects"]]
 
     async def known_projects(self, job: JobRecord, progress: JobProgress) -> list[str]:
         return ["a", "b"]
+
+
+async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Poll `check` until it holds; fail after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            outcome = check()
+            if outcome if isinstance(outcome, bool) else await outcome:
+                return
+            await asyncio.sleep(0.01)
 
 
 async def make_runner(tmp_path: Path) -> tuple[JobRunner, RecordingPipeline, Store]:
@@ -44,8 +59,8 @@ async def make_runner(tmp_path: Path) -> tuple[JobRunner, RecordingPipeline, Sto
 async def test_a_burst_for_one_project_runs_at_most_twice_and_the_last_wins(tmp_path: Path) -> None:
     runner, pipeline, store = await make_runner(tmp_path)
     jobs = [(await runner.submit("p", JobAction.UPDATE))[0] for _ in range(10)]
-    await asyncio.sleep(0.05)
-    assert pipeline.ran == [jobs[0].id]  # one at a time
+    await pipeline.running(1)
+    # One at a time: the first runs, the others wait (and the end shows only two ever ran).
     assert (await store.job_log(jobs[3].id))[0].event.message == f"queued behind job {jobs[0].id}"
     pipeline.release.set()
     finals = await asyncio.gather(*(runner.wait(job.id) for job in jobs))
@@ -66,7 +81,7 @@ async def test_projects_run_side_by_side(tmp_path: Path) -> None:
     runner, pipeline, store = await make_runner(tmp_path)
     a, _ = await runner.submit("a", JobAction.UPDATE)
     b, _ = await runner.submit("b", JobAction.UPDATE)
-    await asyncio.sleep(0.05)
+    await pipeline.running(2)  # both at once, while neither may finish
     assert sorted(pipeline.ran) == sorted([a.id, b.id])
     pipeline.release.set()
     await asyncio.gather(runner.wait(a.id), runner.wait(b.id))
@@ -103,8 +118,11 @@ async def test_a_periodic_pass_that_changes_nothing_leaves_no_trace(tmp_path: Pa
     pipeline.release.set()
     periodic, _ = await runner.submit(REPOSITORY, JobAction.RECONCILE, origin=JobOrigin.RECONCILE)
     await runner.settle(periodic.id)
-    await asyncio.sleep(0.05)
-    assert await store.list_jobs() == []
+
+    async def no_trace() -> bool:
+        return await store.list_jobs() == []
+
+    await eventually(no_trace)
     manual, _ = await runner.submit(REPOSITORY, JobAction.RECONCILE)
     job = await runner.wait(manual.id)
     assert job.state is JobState.SUCCEEDED and job.result["projects"] == ["a", "b"]
@@ -118,11 +136,15 @@ async def test_unfinished_jobs_resume_in_order_and_fold(tmp_path: Path) -> None:
     left = [(await store.create_job("p", JobAction.UPDATE))[0] for _ in range(3)]
     await store.close()
     runner, pipeline, store = await make_runner(tmp_path)
-    pipeline.release.set()
     assert await runner.resume() == 3
+    await pipeline.running(1)
+    pipeline.release.set()
     finals = [await runner.wait(job.id) for job in left]
-    assert {f.id for f in finals} <= {left[0].id, left[-1].id}
-    assert len(pipeline.ran) <= 2 and pipeline.ran[-1] == left[-1].id
+    # In the order they arrived: the oldest first; the two behind it folded into the newest.
+    assert pipeline.ran == [left[0].id, left[2].id]
+    assert [f.id for f in finals] == [left[0].id, left[2].id, left[2].id]
+    folded = await store.get_job(left[1].id)
+    assert folded is not None and folded.covered_by == left[2].id
     await runner.close()
     await store.close()
 
