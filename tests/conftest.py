@@ -37,7 +37,8 @@ from tests.support.engine import (
 )
 from tests.support.gitlab_server import GitLab
 from tests.support.gitrepo import GitRemote
-from tests.support.stack import Registry, Traefik, free_port, stop
+from tests.support.http import job_finished, until
+from tests.support.stack import Registry, Traefik, free_port, gateway_environment, stop
 from tests.support.swarm import (
     MANAGER_ADDRESS,
     SwarmTraefik,
@@ -288,14 +289,14 @@ class Gateway:
 
     async def wait_for_job(self, job_id: str, timeout: float = 180) -> dict[str, Any]:
         """Poll GET /jobs/{id} as a CI job would, until the job has finished."""
-        async with asyncio.timeout(timeout):
-            while True:
-                response = await self.client.get(f"/jobs/{job_id}", headers=self.auth())
-                job: dict[str, Any] = await response.json()
-                assert response.status == 200, job
-                if job["state"] in ("succeeded", "failed"):
-                    return job
-                await asyncio.sleep(0.5)
+
+        async def read() -> dict[str, Any]:
+            response = await self.client.get(f"/jobs/{job_id}", headers=self.auth())
+            job: dict[str, Any] = await response.json()
+            assert response.status == 200, job
+            return job
+
+        return await until(read, job_finished, timeout, every=0.5)
 
     async def delete(self, project: str) -> tuple[int, dict[str, Any]]:
         response = await self.client.delete(
@@ -325,28 +326,11 @@ def gateway_env(
     stack: Stack, remote: GitRemote, state_dir: Path, instance: str, **overrides: str
 ) -> dict[str, str]:
     """The environment of a gateway wired to the test stack, as an operator would write it."""
-    values = {
-        "AUTH_TOKEN": secrets.token_urlsafe(24),
-        "GITLAB_REPO_URL": remote.url,
-        "GIT_BRANCH": "main",
-        "REGISTRY_HOST": stack.registry.host,
-        "REGISTRY_USERNAME": stack.registry.username,
-        "REGISTRY_PASSWORD": stack.registry.password,
-        "BASE_IMAGE": stack.base_image,
-        "DOCKER_NETWORK": stack.network,
-        "GATEWAY_INSTANCE": instance,
-        "GATEWAY_URL": "http://gateway.test:3000",
-        "BASE_DOMAIN": f"{instance}.localhost",
-        "PUBLIC_SCHEME": "http",
-        "PUBLIC_PORT": str(stack.traefik.web_port),
-        "TRAEFIK_URL": stack.traefik.url,
-        "STATE_DIR": str(state_dir),
-        "NOTEBOOK_READY_TIMEOUT": "90",
-        # Reconcile passes deploy whatever the repository holds; tests that want them say so.
-        "RECONCILE_INTERVAL": "0",
-    }
-    values.update(overrides)
-    return values
+    return gateway_environment(
+        stack.registry, stack.traefik, stack.base_image, stack.network, remote.url, state_dir,
+        instance,
+        **{"GATEWAY_URL": "http://gateway.test:3000", "NOTEBOOK_READY_TIMEOUT": "90", **overrides},
+    )  # fmt: skip
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import json
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -21,6 +20,7 @@ from tests.support import jupyter
 from tests.support.engine import docker, owned_volumes
 from tests.support.gitlab_server import DEVELOPER, GitLab, User
 from tests.support.gitrepo import GitRemote, notebook
+from tests.support.http import until_answers
 from tests.support.stack import free_port
 from tests.support.swarm import SwarmTraefik
 
@@ -43,14 +43,6 @@ def running_task_container(service: str) -> str:
         "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}",
         "--filter", "status=running",
     )  # fmt: skip
-
-
-async def answers(http: aiohttp.ClientSession, url: str) -> bool:
-    try:
-        async with http.get(url + "api") as response:
-            return response.status == 200
-    except aiohttp.ClientError:
-        return False
 
 
 async def publish_two(gateway: Gateway) -> tuple[dict[str, Any], dict[str, str]]:
@@ -129,12 +121,9 @@ async def test_notebooks_run_as_services_that_swarm_restarts_updates_and_removes
                 break
             await asyncio.sleep(0.1)
     assert "failed" in seen, seen
-    async with jupyter.session() as http, asyncio.timeout(30):
+    async with jupyter.session() as http:
         # Traefik's Swarm provider polls: the new task's route comes within a few seconds.
-        while True:
-            if await answers(http, urls["a.ipynb"]):
-                break
-            await asyncio.sleep(0.2)
+        await until_answers(http, urls["a.ipynb"] + "api", timeout=30)
         assert await jupyter.execute(http, urls["a.ipynb"], "print('back')") == "back\n"
 
     # A new version updates the same service; the new content is served.

@@ -16,11 +16,12 @@ import pytest
 from gateway import naming
 from tests.conftest import Gateway, Lane, MakeGateway, job_summary
 from tests.integration.test_servers import as_user, call, wait_until
-from tests.integration.test_swarm import answers, fit_project, publish_two, services
+from tests.integration.test_swarm import fit_project, publish_two, services
 from tests.support import jupyter
 from tests.support.engine import docker
 from tests.support.gitlab_server import DEVELOPER, GitLab
 from tests.support.gitrepo import GitRemote, notebook
+from tests.support.http import until_answers
 from tests.support.stack import Registry
 from tests.support.swarm import SwarmTraefik, WorkerNode, manager_node, running_on
 
@@ -57,11 +58,7 @@ async def server_state(gateway: Gateway, name: str) -> str:
 
 async def answering(http: aiohttp.ClientSession, url: str) -> None:
     """Until the URL answers through Traefik (its Swarm provider polls for new tasks)."""
-    async with asyncio.timeout(60):
-        while True:
-            if await answers(http, url):
-                return
-            await asyncio.sleep(0.2)
+    await until_answers(http, url + "api", timeout=60)
 
 
 def running_task(worker: WorkerNode, service: str) -> str:

@@ -153,3 +153,36 @@ class Traefik:
         )
         wait_for(f"http://127.0.0.1:{ping_port}/ping", {200}, 30, process, log)
         return cls(web_port, ping_port, process, log)
+
+
+def gateway_environment(
+    registry: Registry,
+    traefik: Traefik,
+    base_image: str,
+    network: str,
+    repo_url: str,
+    state_dir: Path,
+    instance: str,
+    **overrides: str,
+) -> dict[str, str]:
+    """A gateway's environment on these parts (the tests' stack, or the benchmark's), as an
+    operator would write it: its own instance, domain and state."""
+    return {
+        "AUTH_TOKEN": secrets.token_urlsafe(24),
+        "GITLAB_REPO_URL": repo_url,
+        "GIT_BRANCH": "main",
+        "REGISTRY_HOST": registry.host,
+        "REGISTRY_USERNAME": registry.username,
+        "REGISTRY_PASSWORD": registry.password,
+        "BASE_IMAGE": base_image,
+        "DOCKER_NETWORK": network,
+        "GATEWAY_INSTANCE": instance,
+        "BASE_DOMAIN": f"{instance}.localhost",
+        "PUBLIC_SCHEME": "http",
+        "PUBLIC_PORT": str(traefik.web_port),
+        "TRAEFIK_URL": traefik.url,
+        "STATE_DIR": str(state_dir),
+        # Reconcile passes deploy whatever the repository holds; whoever wants them says so.
+        "RECONCILE_INTERVAL": "0",
+        **overrides,
+    }
