@@ -7,7 +7,6 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from gateway import naming
 
@@ -173,6 +172,23 @@ class DesiredNotebook:
 
 
 @dataclass(frozen=True)
+class ContainerState:
+    """How a workload is doing, as the engine (or Swarm) says."""
+
+    status: str  # created, running, restarting, exited, dead, unplaced (Swarm: no node), ...
+    running: bool
+    exit_code: int
+    oom_killed: bool
+    restart_count: int  # failed runs since it was started or last updated
+    error: str
+
+    def describe(self) -> str:
+        if self.status in ("exited", "dead"):
+            return f"{self.status} with code {self.exit_code}"
+        return self.status
+
+
+@dataclass(frozen=True)
 class Usage:
     """What the engine says a running container uses now (None: it cannot say)."""
 
@@ -279,35 +295,6 @@ class NotebookOutcome:
     reason: str = ""  # machine-readable failure kind: build_failed, push_failed, not_ready, ...
     message: str = ""
     log: list[str] = field(default_factory=list)  # build log or container log tail on failure
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.path,
-            "project": self.project,
-            "url": self.url,
-            "state": str(self.state),
-            "action": str(self.action),
-            "image": self.image,
-            "commit": self.commit,
-            "reason": self.reason or None,
-            "message": self.message or None,
-            "log": self.log,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> NotebookOutcome:
-        return cls(
-            project=data["project"],
-            path=data["name"],
-            state=NotebookState(data["state"]),
-            action=NotebookAction(data["action"]),
-            url=data.get("url") or "",
-            image=data.get("image") or "",
-            commit=data.get("commit") or "",
-            reason=data.get("reason") or "",
-            message=data.get("message") or "",
-            log=list(data.get("log") or []),
-        )
 
 
 class Phase(enum.StrEnum):

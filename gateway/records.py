@@ -49,18 +49,6 @@ class JobError:
     def internal(cls, message: str) -> JobError:
         return cls("internal_error", 500, message)
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> JobError:
-        return cls(str(data["code"]), int(data["status"]), str(data["message"]), data.get("detail"))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "status": self.status,
-            "message": self.message,
-            "detail": self.detail,
-        }
-
 
 @dataclass
 class JobRecord:

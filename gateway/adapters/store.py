@@ -7,6 +7,7 @@ needed to run it again, so unfinished jobs can be resumed after a restart.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from datetime import timedelta
@@ -15,7 +16,7 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.models import NotebookOutcome, NotebookState, Phase, ProgressEvent
+from gateway.models import NotebookAction, NotebookOutcome, NotebookState, Phase, ProgressEvent
 from gateway.records import (
     FINISHED,
     JobAction,
@@ -271,8 +272,8 @@ class Store:
                 str(state),
                 now(),
                 commit,
-                json.dumps([n.to_json() for n in notebooks]),
-                json.dumps(error.to_json()) if error else None,
+                json.dumps([_outcome_json(n) for n in notebooks]),
+                json.dumps(dataclasses.asdict(error)) if error else None,
                 json.dumps(result or {}),
                 job_id,
             ),
@@ -455,7 +456,7 @@ class Store:
         """The project's published notebooks are exactly these (removed ones are dropped).
         Returns whether that changed the records."""
         rows = sorted(
-            (o.path, json.dumps({**o.to_json(), "log": []}))
+            (o.path, json.dumps({**_outcome_json(o), "log": []}))
             for o in outcomes
             if o.state is not NotebookState.REMOVED
         )
@@ -480,7 +481,7 @@ class Store:
             rows = await self._rows(
                 "SELECT record FROM notebooks WHERE project = ? ORDER BY path", (project,)
             )
-        return [NotebookOutcome.from_json(json.loads(row["record"])) for row in rows]
+        return [_outcome(json.loads(row["record"])) for row in rows]
 
     # -- statements --------------------------------------------------------------------------
 
@@ -507,8 +508,8 @@ def _job(row: aiosqlite.Row) -> JobRecord:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         commit=row["commit_sha"],
-        notebooks=[NotebookOutcome.from_json(n) for n in json.loads(row["notebooks"])],
-        error=JobError.from_json(json.loads(row["error"])) if row["error"] else None,
+        notebooks=[_outcome(n) for n in json.loads(row["notebooks"])],
+        error=_error(json.loads(row["error"])) if row["error"] else None,
         origin=JobOrigin(row["origin"]),
         params=json.loads(row["params"]),
         result=json.loads(row["result"]),
@@ -552,4 +553,46 @@ def _volume(row: aiosqlite.Row) -> WorkVolume:
         created_at=row["created_at"],
         used_at=row["used_at"],
         node=row["node"],
+    )
+
+
+# How outcomes and errors are kept in the rows (JSON; written by earlier versions too).
+
+
+def _outcome_json(outcome: NotebookOutcome) -> dict[str, Any]:
+    return {
+        "name": outcome.path,
+        "project": outcome.project,
+        "url": outcome.url,
+        "state": str(outcome.state),
+        "action": str(outcome.action),
+        "image": outcome.image,
+        "commit": outcome.commit,
+        "reason": outcome.reason or None,
+        "message": outcome.message or None,
+        "log": outcome.log,
+    }
+
+
+def _outcome(data: dict[str, Any]) -> NotebookOutcome:
+    return NotebookOutcome(
+        project=data["project"],
+        path=data["name"],
+        state=NotebookState(data["state"]),
+        action=NotebookAction(data["action"]),
+        url=data.get("url") or "",
+        image=data.get("image") or "",
+        commit=data.get("commit") or "",
+        reason=data.get("reason") or "",
+        message=data.get("message") or "",
+        log=list(data.get("log") or []),
+    )
+
+
+def _error(data: dict[str, Any]) -> JobError:
+    return JobError(
+        str(data.get("code", "internal_error")),
+        int(data.get("status", 500)),
+        str(data.get("message", "the job failed")),
+        data.get("detail"),
     )

@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway import naming
-from gateway.adapters.runtimes.base import ContainerState
 from gateway.errors import BadRequest, NotebookFailed, Unsatisfiable
+from gateway.models import ContainerState
 from gateway.records import ServerRecord, ServerState
 from gateway.schemas import (
     CloudStorageOption,

@@ -23,9 +23,6 @@ class CheckResult:
     message: str
     seconds: float
 
-    def to_json(self) -> dict[str, object]:
-        return {"ok": self.ok, "message": self.message, "seconds": round(self.seconds, 3)}
-
 
 class HealthChecks:
     def __init__(

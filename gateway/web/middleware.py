@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 
 from gateway import logs
 from gateway.errors import GatewayError, RateLimited, RequestTimeout
+from gateway.schemas import ErrorBody, ErrorEnvelope
 from gateway.web.keys import RATE_LIMITER, REDACT, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     redact = request.app[REDACT]
-    body = json.dumps({"error": {"code": code, "message": message, "detail": detail}})
+    envelope = ErrorEnvelope(error=ErrorBody(code=code, message=message, detail=detail))
+    body = json.dumps(envelope.model_dump(mode="json"))
     return web.Response(
         status=status, text=redact(body), content_type="application/json", headers=headers
     )

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.adapters.runtimes.base import ContainerState
 from gateway.errors import BadRequest, Unsatisfiable
+from gateway.models import ContainerState
 from gateway.records import ServerState
 from gateway.schemas import ServerRequest, parse
 from gateway.servers.policy import choose, options, server_status

@@ -18,7 +18,7 @@ import aiohttp
 
 from gateway import naming
 from gateway.errors import DockerError
-from gateway.models import Launch, RunningNotebook, RunningServer, Usage
+from gateway.models import ContainerState, Launch, RunningNotebook, RunningServer, Usage
 from gateway.publish.dockerfile import WORKDIR
 from gateway.traefik import token_labels
 
@@ -29,21 +29,6 @@ log = logging.getLogger(__name__)
 
 VOLUME_SIZES_TTL = 60.0
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError)
-
-
-@dataclass(frozen=True)
-class ContainerState:
-    status: str  # created, running, restarting, exited, dead, unplaced (Swarm: no node), ...
-    running: bool
-    exit_code: int
-    oom_killed: bool
-    restart_count: int  # failed runs since it was started or last updated
-    error: str
-
-    def describe(self) -> str:
-        if self.status in ("exited", "dead"):
-            return f"{self.status} with code {self.exit_code}"
-        return self.status
 
 
 @dataclass(frozen=True)

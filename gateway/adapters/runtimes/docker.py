@@ -18,7 +18,6 @@ from gateway.adapters.images import engine_call, log_lines
 from gateway.adapters.runtimes.base import (
     TOKEN_VARIABLE,
     Container,
-    ContainerState,
     Handover,
     Runtime,
     new_token,
@@ -28,7 +27,7 @@ from gateway.adapters.runtimes.base import (
 )
 from gateway.adapters.runtimes.index import WorkloadIndex
 from gateway.errors import DockerError, NotebookFailed
-from gateway.models import Launch
+from gateway.models import ContainerState, Launch
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ from gateway.adapters.registry import RegistryAuth
 from gateway.adapters.runtimes.base import (
     TOKEN_VARIABLE,
     Container,
-    ContainerState,
     Handover,
     Runtime,
     new_token,
@@ -33,7 +32,7 @@ from gateway.adapters.runtimes.base import (
 )
 from gateway.adapters.runtimes.index import WorkloadIndex
 from gateway.errors import DockerError, NotebookFailed
-from gateway.models import Launch, Usage
+from gateway.models import ContainerState, Launch, Usage
 
 log = logging.getLogger(__name__)
 
