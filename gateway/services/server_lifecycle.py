@@ -259,6 +259,12 @@ class ServerLifecycle:
             await step("starting", "starting Jupyter")
             node = await self._use_volume(record)
             launch = server_launch(record, spec.image, self.settings.workloads, spec.labels, node)
+            # The same comparison as every reconcile pass: what runs of this server (nothing,
+            # unless a failed attempt left something) against what is wanted.
+            current = [c for c in await self.runtime.list_servers() if c.server == name]
+            plan = make_plan([DesiredServer(name, launch)], current)
+            for gone in plan.remove:
+                await self.runtime.remove(gone.id, graceful=False)
 
             async def started(handover: Handover) -> None:
                 # Its work area stays where the scheduler put the server's first task.
@@ -269,9 +275,11 @@ class ServerLifecycle:
                     await self.store.set_volume_node(record.volume, where)
                 await step("answering", "waiting for Jupyter to answer")
 
-            rolled = await self.rollout.roll(launch, "user", started=started)
-            if rolled.failure is not None:
-                raise rolled.failure
+            for item in plan.deploy:  # none when it runs as wanted already
+                replaced = [c.id for c in item.replaces]
+                rolled = await self.rollout.roll(launch, "user", replaced, started=started)
+                if rolled.failure is not None:
+                    raise rolled.failure
             lines.append(f"answering at {record.url}")
             await self.store.set_server_state(name, ServerState.RUNNING)
             if not self.runtime.pulls_from_registry:
