@@ -52,7 +52,7 @@ _MILLICORES = re.compile(r"^([0-9]*\.?[0-9]+)(m?)$")  # renku's CpuField: 0.5, "
 
 class ServerOptionsRequest(BaseModel):
     """renku's serverOptions. The processor and memory must be among those GET
-    /server_options lists; renku's other options are answered (see ServerManager.choose)."""
+    /server_options lists; renku's other options are answered (see servers/policy.choose)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -465,6 +465,7 @@ class WorkloadSettings:
     traefik_entrypoint: str
     protect_published: bool
     forward_auth_url: str
+    runtime: Literal["docker", "swarm"]  # whose Traefik provider reads the labels
 
 
 @dataclasses.dataclass(frozen=True)

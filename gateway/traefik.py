@@ -13,11 +13,17 @@ from gateway.publish.dockerfile import PORT
 
 
 def router_labels(
-    router: str, host: str, entrypoint: str, network: str, guard: tuple[str, ...] = ()
+    router: str,
+    host: str,
+    entrypoint: str,
+    network: str,
+    guard: tuple[str, ...] = (),
+    provider: Literal["docker", "swarm"] = "docker",
 ) -> dict[str, str]:
     """Route Host(host) to the container's Jupyter port, through the `guard` middlewares and
     then the container's own token middleware (see token_labels), always last. host and
-    router are DNS-safe names."""
+    router are DNS-safe names; `provider` is the Traefik provider that reads the labels (its
+    name is in the network's)."""
     prefix = f"traefik.http.routers.{router}"
     return {
         "traefik.enable": "true",
@@ -26,7 +32,7 @@ def router_labels(
         f"{prefix}.service": router,
         f"{prefix}.middlewares": ",".join([*guard, token_middleware(router)]),
         f"traefik.http.services.{router}.loadbalancer.server.port": str(PORT),
-        "traefik.docker.network": network,
+        f"traefik.{provider}.network": network,
     }
 
 

@@ -1,5 +1,5 @@
 """The Docker engine's images, through aiodocker: build, pull, push and removal. Build and push
-streams are checked for in-band errors. Where notebooks run is the runtime's (runtime.py)."""
+streams are checked for in-band errors. Where notebooks run is the runtimes' (runtimes/)."""
 
 from __future__ import annotations
 

@@ -242,7 +242,12 @@ def _routing(
         middlewares, guard = guard_labels(settings.instance, settings.forward_auth_url)
     host = naming.host_name(host_label, settings.base_domain)
     routing = router_labels(
-        router, host, settings.traefik_entrypoint, settings.docker_network, middlewares
+        router,
+        host,
+        settings.traefik_entrypoint,
+        settings.docker_network,
+        middlewares,
+        provider=settings.runtime,
     )
     return {**guard, **routing}
 

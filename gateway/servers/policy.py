@@ -176,6 +176,13 @@ def in_words(failure: NotebookFailed, record: ServerRecord) -> str:
     return f"{words}: {failure.message}"
 
 
+def notebook_host(host: str, base_domain: str) -> str | None:
+    """The label of a host under BASE_DOMAIN that may be a notebook's (a published notebook's
+    has "--" in it, a server's is the server's name); None for any other host."""
+    label, dot, domain = host.lower().partition(".")
+    return label if dot and domain == base_domain and label else None
+
+
 def compared(key: str, value: str) -> str:
     """An annotation as a GET /servers filter compares it: GitLab paths whatever their case."""
     return value.lower() if key in ("namespace", "project", "commit_sha") else value

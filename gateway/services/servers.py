@@ -208,8 +208,8 @@ class ServerManager:
 
     async def target(self, host: str) -> Target | None:
         """Who may reach this host: a published notebook (no owner) or a user's server."""
-        label, dot, domain = host.lower().partition(".")
-        if not dot or domain != self.settings.base_domain:
+        label = policy.notebook_host(host, self.settings.base_domain)
+        if label is None:
             return None
         if "--" in label:
             return Target("published")

@@ -11,8 +11,7 @@ from gateway.errors import BadRequest, Unsatisfiable
 from gateway.models import ContainerState
 from gateway.records import ServerState
 from gateway.schemas import ServerRequest, parse
-from gateway.servers.policy import choose, options, server_status
-from gateway.services.servers import ServerManager
+from gateway.servers.policy import choose, notebook_host, options, server_status
 from gateway.settings import ServerSettings, Settings
 
 SETTINGS = Settings.from_env(
@@ -196,13 +195,15 @@ def test_malformed_server_requests_are_refused(body: dict[str, Any]) -> None:
         parse(ServerRequest, body)
 
 
-async def test_hosts_belong_to_published_notebooks_or_to_recorded_servers() -> None:
-    class NoServers:
-        async def get_server(self, name: str) -> None:
-            return None
-
-    servers = ServerManager(SERVERS, None, None, None, None, None, NoServers())  # type: ignore[arg-type]
-    assert (await servers.target("intro--climate.nb.example.org")).kind == "published"  # type: ignore[union-attr]
-    assert await servers.target("alice-x-12345678-abcdef12.nb.example.org") is None
-    assert await servers.target("intro--climate.elsewhere.org") is None
-    assert await servers.target("nb.example.org") is None
+@pytest.mark.parametrize(
+    ("host", "label"),
+    [
+        ("intro--climate.nb.example.org", "intro--climate"),
+        ("Alice-x-12345678-abcdef12.NB.example.org", "alice-x-12345678-abcdef12"),
+        ("intro--climate.elsewhere.org", None),
+        ("nb.example.org", None),
+        ("x.y.nb.example.org", None),
+    ],
+)
+def test_only_hosts_right_under_the_domain_may_be_notebooks(host: str, label: str | None) -> None:
+    assert notebook_host(host, "nb.example.org") == label

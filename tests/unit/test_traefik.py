@@ -83,3 +83,12 @@ def test_swarm_config_uses_the_swarm_provider_and_polls_often(
     assert providers["swarm"]["refreshSeconds"] == "1s"
     assert main(["traefik-config", "--runtime", "docker", "--output", "-"]) == 0
     assert "docker" in tomllib.loads(capsys.readouterr().out)["providers"]
+
+
+def test_the_swarm_provider_is_told_its_network_under_its_own_name() -> None:
+    docker = router_labels("r", "h.example.org", "web", "nbnet")
+    swarm = router_labels("r", "h.example.org", "web", "nbnet", provider="swarm")
+    assert swarm["traefik.swarm.network"] == "nbnet" and "traefik.docker.network" not in swarm
+    assert {k: v for k, v in swarm.items() if "network" not in k} == {
+        k: v for k, v in docker.items() if "network" not in k
+    }

@@ -280,8 +280,6 @@ class SwarmRuntime(Runtime):
         # so `docker ps` on any node tells which gateway a container belongs to.
         token = new_token()
         labels = workload_labels(launch, token)
-        if (network := labels.pop("traefik.docker.network", None)) is not None:
-            labels["traefik.swarm.network"] = network
         ours = {k: v for k, v in labels.items() if k.startswith(naming.LABEL_PREFIX)}
         limits = launch.limits
         # A work area lives on one node: its server runs there.
