@@ -17,7 +17,7 @@ GATEWAY = ROOT / "gateway"
 PURE = ("gateway.publish", "gateway.servers")
 PURE_MODULES = (
     "models", "records", "schemas", "settings", "naming", "remotes", "references",
-    "templating", "traefik", "webhooks", "errors",
+    "templating", "traefik", "webhooks", "errors", "sessions",
 )  # fmt: skip
 # What each room may not import.
 FORBIDDEN = {
