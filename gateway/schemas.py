@@ -316,6 +316,37 @@ class Job(BaseModel):
     log: list[LogEntry] | None = None
 
 
+class JobLine(LogEntry):
+    """GET /jobs/{id}/events: a line of the job's log, as an event named by its phase."""
+
+    job: str
+    final: Literal[False]
+
+
+class JobWaiting(BaseModel):
+    """GET /jobs/{id}/events: the job was folded into a later one, followed from here on."""
+
+    job: str
+    message: str
+    final: Literal[False]
+
+
+class JobEnd(BaseModel):
+    """GET /jobs/{id}/events: the last event, with the finished job."""
+
+    job: Job
+    final: Literal[True]
+
+
+class StreamFailure(BaseModel):
+    """GET /jobs/{id}/events: the last event when the job cannot be followed (any more)."""
+
+    code: str
+    status: int
+    reason: str
+    final: Literal[True]
+
+
 class JobList(BaseModel):
     jobs: list[Job]
 

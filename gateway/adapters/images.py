@@ -5,57 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import re
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import IO, Any, ParamSpec, TypeVar
+from typing import IO, Any
 
 import aiodocker
 import aiohttp
 from aiodocker.utils import compose_auth_header
 
 from gateway import naming
+from gateway.adapters.engine import engine_call, log_lines
 from gateway.adapters.registry import RegistryAuth, registry_hostname, speaks_plain_http
 from gateway.errors import DockerError, NotebookFailed, RegistryError
 from gateway.models import BuildLimits
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def engine_call(
-    what: str,
-) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
-    """Connection failures (the engine stopped or restarted) become a DockerError, so the job
-    fails cleanly with docker_error; aiodocker only wraps errors the engine itself reports."""
-
-    def wrap(call: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-        @functools.wraps(call)
-        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            try:
-                return await call(*args, **kwargs)
-            except (aiohttp.ClientError, OSError) as exc:
-                raise DockerError(
-                    f"the Docker engine stopped answering while {what}: {exc}"
-                ) from None
-
-        return guarded
-
-    return wrap
 
 
 BUILD_LOG_TAIL = 40
 # The classic builder names the image each step produced: " ---> 1a2b3c4d5e6f".
 _LAYER = re.compile(r"^\s*---> ([0-9a-f]{12})$")
 LineSink = Callable[[str], None]
-
-
-__all__ = ["DockerEngine", "engine_call", "log_lines"]
 
 
 class DockerEngine:
@@ -412,12 +386,6 @@ class DockerEngine:
                     if exc.status not in (404, 409):
                         raise DockerError(f"cannot remove image {ref}: {exc.message}") from None
         return removed
-
-
-def log_lines(text: Any) -> list[str]:
-    if not isinstance(text, str):
-        return []
-    return [line.rstrip() for line in text.splitlines() if line.strip()]
 
 
 # How a process that cannot start another says so: fork(2) and clone(2) fail with EAGAIN.

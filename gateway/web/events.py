@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from gateway.errors import GatewayError, NotFound, Unavailable
 from gateway.records import JobState, LogLine
+from gateway.schemas import JobEnd, JobLine, JobWaiting, StreamFailure
 from gateway.web import views
 from gateway.web.auth import require_admin
 from gateway.web.handlers import job_view
@@ -80,7 +81,7 @@ async def _follow(
             return
         if job.state is JobState.COALESCED and job.covered_by:
             message = f"folded into job {job.covered_by}, which does the work"
-            await _send(stream, "waiting", {"job": job_id, "message": message, "final": False})
+            await _send(stream, "waiting", JobWaiting(job=job_id, message=message, final=False))
             job_id, after = job.covered_by, 0
             continue
         if not job.finished:
@@ -89,7 +90,7 @@ async def _follow(
                 Unavailable("the gateway is shutting down; the job resumes when it starts again"),
             )
             return
-        await _send(stream, "end", {"final": True, "job": views.dump(await job_view(request, job))})
+        await _send(stream, "end", JobEnd(job=await job_view(request, job), final=True))
         return
 
 
@@ -118,21 +119,24 @@ async def _open(request: web.Request) -> web.StreamResponse:
 
 async def _send_line(stream: web.StreamResponse, job_id: str, line: LogLine) -> int:
     entry = views.log_entry(line)
-    data = {"job": job_id, **views.dump(entry), "final": False}
-    await _send(stream, entry.phase, data, f"{job_id}:{entry.seq}")
+    event = JobLine(job=job_id, final=False, **dict(entry))
+    await _send(stream, entry.phase, event, f"{job_id}:{entry.seq}")
     return entry.seq
 
 
 async def _send_failure(stream: web.StreamResponse, exc: GatewayError) -> None:
-    data = {"final": True, "code": exc.code, "status": exc.status, "reason": exc.message}
-    await _send(stream, "failed", data)
+    await _send(
+        stream,
+        "failed",
+        StreamFailure(code=exc.code, status=exc.status, reason=exc.message, final=True),
+    )
 
 
 async def _send(
-    stream: web.StreamResponse, event: str, data: dict[str, Any], event_id: str | None = None
+    stream: web.StreamResponse, event: str, data: BaseModel, event_id: str | None = None
 ) -> None:
     lines = [f"event: {event}"]
     if event_id is not None:
         lines.append(f"id: {event_id}")
-    lines.append(f"data: {json.dumps(data, ensure_ascii=False)}")
+    lines.append(f"data: {json.dumps(views.dump(data), ensure_ascii=False)}")
     await stream.write(("\n".join(lines) + "\n\n").encode())

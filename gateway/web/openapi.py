@@ -34,6 +34,7 @@ def document(routes: Iterable[Route]) -> dict[str, Any]:
     requests = {op.body for _, op in documented if op.body is not None}
     answers = {m for _, op in documented for _, m in op.answers.values() if m is not None}
     answers.add(schemas.ErrorEnvelope)
+    answers.update(m for _, op in documented for m in op.events)
     _, definitions = models_json_schema(
         [(m, "validation") for m in sorted(requests, key=_name)]
         + [(m, "serialization") for m in sorted(answers, key=_name)],
@@ -76,6 +77,9 @@ def _operation(op: Operation) -> dict[str, Any]:
             answer: dict[str, Any] | None = _json(model)
         elif op.content:
             answer = {op.content: {"schema": {"type": "string"}}}
+            if op.events:
+                names = ", ".join(m.__name__ for m in op.events)
+                text = f"{text}; each event's data is one of {names} (components)"
         else:
             answer = None
         responses[str(status)] = {"description": text, **({"content": answer} if answer else {})}

@@ -31,6 +31,7 @@ class Operation:
     public: bool = False  # no credentials needed
     content: str = ""  # the media type of answers that are not JSON
     any_body: bool = False  # takes any JSON object (GitLab's webhook payloads)
+    events: tuple[type[BaseModel], ...] = ()  # what a server-sent event's data may be
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ ROUTES: tuple[Route, ...] = (
         "The job's progress as server-sent events, until it ends",
         {200: ("Events named by phase; the last has final: true", None)},
         errors=(401, 404), content="text/event-stream",
+        events=(schemas.JobLine, schemas.JobWaiting, schemas.JobEnd, schemas.StreamFailure),
         params=(JOB_ID, header("Last-Event-ID", False, "The last event seen, to go on after it")),
     )),
     Route("POST", "/reconcile", handlers.reconcile, Operation(

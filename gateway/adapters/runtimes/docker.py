@@ -14,7 +14,7 @@ import aiodocker
 import aiohttp
 
 from gateway import naming
-from gateway.adapters.images import engine_call, log_lines
+from gateway.adapters.engine import engine_call, log_lines
 from gateway.adapters.runtimes.base import (
     TOKEN_VARIABLE,
     Container,

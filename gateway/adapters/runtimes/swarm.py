@@ -18,7 +18,7 @@ import aiohttp
 from aiodocker.utils import compose_auth_header
 
 from gateway import naming
-from gateway.adapters.images import engine_call, log_lines
+from gateway.adapters.engine import engine_call, log_lines
 from gateway.adapters.registry import RegistryAuth
 from gateway.adapters.runtimes.base import (
     TOKEN_VARIABLE,
