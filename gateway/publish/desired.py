@@ -196,7 +196,8 @@ def desired_servers(
     """What should run for the servers recorded running whose container is there: the image
     each runs now, shaped as the current settings make it (a server is never rebuilt behind
     its user's back). `nodes`: the node that holds each work area (Swarm)."""
-    images = {c.server: c.image for c in sorted(running, key=lambda c: not c.running)}
+    # The running container last, so that its image is the one kept for its server.
+    images = {c.server: c.image for c in sorted(running, key=lambda c: c.running)}
     desired = []
     for record in records:
         if record.state is not ServerState.RUNNING or record.name not in images:

@@ -4,10 +4,16 @@ from dataclasses import replace
 from typing import Any, cast
 
 from gateway.adapters.runtimes.swarm import SwarmRuntime
-from gateway.models import ContextFile, ProjectSnapshot, RepoFile
+from gateway.models import ContextFile, ProjectSnapshot, RepoFile, RunningServer
 from gateway.publish.context_tar import write_context_tar
-from gateway.publish.desired import build_context, content_hash, desired_notebooks
+from gateway.publish.desired import (
+    build_context,
+    content_hash,
+    desired_notebooks,
+    desired_servers,
+)
 from gateway.publish.dockerfile import REQUIREMENTS
+from gateway.records import ServerRecord, ServerState
 from gateway.settings import Settings
 
 BLOBS = {"b-nb": b'{"cells": []}', "b-req": b"six\n", "b-csv": b"t,v\n", "b-sh": b"#!/bin/sh\n"}
@@ -136,3 +142,20 @@ def test_swarm_placement_is_part_of_what_runs_and_of_the_service_spec() -> None:
     pinned = replace(on_workers.launch, node="n0de1d")
     constraints = runtime._spec(pinned)["TaskTemplate"]["Placement"]["Constraints"]
     assert constraints == ["node.role==worker", "node.id==n0de1d"]
+
+
+def test_a_server_is_wanted_on_the_image_its_running_container_runs() -> None:
+    """A hand-over cut short leaves a stopped container beside the running one: the server
+    is renewed from the image it runs, whichever order the engine lists them in."""
+    record = ServerRecord(
+        name="alice-x", user_id=7, username="alice", namespace="g", project="p",
+        branch="main", commit_sha="a" * 40, notebook="", image="",
+        options={"defaultUrl": "/lab", "cpu_request": 1.0, "mem_request": "1G"},
+        state=ServerState.RUNNING, message="", url="http://alice-x.localhost/",
+        created_at="", updated_at="",
+    )  # fmt: skip
+    stopped = RunningServer("1", "old", "alice-x", "reg/x:old", 7, "exited")
+    running = RunningServer("2", "new", "alice-x", "reg/x:new", 7, "running")
+    for listed in ([stopped, running], [running, stopped]):
+        (wanted,) = desired_servers([record], listed, {}, SETTINGS.workloads)
+        assert wanted.launch.image == "reg/x:new"
