@@ -499,7 +499,6 @@ class PublishSettings:
     git_bot_name: str
     git_bot_email: str
     traefik_url: str
-    base_domain: str
     build_memory_limit: int
     build_cpu_limit: float
     build_pids_limit: int
@@ -526,7 +525,6 @@ class ServerSettings:
     public_scheme: str
     public_port: int | None
     max_servers_per_user: int
-    start_concurrency: int
     cpu_limit: float
     memory_limit: int
     server_cpu_options: tuple[float, ...]

@@ -51,6 +51,17 @@ class Deploy(Generic[D, A]):
     desired: D
     replaces: tuple[A, ...]  # removed once the new version answers
 
+    @property
+    def may_fall_back(self) -> bool:
+        """Whether what it replaces may serve again if the new version fails. One without a
+        shape was started by a gateway whose Jupyter answered anyone who reached it: it
+        never serves again."""
+        return all(old.shape for old in self.replaces)
+
+    @property
+    def replaced_ids(self) -> list[str]:
+        return [old.id for old in self.replaces]
+
 
 @dataclass(frozen=True)
 class Keep(Generic[D, A]):

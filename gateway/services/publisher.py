@@ -136,15 +136,12 @@ class Publisher:
         def starting() -> None:
             emit(ProgressEvent(Phase.STARTING, f"starting {desired.container}", desired.path))
 
-        # A previous version without a shape was started by a gateway whose Jupyter answered
-        # anyone who reached it: it never serves again, it goes.
-        fallback = all(old.shape for old in item.replaces)
         try:
             rolled = await self.rollout.roll(
                 desired.launch,
                 "published",
-                [old.id for old in item.replaces],
-                fallback=fallback,
+                item.replaced_ids,
+                fallback=item.may_fall_back,
                 announce=starting,
             )
         except NotebookFailed as failure:
@@ -153,7 +150,7 @@ class Publisher:
             await self._left_behind(item, rolled.handover.id, emit)
             emit(ProgressEvent(Phase.READY, f"answering at {desired.url}", desired.path))
             return _outcome(desired, NotebookState.RUNNING, action, desired.commit)
-        if fallback and rolled.handover.replaces:
+        if rolled.reverted:
             emit(ProgressEvent(Phase.STARTING, "brought back the previous version", desired.path))
             if await self._any_left(item.replaces):  # an admin may have stopped them all
                 # So that the outcome tells the truth.

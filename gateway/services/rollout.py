@@ -30,6 +30,7 @@ Started = Callable[[Handover], Awaitable[None]]
 class Rolled:
     handover: Handover
     failure: NotebookFailed | None  # None: it answers and has taken over
+    reverted: bool = False  # it failed, and what it replaces serves again
 
 
 class Rollout:
@@ -67,17 +68,18 @@ class Rollout:
         if started is not None:
             await started(handover)
         fallback = fallback and bool(handover.replaces)  # a Swarm service may be new after all
-        failure = await self.wait_until_answering(
+        failure = await self._wait_until_answering(
             handover.id, launch.host, launch.limits.memory, stop=not fallback
         )
         self._observe(kind, launched, ok=failure is None)
         if failure is not None and fallback:
             await self.runtime.revert(handover)
-        else:  # answering, or failed with nothing to fall back to: it keeps its logs
-            await self.runtime.complete(handover)
+            return Rolled(handover, failure, reverted=True)
+        # Answering, or failed with nothing to fall back to: it keeps its logs.
+        await self.runtime.complete(handover)
         return Rolled(handover, failure)
 
-    async def wait_until_answering(
+    async def _wait_until_answering(
         self, workload_id: str, host: str, memory_limit: int, stop: bool = True
     ) -> NotebookFailed | None:
         """Running means answering through Traefik. A workload that exits, runs out of

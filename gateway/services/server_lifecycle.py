@@ -90,10 +90,12 @@ class ServerLifecycle:
     def launch_log(self, name: str) -> list[str]:
         return list(self._launch_logs.get(name, ()))
 
+    async def containers_of(self, name: str) -> list[RunningServer]:
+        return [c for c in await self.runtime.list_servers() if c.server == name]
+
     async def remove_containers(self, name: str, forced: bool) -> None:
-        for container in await self.runtime.list_servers():
-            if container.server == name:
-                await self.runtime.remove(container.id, graceful=not forced)
+        for container in await self.containers_of(name):
+            await self.runtime.remove(container.id, graceful=not forced)
 
     async def volume_unused(self, volume: str, but: str = "") -> None:
         users = [r.name for r in await self.store.servers() if r.volume == volume and r.name != but]
@@ -165,10 +167,10 @@ class ServerLifecycle:
             if gone.server not in records:
                 log.info("removing the container of unknown server %s", gone.server)
             await self.runtime.remove(gone.id, graceful=gone.server not in records)
-        renewals = []
-        for item in plan.deploy:
+        renewals = [
             self._run(item.desired.name, self._renew(records[item.desired.name], item))
-            renewals.append(self._tasks[item.desired.name])
+            for item in plan.deploy
+        ]
         await asyncio.gather(*renewals, return_exceptions=True)
 
     async def close(self) -> None:
@@ -179,18 +181,18 @@ class ServerLifecycle:
 
     # -- the tasks ------------------------------------------------------------------------
 
-    def _run(self, key: str, work: Coroutine[Any, Any, None]) -> None:
+    def _run(self, key: str, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._tasks[key] = task
         task.add_done_callback(_forget(self._tasks, key, task))
+        return task
 
     async def _renew(
         self, record: ServerRecord, item: Deploy[DesiredServer, RunningServer]
     ) -> None:
         """One hand-over to a container shaped as the current settings make it, from the
-        image the server runs. Files changed in the old container do not come along. An old
-        container without a shape was started by a gateway whose Jupyter answered anyone who
-        reached it: it never serves again, even if its successor fails."""
+        image the server runs. Files changed in the old container do not come along; if the
+        new one fails, the old one serves on (see Deploy.may_fall_back)."""
         name = record.name
         log.info("restarting server %s with the gateway's current settings", name)
         await self.store.set_server_state(
@@ -199,14 +201,13 @@ class ServerLifecycle:
             "restarting with the gateway's current settings",
             step="answering",
         )
-        fallback = all(old.shape for old in item.replaces)
         try:
             rolled = await self.rollout.roll(
-                item.desired.launch, "user", [old.id for old in item.replaces], fallback=fallback
+                item.desired.launch, "user", item.replaced_ids, fallback=item.may_fall_back
             )
             if rolled.failure is None:
                 await self.store.set_server_state(name, ServerState.RUNNING)
-            elif fallback:
+            elif rolled.reverted:
                 await self.store.set_server_state(name, ServerState.RUNNING)
                 log.warning("server %s could not be restarted: %s", name, rolled.failure.message)
             else:
@@ -261,8 +262,7 @@ class ServerLifecycle:
             launch = server_launch(record, spec.image, self.settings.workloads, spec.labels, node)
             # The same comparison as every reconcile pass: what runs of this server (nothing,
             # unless a failed attempt left something) against what is wanted.
-            current = [c for c in await self.runtime.list_servers() if c.server == name]
-            plan = make_plan([DesiredServer(name, launch)], current)
+            plan = make_plan([DesiredServer(name, launch)], await self.containers_of(name))
             for gone in plan.remove:
                 await self.runtime.remove(gone.id, graceful=False)
 
@@ -276,8 +276,7 @@ class ServerLifecycle:
                 await step("answering", "waiting for Jupyter to answer")
 
             for item in plan.deploy:  # none when it runs as wanted already
-                replaced = [c.id for c in item.replaces]
-                rolled = await self.rollout.roll(launch, "user", replaced, started=started)
+                rolled = await self.rollout.roll(launch, "user", item.replaced_ids, started=started)
                 if rolled.failure is not None:
                     raise rolled.failure
             lines.append(f"answering at {record.url}")

@@ -200,9 +200,9 @@ class ServerManager:
         found = await self._find(who, name)
         if isinstance(found, RunningNotebook):
             return "\n".join(await self.runtime.logs_tail(found.id, max_lines))
-        container = next((c for c in await self.runtime.list_servers() if c.server == name), None)
-        if container is not None:
-            return "\n".join(await self.runtime.logs_tail(container.id, max_lines))
+        containers = await self.lifecycle.containers_of(name)
+        if containers:
+            return "\n".join(await self.runtime.logs_tail(containers[0].id, max_lines))
         launch = self.lifecycle.launch_log(name)
         return "\n".join(launch if max_lines is None else launch[-max_lines:])
 

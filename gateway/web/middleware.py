@@ -15,6 +15,7 @@ from aiohttp.typedefs import Handler
 from gateway import logs
 from gateway.errors import GatewayError, RateLimited, RequestTimeout
 from gateway.schemas import ErrorBody, ErrorEnvelope
+from gateway.web import views
 from gateway.web.keys import RATE_LIMITER, REDACT, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def error_response(
 ) -> web.Response:
     redact = request.app[REDACT]
     envelope = ErrorEnvelope(error=ErrorBody(code=code, message=message, detail=detail))
-    body = json.dumps(envelope.model_dump(mode="json"))
+    body = json.dumps(views.dump(envelope))
     return web.Response(
         status=status, text=redact(body), content_type="application/json", headers=headers
     )

@@ -43,34 +43,31 @@ class Route:
     servers_api: bool = False  # served under SERVERS_API_PREFIX too
 
 
-def query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> Any:
+def parameter(
+    where: str, name: str, description: str, schema: dict[str, Any], required: bool
+) -> dict[str, Any]:
+    """An OpenAPI parameter object."""
     return {
         "name": name,
-        "in": "query",
+        "in": where,
         "required": required,
         "schema": schema,
         "description": description,
     }
 
 
+def query(
+    name: str, schema: dict[str, Any], description: str, required: bool = False
+) -> dict[str, Any]:
+    return parameter("query", name, description, schema, required)
+
+
 def header(name: str, required: bool, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "header",
-        "required": required,
-        "schema": {"type": "string"},
-        "description": description,
-    }
+    return parameter("header", name, description, {"type": "string"}, required)
 
 
 def path_param(name: str, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string"},
-        "description": description,
-    }
+    return parameter("path", name, description, {"type": "string"}, True)
 
 
 WAIT = query("wait", {"type": "boolean"}, "Answer when the job is done (default) or at once (202)")
